@@ -1,0 +1,197 @@
+"""The TrainingSession custom resource as typed models.
+
+`crds/trainingsessions.pivot.dev.yaml` is canonical; these models mirror it field for field
+(checked by tests/unit/test_crd_schema.py). Field names are snake_case in Python and
+camelCase on the wire (`model_dump(by_alias=True)`).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "pivot.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "TrainingSession"
+PLURAL = "trainingsessions"
+SINGULAR = "trainingsession"
+SHORT_NAME = "ts"
+CRD_NAME = f"{PLURAL}.{GROUP}"
+
+# Labels the operator puts on everything it creates for a session.
+LABEL_SESSION = "pivot.dev/session"
+LABEL_COMPONENT = "pivot.dev/component"
+COMPONENT_TRAINER = "trainer"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "pivot-operator"
+
+
+class _CamelModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class Phase(StrEnum):
+    """CR phase: a summary of the conditions, written only by the operator."""
+
+    CREATED = "Created"
+    PENDING = "Pending"
+    RUNNING = "Running"
+    STOPPED = "Stopped"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+
+
+TERMINAL_PHASES = frozenset({Phase.COMPLETED, Phase.FAILED})
+
+
+class SessionStatus(StrEnum):
+    """The API's status words (the reference's TrainingSession.status, plus `pending`)."""
+
+    CREATED = "created"
+    PENDING = "pending"
+    RUNNING = "running"
+    STOPPED = "stopped"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class ConditionType(StrEnum):
+    READY = "Ready"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SUSPENDED = "Suspended"
+
+
+class ConditionReason(StrEnum):
+    POD_CREATED = "PodCreated"
+    POD_RUNNING = "PodRunning"
+    POD_SUCCEEDED = "PodSucceeded"
+    POD_FAILED = "PodFailed"
+    SUSPENDED_BY_USER = "SuspendedByUser"
+    NOT_STARTED = "NotStarted"
+
+
+class TrainingConfig(BaseModel):
+    """The training config; keys beyond these are kept (the CRD preserves unknown fields)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    epochs: int = Field(ge=1, le=100_000)
+    batch_size: int | None = Field(default=None, ge=1)
+    learning_rate: float | None = Field(default=None, gt=0)
+    seed: int | None = None
+    optimizer: str | None = None
+    scheduler: str | None = None
+
+
+class Resources(_CamelModel):
+    gpu: int | None = Field(default=None, ge=0)
+    cpu: int | str | None = None
+    memory: int | str | None = None
+
+
+class Toleration(_CamelModel):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class CheckpointPolicy(_CamelModel):
+    every_epochs: int | None = Field(default=None, ge=1)
+    keep_last: int | None = Field(default=None, ge=1)
+    keep_best: int | None = Field(default=None, ge=0)
+    metric: str | None = None
+    mode: Literal["min", "max"] | None = None
+    resume_from: str | None = None
+    grace_period_seconds: int | None = Field(default=None, ge=1)
+
+
+class TrainingSessionSpec(_CamelModel):
+    session_name: str | None = Field(default=None, max_length=253)
+    tags: list[str] | None = Field(default=None, max_length=64)
+    suspend: bool | None = None
+    image: str | None = None
+    config: TrainingConfig
+    resources: Resources | None = None
+    node_selector: dict[str, str] | None = None
+    tolerations: list[Toleration] | None = None
+    checkpoint: CheckpointPolicy | None = None
+    backoff_limit: int | None = Field(default=None, ge=0)
+    ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
+
+
+class Condition(_CamelModel):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str | None = None
+    message: str | None = None
+    last_transition_time: str | None = None
+    observed_generation: int | None = None
+
+
+class TrainingSessionStatus(_CamelModel):
+    phase: Phase | None = None
+    conditions: list[Condition] | None = None
+    current_epoch: int | None = Field(default=None, ge=0)
+    total_epochs: int | None = Field(default=None, ge=0)
+    progress: float | None = Field(default=None, ge=0, le=1)
+    latest_metrics: dict[str, float] | None = None
+    started_at: str | None = None
+    stopped_at: str | None = None
+    completed_at: str | None = None
+    pod_name: str | None = None
+    restarts: int | None = Field(default=None, ge=0)
+    message: str | None = None
+    observed_generation: int | None = None
+
+
+_PHASE_TO_STATUS = {
+    Phase.CREATED: SessionStatus.CREATED,
+    Phase.PENDING: SessionStatus.PENDING,
+    Phase.RUNNING: SessionStatus.RUNNING,
+    Phase.STOPPED: SessionStatus.STOPPED,
+    Phase.COMPLETED: SessionStatus.COMPLETED,
+    Phase.FAILED: SessionStatus.FAILED,
+}
+
+
+def api_status(phase: str | None, *, suspend: bool | None) -> SessionStatus:
+    """The one mapping from a CR's phase (and spec.suspend) to the API's status word.
+
+    A CR the operator has not reconciled yet has no phase: it is `created` while suspended
+    and `pending` once it has been asked to run.
+    """
+    if phase:
+        try:
+            return _PHASE_TO_STATUS[Phase(phase)]
+        except ValueError:
+            pass
+    return SessionStatus.CREATED if suspend else SessionStatus.PENDING
+
+
+def new_training_session(
+    name: str,
+    spec: TrainingSessionSpec,
+    *,
+    namespace: str | None = None,
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A TrainingSession manifest as the API server expects it."""
+    metadata: dict[str, Any] = {"name": name}
+    if namespace:
+        metadata["namespace"] = namespace
+    if labels:
+        metadata["labels"] = labels
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": metadata,
+        "spec": spec.model_dump(by_alias=True, exclude_none=True),
+    }

@@ -1,0 +1,19 @@
+"""The environment the operator gives a trainer pod: the trainer is configured from env alone."""
+
+from __future__ import annotations
+
+SESSION_ID = "PIVOT_SESSION_ID"
+REDIS_URL = "PIVOT_REDIS_URL"
+S3_ENDPOINT = "PIVOT_S3_ENDPOINT"
+S3_BUCKET = "PIVOT_S3_BUCKET"
+S3_REGION = "AWS_DEFAULT_REGION"
+S3_ACCESS_KEY = "AWS_ACCESS_KEY_ID"
+S3_SECRET_KEY = "AWS_SECRET_ACCESS_KEY"
+CONFIG_JSON = "PIVOT_CONFIG"
+DEVICE = "PIVOT_DEVICE"
+
+# Keys of the Secret that holds the S3 credentials.
+SECRET_ACCESS_KEY_FIELD = "access-key-id"
+SECRET_SECRET_KEY_FIELD = "secret-access-key"
+
+TRAINER_COMMAND = ["python", "-m", "pivot_trainer"]

@@ -1,0 +1,65 @@
+"""Redis keys and record formats. Every Redis key in PIVOT is built here.
+
+Keys carry the session id in a hash tag (`{...}`) so that one session's keys live on one
+Redis Cluster slot and can be read together in a pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+PREFIX = "pivot"
+
+
+def metrics_stream(session_id: str) -> str:
+    """Per-epoch metric records (one stream entry per epoch; the entry id is the event id)."""
+    return f"{PREFIX}:{{{session_id}}}:metrics"
+
+
+def events_stream(session_id: str) -> str:
+    """Trainer lifecycle events: started, checkpoint, completed, failed."""
+    return f"{PREFIX}:{{{session_id}}}:events"
+
+
+def session_keys(session_id: str) -> list[str]:
+    """Every key that belongs to one session (the operator's finalizer removes them)."""
+    return [metrics_stream(session_id), events_stream(session_id)]
+
+
+# Stream entries hold one field, `data`, with the record as JSON.
+DATA_FIELD = "data"
+
+# Names every epoch record carries besides its metrics.
+RESERVED_FIELDS = frozenset({"epoch", "timestamp"})
+
+
+def utcnow_iso() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def encode_record(record: dict[str, Any]) -> dict[str, str]:
+    """A record as stream fields. Non-finite floats become null (JSON has no NaN)."""
+    clean = {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()
+    }
+    return {DATA_FIELD: json.dumps(clean, separators=(",", ":"))}
+
+
+def decode_record(fields: dict[Any, Any]) -> dict[str, Any]:
+    raw = fields.get(DATA_FIELD, fields.get(DATA_FIELD.encode()))
+    if raw is None:
+        return {}
+    if isinstance(raw, bytes):
+        raw = raw.decode()
+    value = json.loads(raw)
+    return value if isinstance(value, dict) else {}
+
+
+def epoch_record(epoch: int, metrics: dict[str, float], timestamp: str | None = None) -> dict[str, Any]:
+    """The reference's Metrics model: epoch, timestamp and the metric values side by side."""
+    record: dict[str, Any] = {"epoch": epoch, "timestamp": timestamp or utcnow_iso()}
+    record.update({k: float(v) for k, v in metrics.items() if k not in RESERVED_FIELDS})
+    return record

@@ -8,6 +8,7 @@ camelCase on the wire (`model_dump(by_alias=True)`).
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -165,15 +166,23 @@ _PHASE_TO_STATUS = {
 def api_status(phase: str | None, *, suspend: bool | None) -> SessionStatus:
     """The one mapping from a CR's phase (and spec.suspend) to the API's status word.
 
-    A CR the operator has not reconciled yet has no phase: it is `created` while suspended
-    and `pending` once it has been asked to run.
+    spec.suspend is the user's latest word and the phase the operator's latest observation;
+    until the operator catches up, the desired state wins for the non-terminal phases: a
+    session just started reads `pending`, one just stopped reads `stopped`.
     """
-    if phase:
-        try:
-            return _PHASE_TO_STATUS[Phase(phase)]
-        except ValueError:
-            pass
-    return SessionStatus.CREATED if suspend else SessionStatus.PENDING
+    try:
+        observed = Phase(phase) if phase else None
+    except ValueError:
+        observed = None
+    if observed in TERMINAL_PHASES:
+        return _PHASE_TO_STATUS[observed]
+    if suspend:
+        if observed in (None, Phase.CREATED):
+            return SessionStatus.CREATED
+        return SessionStatus.STOPPED
+    if observed in (None, Phase.CREATED, Phase.STOPPED):
+        return SessionStatus.PENDING
+    return _PHASE_TO_STATUS[observed]
 
 
 def new_training_session(
@@ -195,3 +204,8 @@ def new_training_session(
         "metadata": metadata,
         "spec": spec.model_dump(by_alias=True, exclude_none=True),
     }
+
+
+def crd_manifest_path() -> Path:
+    """The canonical CRD file (crds/trainingsessions.pivot.dev.yaml, beside this package)."""
+    return Path(__file__).resolve().parent.parent / f"{CRD_NAME}.yaml"

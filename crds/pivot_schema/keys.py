@@ -58,8 +58,30 @@ def decode_record(fields: dict[Any, Any]) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def epoch_record(epoch: int, metrics: dict[str, float], timestamp: str | None = None) -> dict[str, Any]:
+def epoch_record(
+    epoch: int, metrics: dict[str, float], timestamp: str | None = None
+) -> dict[str, Any]:
     """The reference's Metrics model: epoch, timestamp and the metric values side by side."""
     record: dict[str, Any] = {"epoch": epoch, "timestamp": timestamp or utcnow_iso()}
     record.update({k: float(v) for k, v in metrics.items() if k not in RESERVED_FIELDS})
     return record
+
+
+# Trainer lifecycle event types (the `type` field of an events-stream record). `stopped` is
+# written when the trainer checkpoints and exits on SIGTERM (a stop, preemption or eviction).
+EVENT_STARTED = "started"
+EVENT_CHECKPOINT = "checkpoint"
+EVENT_COMPLETED = "completed"
+EVENT_FAILED = "failed"
+EVENT_STOPPED = "stopped"
+EVENT_TYPES = frozenset(
+    {EVENT_STARTED, EVENT_CHECKPOINT, EVENT_COMPLETED, EVENT_FAILED, EVENT_STOPPED}
+)
+
+# The events stream is trimmed (approximately) to this length; metrics streams are never trimmed.
+EVENTS_MAXLEN = 10_000
+
+
+def event_record(event_type: str, timestamp: str | None = None, **fields: Any) -> dict[str, Any]:
+    """A lifecycle event: `type`, `timestamp` and the event's own fields side by side."""
+    return {"type": event_type, "timestamp": timestamp or utcnow_iso(), **fields}

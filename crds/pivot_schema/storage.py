@@ -1,8 +1,8 @@
 """S3 layout and the checkpoint manifest. S3 is the truth for checkpoints.
 
-    checkpoints/<session_id>/<checkpoint_id>/model.pth
-    checkpoints/<session_id>/<checkpoint_id>/manifest.json   written last: no manifest, no checkpoint
-    checkpoints/<session_id>/latest                          text: the latest committed checkpoint id
+checkpoints/<session_id>/<checkpoint_id>/model.pth
+checkpoints/<session_id>/<checkpoint_id>/manifest.json   written last: no manifest, no checkpoint
+checkpoints/<session_id>/latest                          text: the latest committed checkpoint id
 """
 
 from __future__ import annotations
@@ -62,3 +62,10 @@ class CheckpointManifest(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     object_key: str
     created_at: str
+
+
+def partial_checkpoint_id(session_id: str, epoch: int, step: int) -> str:
+    """A checkpoint taken mid-epoch (on SIGTERM): `epoch` full epochs plus `step` batches of the
+    next one. Its manifest's `epoch` is the number of full epochs; it sorts after that epoch's
+    own checkpoint and before the next one."""
+    return f"{checkpoint_id(session_id, epoch)}s{step:06d}"

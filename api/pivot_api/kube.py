@@ -1,0 +1,270 @@
+"""Kubernetes access for the API: the client, and an informer-style cache of TrainingSessions.
+
+Reads are served from the cache (list once, then watch from that resourceVersion), so a GET
+makes no API-server call. Writes go to the API server and the object it returns is written
+through into the cache, so a read right after a write on this worker sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Iterable
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.config.config_exception import ConfigException
+
+from pivot_api.errors import ServiceUnavailableError
+from pivot_schema.crd import GROUP, PLURAL, VERSION
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+
+
+async def new_api_client(kubeconfig: str | None) -> client.ApiClient:
+    """A client from the given kubeconfig, else in-cluster config, else ~/.kube/config."""
+    configuration = client.Configuration()
+    if kubeconfig:
+        await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    else:
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except ConfigException:
+            await config.load_kube_config(client_configuration=configuration)
+    return client.ApiClient(configuration=configuration)
+
+
+def _rv(obj: Obj) -> int | None:
+    """resourceVersion as a number: opaque by contract, but etcd's revisions (and the
+    emulator's) are integers, and ordering them is what keeps stale events out."""
+    try:
+        return int(obj.get("metadata", {}).get("resourceVersion", ""))
+    except (TypeError, ValueError):
+        return None
+
+
+def _newer(candidate: Obj, current: Obj | None) -> bool:
+    if current is None:
+        return True
+    new, old = _rv(candidate), _rv(current)
+    return new is None or old is None or new >= old
+
+
+class _Gone(Exception):
+    """The watch's resourceVersion is too old (410): re-list."""
+
+
+class SessionCache:
+    """Every TrainingSession in one namespace, kept current by list + watch."""
+
+    def __init__(
+        self,
+        api: client.CustomObjectsApi,
+        namespace: str,
+        *,
+        watch_timeout_s: int = 300,
+    ) -> None:
+        self._api = api
+        self._namespace = namespace
+        self._watch_timeout_s = watch_timeout_s
+        self._objects: dict[str, Obj] = {}
+        self._synced = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.last_error: str | None = None
+
+    # ---- reads -----------------------------------------------------------------------------
+
+    @property
+    def synced(self) -> bool:
+        return self._synced.is_set()
+
+    async def wait_synced(self, within_s: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._synced.wait(), within_s)
+        return self.synced
+
+    def get(self, name: str) -> Obj | None:
+        return self._objects.get(name)
+
+    def all(self) -> list[Obj]:
+        return list(self._objects.values())
+
+    # ---- writes ----------------------------------------------------------------------------
+
+    def upsert(self, obj: Obj) -> None:
+        """Store an object unless the cache already holds a newer version of it."""
+        name = obj.get("metadata", {}).get("name")
+        if name and _newer(obj, self._objects.get(name)):
+            self._objects[name] = obj
+
+    def remove(self, obj: Obj) -> None:
+        name = obj.get("metadata", {}).get("name")
+        current = self._objects.get(name) if name else None
+        if current is not None and _newer(obj, current):
+            del self._objects[name]
+
+    def _replace(self, objects: Iterable[Obj], list_rv: int | None) -> None:
+        fresh = {o["metadata"]["name"]: o for o in objects}
+        # Keep what was written through after the list was taken.
+        for name, obj in self._objects.items():
+            rv = _rv(obj)
+            if name not in fresh and rv is not None and list_rv is not None and rv > list_rv:
+                fresh[name] = obj
+        for obj in list(fresh.values()):
+            current = self._objects.get(obj["metadata"]["name"])
+            if current is not None and not _newer(obj, current):
+                fresh[obj["metadata"]["name"]] = current
+        self._objects = fresh
+
+    # ---- the informer loop -----------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="pivot-session-informer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                rv = await self._list()
+                backoff = 0.2
+                self.last_error = None
+                while True:
+                    rv = await self._watch(rv)
+            except asyncio.CancelledError:
+                raise
+            except _Gone:
+                log.info("session watch expired (410); re-listing")
+                continue
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("session informer: %s; retrying in %.1fs", self.last_error, backoff)
+                await asyncio.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, 30.0)
+
+    async def _list(self) -> str:
+        body = await self._api.list_namespaced_custom_object(
+            GROUP, VERSION, self._namespace, PLURAL, _request_timeout=30
+        )
+        rv = body.get("metadata", {}).get("resourceVersion", "")
+        self._replace(body.get("items", []), _rv({"metadata": {"resourceVersion": rv}}))
+        self._synced.set()
+        return rv
+
+    async def _watch(self, rv: str) -> str:
+        """One watch request; returns the resourceVersion to resume from."""
+        resp = await self._api.list_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            self._namespace,
+            PLURAL,
+            watch=True,
+            resource_version=rv,
+            allow_watch_bookmarks=True,
+            timeout_seconds=self._watch_timeout_s,
+            _preload_content=False,
+            # A silent dead connection shows up as a read timeout, then we reconnect.
+            _request_timeout=aiohttp.ClientTimeout(
+                sock_connect=10, sock_read=self._watch_timeout_s + 30
+            ),
+        )
+        try:
+            # Unpreloaded responses are not status-checked by the client.
+            if resp.status == 410:
+                raise _Gone()
+            if not 200 <= resp.status < 300:
+                raise ApiException(status=resp.status, reason=resp.reason)
+            while True:
+                line = await resp.content.readline()
+                if not line:
+                    return rv
+                event = json.loads(line)
+                kind, obj = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        raise _Gone()
+                    raise ApiException(status=obj.get("code"), reason=obj.get("message"))
+                rv = obj.get("metadata", {}).get("resourceVersion") or rv
+                if kind in ("ADDED", "MODIFIED"):
+                    self.upsert(obj)
+                elif kind == "DELETED":
+                    self.remove(obj)
+        finally:
+            resp.release()
+
+
+def _unreachable(exc: Exception) -> ServiceUnavailableError:
+    return ServiceUnavailableError(
+        "the Kubernetes API server is unreachable", {"reason": f"{type(exc).__name__}: {exc}"}
+    )
+
+
+class SessionWriter:
+    """The write side: create and patch TrainingSessions on the API server.
+
+    An unreachable API server is a 503; answers from it (ApiException) go to the caller.
+    """
+
+    def __init__(self, api: client.CustomObjectsApi, namespace: str, cache: SessionCache) -> None:
+        self._api = api
+        self._namespace = namespace
+        self._cache = cache
+
+    @property
+    def namespace(self) -> str:
+        return self._namespace
+
+    async def create(self, body: Obj) -> Obj:
+        try:
+            obj = await self._api.create_namespaced_custom_object(
+                GROUP, VERSION, self._namespace, PLURAL, body, _request_timeout=30
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _unreachable(exc) from exc
+        self._cache.upsert(obj)
+        return obj
+
+    async def get(self, name: str) -> Obj | None:
+        """A fresh read from the API server (None when absent), written into the cache."""
+        try:
+            obj = await self._api.get_namespaced_custom_object(
+                GROUP, VERSION, self._namespace, PLURAL, name, _request_timeout=30
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _unreachable(exc) from exc
+        self._cache.upsert(obj)
+        return obj
+
+    async def patch(self, name: str, patch: Obj) -> Obj:
+        try:
+            obj = await self._api.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                self._namespace,
+                PLURAL,
+                name,
+                patch,
+                _content_type="application/merge-patch+json",  # type: ignore[call-arg]
+                _request_timeout=30,
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _unreachable(exc) from exc
+        self._cache.upsert(obj)
+        return obj

@@ -1,0 +1,123 @@
+"""Metric records: the trainer's per-epoch Redis Stream, read back for the API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from pivot_api.errors import ServiceUnavailableError, ValidationError
+from pivot_api.models import MetricHistory, MetricRecord, SessionMetrics
+from pivot_api.services.sessions import SessionService
+from pivot_schema import keys
+
+# Entries read per round trip when scanning a stream.
+_PAGE = 1000
+
+
+def _exclusive(stream_id: bytes | str | None) -> str:
+    text = stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)
+    return "(" + text
+
+
+class MetricsService:
+    def __init__(self, redis: Redis, sessions: SessionService) -> None:
+        self._redis = redis
+        self._sessions = sessions
+
+    async def _newest_first(self, key: str) -> AsyncIterator[dict[str, Any]]:
+        upper = "+"
+        while True:
+            entries = await self._redis.xrevrange(key, max=upper, min="-", count=_PAGE) or []
+            for _, fields in entries:
+                yield keys.decode_record(fields or {})
+            if len(entries) < _PAGE:
+                return
+            upper = _exclusive(entries[-1][0])
+
+    async def _oldest_first(self, key: str) -> AsyncIterator[dict[str, Any]]:
+        lower = "-"
+        while True:
+            entries = await self._redis.xrange(key, min=lower, max="+", count=_PAGE) or []
+            for _, fields in entries:
+                yield keys.decode_record(fields or {})
+            if len(entries) < _PAGE:
+                return
+            lower = _exclusive(entries[-1][0])
+
+    async def records(
+        self, session_id: str, *, metric_name: str | None, limit: int
+    ) -> SessionMetrics:
+        """The session's latest `limit` records, oldest first; with `metric_name`, only the
+        records that carry it, each reduced to epoch, timestamp and that metric."""
+        await self._sessions.lookup(session_id)
+        found: list[dict[str, Any]] = []
+        try:
+            async for record in self._newest_first(keys.metrics_stream(session_id)):
+                if not isinstance(record.get("epoch"), int):
+                    continue
+                if metric_name is not None:
+                    if metric_name not in record:
+                        continue
+                    record = {
+                        "epoch": record["epoch"],
+                        "timestamp": record.get("timestamp"),
+                        metric_name: record[metric_name],
+                    }
+                found.append(record)
+                if len(found) >= limit:
+                    break
+        except RedisError as exc:
+            raise _redis_down(exc) from exc
+        found.reverse()
+        return SessionMetrics(
+            session_id=session_id, metrics=[MetricRecord.model_validate(r) for r in found]
+        )
+
+    async def history(
+        self,
+        session_id: str,
+        *,
+        metric_name: str,
+        start_epoch: int | None,
+        end_epoch: int | None,
+    ) -> MetricHistory:
+        """One metric as parallel lists, ordered by epoch. A trainer that resumed from a
+        checkpoint reports some epochs twice; the later record wins."""
+        if start_epoch is not None and end_epoch is not None and start_epoch > end_epoch:
+            raise ValidationError(
+                "start_epoch must not be greater than end_epoch",
+                {"field": "start_epoch", "start_epoch": start_epoch, "end_epoch": end_epoch},
+            )
+        await self._sessions.lookup(session_id)
+        by_epoch: dict[int, dict[str, Any]] = {}
+        try:
+            async for record in self._oldest_first(keys.metrics_stream(session_id)):
+                epoch = record.get("epoch")
+                if not isinstance(epoch, int) or not _is_number(record.get(metric_name, "")):
+                    continue
+                if start_epoch is not None and epoch < start_epoch:
+                    continue
+                if end_epoch is not None and epoch > end_epoch:
+                    continue
+                by_epoch[epoch] = record
+        except RedisError as exc:
+            raise _redis_down(exc) from exc
+        epochs = sorted(by_epoch)
+        return MetricHistory(
+            metric_name=metric_name,
+            values=[by_epoch[e][metric_name] for e in epochs],
+            epochs=epochs,
+            timestamps=[by_epoch[e].get("timestamp") for e in epochs],
+        )
+
+
+def _is_number(value: object) -> bool:
+    """A metric value: a number, or None for a non-finite one (JSON has no NaN)."""
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def _redis_down(exc: RedisError) -> ServiceUnavailableError:
+    return ServiceUnavailableError("the metrics store is unavailable", {"reason": str(exc)})

@@ -1,0 +1,131 @@
+"""KubeEmulator: the store and HTTP server, started and stopped together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from .server import ApiServer, load_manifests
+from .store import Store
+
+
+class KubeEmulator:
+    """An in-memory Kubernetes API server over HTTP. It has no auth: keep it on loopback."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        crds: Sequence[Path | str] = (),
+        history_limit: int = 1000,
+        bookmark_interval: float = 10.0,
+        event_ttl: float = 3600.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.store = Store(history_limit=history_limit)
+        self.api = ApiServer(self.store, bookmark_interval=bookmark_interval)
+        self.event_ttl = event_ttl
+        self.kubeconfig: Path | None = None
+        self._runner: web.AppRunner | None = None
+        self._janitor: asyncio.Task[None] | None = None
+        crd_type = self.store.types[("apiextensions.k8s.io", "customresourcedefinitions")]
+        for doc in load_manifests([Path(p) for p in crds]):
+            self.store.create(crd_type, None, doc)
+
+    def set_log_source(self, source: Callable[[str, str, str], Path | None] | None) -> None:
+        """Serve pods/log (`kubectl logs`) from files: source(namespace, pod, container)."""
+        self.api.log_source = source
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.api.app(), access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server
+        if self.port == 0 and server is not None:
+            sockets = getattr(server, "sockets", None) or []
+            self.port = sockets[0].getsockname()[1]
+        self.api.address = f"{self.host}:{self.port}"
+        self._janitor = asyncio.create_task(self._expire_events())
+
+    async def _expire_events(self) -> None:
+        # Events are the one kind clients create without bound (kopf posts one per handler).
+        while True:
+            await asyncio.sleep(min(60.0, self.event_ttl / 4))
+            self.store.expire_events(self.event_ttl)
+
+    async def stop(self) -> None:
+        if self._janitor is not None:
+            self._janitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._janitor
+            self._janitor = None
+        self.api.stop_watches()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def write_kubeconfig(self, path: Path | str) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cfg: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "pivot-local", "cluster": {"server": self.url}}],
+            "users": [{"name": "pivot-local", "user": {}}],
+            "contexts": [{"name": "pivot-local", "context": {
+                "cluster": "pivot-local", "user": "pivot-local", "namespace": "default"}}],
+            "current-context": "pivot-local",
+            "preferences": {},
+        }
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        self.kubeconfig = path
+        return path
+
+
+@contextlib.contextmanager
+def run_emulator_in_thread(
+    crds: Sequence[Path | str] = (), host: str = "127.0.0.1", port: int = 0, **kwargs: Any
+) -> Iterator[KubeEmulator]:
+    """Run an emulator on its own event loop in a daemon thread, for sync code and tests."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    box: dict[str, Any] = {}
+
+    def main() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            emu = KubeEmulator(host=host, port=port, crds=crds, **kwargs)
+            loop.run_until_complete(emu.start())
+            box["emu"] = emu
+        except BaseException as e:  # surfaced to the caller's thread below
+            box["error"] = e
+            ready.set()
+            return
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(emu.stop())
+        loop.close()
+
+    thread = threading.Thread(target=main, name="kube-emulator", daemon=True)
+    thread.start()
+    ready.wait()
+    if "error" in box:
+        raise box["error"]
+    try:
+        yield box["emu"]
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)

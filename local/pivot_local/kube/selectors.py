@@ -1,0 +1,99 @@
+"""Label and field selectors with the API server's syntax."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+Predicate = Callable[[dict[str, Any]], bool]
+
+
+class SelectorError(ValueError):
+    """The selector string does not parse; the server answers 400."""
+
+
+def _split_top(expr: str) -> list[str]:
+    # Commas inside "in (a,b)" must not split requirements.
+    parts, depth, cur = [], 0, []
+    for ch in expr:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+    if cur:
+        parts.append("".join(cur).strip())
+    return [p for p in parts if p]
+
+
+_SET_RE = re.compile(r"^([^\s!=()]+)\s+(in|notin)\s+\(([^)]*)\)$")
+_EQ_RE = re.compile(r"^([^\s!=]+)\s*(==|=|!=)\s*([^\s]*)$")
+
+
+def parse_label_selector(expr: str | None) -> Predicate:
+    """Compile a label selector into a predicate on an object."""
+    if not expr:
+        return lambda _obj: True
+    checks: list[Callable[[dict[str, str]], bool]] = []
+    for req in _split_top(expr):
+        if m := _SET_RE.match(req):
+            key, op, raw = m.group(1), m.group(2), m.group(3)
+            values = {v.strip() for v in raw.split(",") if v.strip()}
+            if op == "in":
+                checks.append(lambda lb, k=key, vs=values: lb.get(k) in vs)
+            else:
+                checks.append(lambda lb, k=key, vs=values: lb.get(k) not in vs)
+        elif m := _EQ_RE.match(req):
+            key, op, val = m.group(1), m.group(2), m.group(3)
+            if op == "!=":
+                checks.append(lambda lb, k=key, v=val: lb.get(k) != v)
+            else:
+                checks.append(lambda lb, k=key, v=val: lb.get(k) == v)
+        elif req.startswith("!") and re.fullmatch(r"![^\s!=(),]+", req):
+            checks.append(lambda lb, k=req[1:]: k not in lb)
+        elif re.fullmatch(r"[^\s!=(),]+", req):
+            checks.append(lambda lb, k=req: k in lb)
+        else:
+            raise SelectorError(f"unable to parse requirement: {req!r}")
+
+    def pred(obj: dict[str, Any]) -> bool:
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        return all(c(labels) for c in checks)
+
+    return pred
+
+
+def field_value(obj: dict[str, Any], path: str) -> str:
+    """A dotted field's value as the string a field selector compares against."""
+    cur: Any = obj
+    for part in path.split("."):
+        if not isinstance(cur, dict):
+            return ""
+        cur = cur.get(part)
+    if cur is None:
+        return ""
+    if isinstance(cur, bool):
+        return "true" if cur else "false"
+    return str(cur)
+
+
+def parse_field_selector(expr: str | None) -> Predicate:
+    """Compile a field selector (=, ==, != on dotted paths) into a predicate."""
+    if not expr:
+        return lambda _obj: True
+    checks: list[tuple[str, bool, str]] = []
+    for req in _split_top(expr):
+        m = _EQ_RE.match(req)
+        if not m:
+            raise SelectorError(f"invalid field selector: {req!r}")
+        checks.append((m.group(1), m.group(2) != "!=", m.group(3)))
+
+    def pred(obj: dict[str, Any]) -> bool:
+        return all((field_value(obj, p) == v) == eq for p, eq, v in checks)
+
+    return pred

@@ -1,0 +1,215 @@
+"""CRD openAPIV3Schema: pruning and validation with the API server's error wording."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+
+_K8S_ONLY = (
+    "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-int-or-string",
+    "x-kubernetes-embedded-resource",
+    "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys",
+    "x-kubernetes-map-type",
+    "x-kubernetes-validations",
+    "nullable",
+    "format",  # the server checks few formats; leaving them out avoids false 422s
+    "example",
+    "externalDocs",
+)
+
+
+def to_json_schema(schema: Any) -> Any:
+    """Turn an OpenAPI v3.0 structural schema into a draft-4 JSON schema."""
+    if isinstance(schema, list):
+        return [to_json_schema(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _K8S_ONLY:
+            continue
+        if key in ("properties", "patternProperties", "definitions"):
+            out[key] = {k: to_json_schema(v) for k, v in value.items()}
+        elif key in ("items", "additionalProperties", "not", "allOf", "anyOf", "oneOf"):
+            out[key] = to_json_schema(value)
+        else:
+            out[key] = value
+    if schema.get("x-kubernetes-int-or-string"):
+        # The anyOf in such a schema is documentation; the type check is int-or-string.
+        out.pop("anyOf", None)
+        out["type"] = ["integer", "string"]
+    if schema.get("nullable") and "type" in out:
+        types = out["type"] if isinstance(out["type"], list) else [out["type"]]
+        out["type"] = [*types, "null"]
+        if "enum" in out:
+            out["enum"] = [*out["enum"], None]
+    return out
+
+
+def prune(value: Any, schema: dict[str, Any] | None, root: bool = False) -> Any:
+    """Drop fields the schema does not know, as a real server does on decode."""
+    if schema is None:
+        return value
+    if isinstance(value, dict):
+        if schema.get("x-kubernetes-preserve-unknown-fields") and "properties" not in schema:
+            return value
+        props: dict[str, Any] = schema.get("properties") or {}
+        addl = schema.get("additionalProperties")
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if root and k in ("apiVersion", "kind", "metadata"):
+                out[k] = v
+            elif k in props:
+                out[k] = prune(v, props[k])
+            elif isinstance(addl, dict):
+                out[k] = prune(v, addl)
+            elif addl is True or schema.get("x-kubernetes-preserve-unknown-fields"):
+                out[k] = v
+        return out
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [prune(v, schema["items"]) for v in value]
+    return value
+
+
+def unknown_fields(value: Any, schema: dict[str, Any] | None, path: str = "",
+                   root: bool = False) -> list[str]:
+    """Paths of the fields pruning would drop, for fieldValidation Strict/Warn."""
+    if schema is None:
+        return []
+    out: list[str] = []
+    if isinstance(value, dict):
+        if schema.get("x-kubernetes-preserve-unknown-fields") and "properties" not in schema:
+            return []
+        props: dict[str, Any] = schema.get("properties") or {}
+        addl = schema.get("additionalProperties")
+        for k, v in value.items():
+            sub = f"{path}.{k}" if path else k
+            if root and k in ("apiVersion", "kind", "metadata"):
+                continue
+            if k in props:
+                out.extend(unknown_fields(v, props[k], sub))
+            elif isinstance(addl, dict):
+                out.extend(unknown_fields(v, addl, sub))
+            elif not (addl is True or schema.get("x-kubernetes-preserve-unknown-fields")):
+                out.append(sub)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, v in enumerate(value):
+            out.extend(unknown_fields(v, schema["items"], f"{path}[{i}]"))
+    return out
+
+
+def _path(err: jsonschema.ValidationError) -> str:
+    out = ""
+    for p in err.absolute_path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (dict, list)):
+        return '"' + json.dumps(value, separators=(",", ":")).replace('"', '\\"') + '"'
+    return json.dumps(value)
+
+
+def _cause(err: jsonschema.ValidationError) -> dict[str, str]:
+    field = _path(err)
+    v, inst = err.validator, err.instance
+    if v == "required":
+        missing = err.message.split("'")[1] if "'" in err.message else ""
+        field = f"{field}.{missing}" if field else missing
+        return {"reason": "FieldValueRequired", "message": "Required value", "field": field}
+    if v == "enum":
+        allowed = ", ".join(_fmt(x) for x in err.validator_value)
+        return {
+            "reason": "FieldValueNotSupported",
+            "message": f"Unsupported value: {_fmt(inst)}: supported values: {allowed}",
+            "field": field,
+        }
+    if v == "type":
+        want = err.validator_value
+        want_s = " or ".join(want) if isinstance(want, list) else want
+        return {
+            "reason": "FieldValueTypeInvalid",
+            # The real server quotes the offending type, not the value, for type errors.
+            "message": f"Invalid value: {_fmt(_json_type(inst))}: {field} in body must be of "
+            f"type {want_s}: "
+            f"{_fmt(_json_type(inst))}",
+            "field": field,
+        }
+    detail = {
+        "minimum": lambda: (
+            f"should be greater than {err.schema.get('minimum')}"
+            if err.schema.get("exclusiveMinimum") is True
+            else f"should be greater than or equal to {err.validator_value}"
+        ),
+        "maximum": lambda: (
+            f"should be less than {err.schema.get('maximum')}"
+            if err.schema.get("exclusiveMaximum") is True
+            else f"should be less than or equal to {err.validator_value}"
+        ),
+        "maxLength": lambda: f"should be at most {err.validator_value} chars long",
+        "minLength": lambda: f"should be at least {err.validator_value} chars long",
+        "maxItems": lambda: f"should have at most {err.validator_value} items",
+        "minItems": lambda: f"should have at least {err.validator_value} items",
+        "pattern": lambda: f"should match '{err.validator_value}'",
+    }.get(str(v))
+    text = detail() if detail else err.message
+    reason = "FieldValueTooLong" if v in ("maxLength", "maxItems") else "FieldValueInvalid"
+    return {
+        "reason": reason,
+        "message": f"Invalid value: {_fmt(inst)}: {field} in body {text}",
+        "field": field,
+    }
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+class SchemaValidator:
+    """Validates objects of one CRD version."""
+
+    def __init__(self, openapi_schema: dict[str, Any]) -> None:
+        self.openapi = openapi_schema
+        self._validator = jsonschema.Draft4Validator(to_json_schema(openapi_schema))
+
+    def prune(self, obj: dict[str, Any]) -> dict[str, Any]:
+        pruned: dict[str, Any] = prune(obj, self.openapi, root=True)
+        return pruned
+
+    def unknown(self, obj: dict[str, Any]) -> list[str]:
+        return unknown_fields(obj, self.openapi, root=True)
+
+    def causes(self, obj: dict[str, Any]) -> list[dict[str, str]]:
+        body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
+        errors = sorted(self._validator.iter_errors(body), key=lambda e: list(e.absolute_path))
+        return [_cause(e) for e in _leaf_errors(errors)]
+
+
+def _leaf_errors(errors: list[jsonschema.ValidationError]) -> list[jsonschema.ValidationError]:
+    # anyOf failures carry their branch errors in .context; report the most specific ones.
+    out: list[jsonschema.ValidationError] = []
+    for e in errors:
+        if e.validator in ("anyOf", "oneOf") and e.context:
+            out.extend(_leaf_errors(list(e.context))[:1])
+        else:
+            out.append(e)
+    return out

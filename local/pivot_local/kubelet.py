@@ -1,0 +1,551 @@
+"""A process kubelet: runs each pod bound to its node as a local subprocess.
+
+It is the emulator's scheduler and kubelet in one: unbound pods are bound to this node via the
+`binding` subresource, then their container command runs with the pod's env (values, Secret and
+ConfigMap references, the downward API for name/namespace), logs go to a file, phase and exit
+codes are reported through the `status` subresource, and a deleted pod's process gets SIGTERM,
+then SIGKILL after the grace period, before the kubelet finalises the deletion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kubernetes_asyncio import client, config, watch
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from pivot_local.procs import spawn
+
+log = logging.getLogger("pivot.kubelet")
+
+MERGE_PATCH = "application/merge-patch+json"
+NODE_NAME = "pivot-local"
+# Host variables a "container" may need to run on this machine; nothing else leaks in.
+PASSTHROUGH_ENV = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TMPDIR",
+    "LD_LIBRARY_PATH",
+    "VIRTUAL_ENV",
+    "PYTHONPATH",
+    "CUDA_VISIBLE_DEVICES",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_CORETYPE",
+    "OPENBLAS_L2_SIZE",
+)
+
+
+async def _checked(call: Any) -> dict[str, Any]:
+    """kubernetes_asyncio does not check the status of `_preload_content=False` calls."""
+    resp = await call
+    body = await resp.read()
+    if not 200 <= resp.status < 300:
+        raise ApiException(status=resp.status, reason=resp.reason)
+    return dict(json.loads(body)) if body else {}
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _exit_code(returncode: int) -> int:
+    """Container-style exit code: death by signal N reads as 128 + N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def gpu_count() -> int:
+    if not shutil.which("nvidia-smi"):
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+
+
+@dataclass
+class _Running:
+    proc: subprocess.Popen[bytes]
+    namespace: str
+    name: str
+    started_at: str
+    log_path: Path
+    killing: bool = False
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class ProcessKubelet:
+    def __init__(
+        self,
+        kubeconfig: str | Path,
+        work_dir: str | Path,
+        *,
+        node_name: str = NODE_NAME,
+        python: str = sys.executable,
+    ):
+        self.kubeconfig = str(kubeconfig)
+        self.work_dir = Path(work_dir)
+        self.node_name = node_name
+        self.python = python
+        self.running: dict[str, _Running] = {}
+        self._finished: set[str] = set()
+        self._api: client.ApiClient | None = None
+        self._core: client.CoreV1Api | None = None
+        self._stopping = asyncio.Event()
+        self._watch_task: asyncio.Future[None] | None = None
+
+    @property
+    def core(self) -> client.CoreV1Api:
+        assert self._core is not None, "kubelet not started"
+        return self._core
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        cfg = client.Configuration()
+        await config.load_kube_config(config_file=self.kubeconfig, client_configuration=cfg)
+        self._api = client.ApiClient(cfg)
+        self._core = client.CoreV1Api(self._api)
+        try:
+            await self._register_node()
+            while not self._stopping.is_set():
+                self._watch_task = asyncio.ensure_future(self._list_and_watch())
+                try:
+                    await self._watch_task
+                except asyncio.CancelledError:
+                    if not self._stopping.is_set():
+                        raise
+                except (TimeoutError, ApiException, OSError) as exc:
+                    if self._stopping.is_set():
+                        break
+                    log.warning("pod watch broke (%s); re-listing", exc)
+                    await asyncio.sleep(0.5)
+        finally:
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Stop every pod process (SIGTERM, then SIGKILL) and close the client."""
+        self._stopping.set()
+        for running in list(self.running.values()):
+            await self._kill(running, grace=5.0)
+        self.running.clear()
+        if self._api is not None:
+            await self._api.close()
+            self._api = None
+
+    def stop(self) -> None:
+        """Ask run() to finish: it stops watching, then kills every pod process."""
+        self._stopping.set()
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+
+    async def _register_node(self) -> None:
+        cpu = os.cpu_count() or 1
+        mem_kib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 1024
+        capacity = {
+            "cpu": str(cpu),
+            "memory": f"{mem_kib}Ki",
+            "pods": "110",
+            "nvidia.com/gpu": str(gpu_count()),
+        }
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": self.node_name,
+                "labels": {
+                    "kubernetes.io/hostname": self.node_name,
+                    "kubernetes.io/os": "linux",
+                    "node.kubernetes.io/instance-type": "pivot-local",
+                },
+            },
+        }
+        with contextlib.suppress(ApiException):
+            await _checked(self.core.create_node(node, _preload_content=False))
+        status = {
+            "capacity": capacity,
+            "allocatable": capacity,
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "KubeletReady",
+                    "message": "pivot process kubelet is posting ready status",
+                    "lastHeartbeatTime": _now(),
+                    "lastTransitionTime": _now(),
+                }
+            ],
+            "nodeInfo": {"kubeletVersion": "pivot-local", "operatingSystem": "linux"},
+        }
+        await _checked(
+            self.core.patch_node_status(
+                self.node_name,
+                {"status": status},
+                _content_type=MERGE_PATCH,
+                _preload_content=False,
+            )
+        )
+
+    async def _list_and_watch(self) -> None:
+        listing = await _checked(self.core.list_pod_for_all_namespaces(_preload_content=False))
+        for pod in listing.get("items", []):
+            await self._handle(pod)
+        rv = listing["metadata"]["resourceVersion"]
+        w = watch.Watch()
+        try:
+            async for event in w.stream(
+                self.core.list_pod_for_all_namespaces,
+                resource_version=rv,
+                timeout_seconds=300,
+                allow_watch_bookmarks=True,
+            ):
+                if self._stopping.is_set():
+                    return
+                if event["type"] == "ERROR":
+                    return  # e.g. 410 Gone: re-list
+                if event["type"] in ("ADDED", "MODIFIED"):
+                    await self._handle(event["raw_object"])
+                elif event["type"] == "DELETED":
+                    uid = event["raw_object"]["metadata"].get("uid")
+                    running = self.running.get(uid)
+                    if running is not None:
+                        await self._kill(running, grace=0)
+        finally:
+            w.stop()
+
+    # -- reconciling one pod ---------------------------------------------------------------
+
+    async def _handle(self, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        spec = pod.get("spec") or {}
+        uid = meta["uid"]
+        node = spec.get("nodeName")
+        if meta.get("deletionTimestamp"):
+            if node not in (None, self.node_name):
+                return
+            running = self.running.get(uid)
+            if running is None:
+                await self._finalize_deletion(meta)
+            elif not running.killing:
+                grace = float(meta.get("deletionGracePeriodSeconds") or 30)
+                running.killing = True
+                self._spawn_task(running, self._kill_then_finalize(running, meta, grace))
+            return
+        if not node:
+            await self._bind(meta, spec)
+            return
+        if node != self.node_name:
+            return
+        phase = (pod.get("status") or {}).get("phase") or "Pending"
+        if uid in self.running or uid in self._finished:
+            return
+        if phase == "Pending":
+            await self._start(pod)
+        elif phase == "Running":
+            # Its process belonged to an earlier kubelet and died with it.
+            self._finished.add(uid)
+            await self._patch_status(
+                meta,
+                {
+                    "phase": "Failed",
+                    "reason": "ContainerLost",
+                    "message": "the process kubelet restarted and the container process is gone",
+                },
+            )
+
+    def _spawn_task(self, running: _Running, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        running.tasks.add(task)
+        task.add_done_callback(running.tasks.discard)
+
+    async def _bind(self, meta: dict[str, Any], spec: dict[str, Any]) -> None:
+        if spec.get("schedulerName") not in (None, "default-scheduler"):
+            return  # another scheduler's pod (Kueue/Volcano) stays Pending, as on a real cluster
+        body = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": self.node_name},
+        }
+        try:
+            await _checked(
+                self.core.create_namespaced_pod_binding(
+                    meta["name"], meta["namespace"], body, _preload_content=False
+                )
+            )
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                raise
+
+    async def _resolve_env(
+        self, namespace: str, pod: dict[str, Any], container: dict[str, Any]
+    ) -> dict[str, str]:
+        env = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
+        cache: dict[tuple[str, str], dict[str, str]] = {}
+
+        async def source(kind: str, name: str) -> dict[str, str]:
+            if (kind, name) not in cache:
+                if kind == "secret":
+                    secret = await _checked(
+                        self.core.read_namespaced_secret(name, namespace, _preload_content=False)
+                    )
+                    data = secret.get("data") or {}
+                    cache[(kind, name)] = {k: base64.b64decode(v).decode() for k, v in data.items()}
+                else:
+                    cm = await _checked(
+                        self.core.read_namespaced_config_map(
+                            name, namespace, _preload_content=False
+                        )
+                    )
+                    cache[(kind, name)] = cm.get("data") or {}
+            return cache[(kind, name)]
+
+        meta = pod["metadata"]
+        for item in container.get("env") or []:
+            if "value" in item:
+                env[item["name"]] = str(item["value"])
+                continue
+            ref = item.get("valueFrom") or {}
+            if "secretKeyRef" in ref:
+                r = ref["secretKeyRef"]
+                env[item["name"]] = (await source("secret", r["name"]))[r["key"]]
+            elif "configMapKeyRef" in ref:
+                r = ref["configMapKeyRef"]
+                env[item["name"]] = (await source("configmap", r["name"]))[r["key"]]
+            elif "fieldRef" in ref:
+                path = ref["fieldRef"]["fieldPath"]
+                env[item["name"]] = {
+                    "metadata.name": meta["name"],
+                    "metadata.namespace": meta["namespace"],
+                    "metadata.uid": meta["uid"],
+                    "spec.nodeName": self.node_name,
+                    "status.podIP": "127.0.0.1",
+                }.get(path, "")
+        return env
+
+    def _argv(self, container: dict[str, Any]) -> list[str]:
+        argv = [*(container.get("command") or []), *(container.get("args") or [])]
+        if not argv:
+            raise ValueError("the container has no command: images' entrypoints cannot run locally")
+        if argv[0] in ("python", "python3"):
+            argv[0] = self.python  # the image's Python is this environment's
+        return argv
+
+    async def _start(self, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        containers = (pod.get("spec") or {}).get("containers") or []
+        uid = meta["uid"]
+        if not containers:
+            return
+        container = containers[0]
+        pod_dir = self.work_dir / "pods" / f"{meta['namespace']}_{meta['name']}_{uid[:8]}"
+        pod_dir.mkdir(parents=True, exist_ok=True)
+        log_path = pod_dir / f"{container['name']}.log"
+        try:
+            env = await self._resolve_env(meta["namespace"], pod, container)
+            argv = self._argv(container)
+        except (ApiException, KeyError, ValueError) as exc:
+            # A real kubelet reports CreateContainerConfigError and keeps the pod Pending.
+            reason = "CreateContainerConfigError"
+            await self._patch_status(
+                meta,
+                {
+                    "phase": "Pending",
+                    "containerStatuses": [
+                        {
+                            "name": container["name"],
+                            "ready": False,
+                            "restartCount": 0,
+                            "image": container.get("image", ""),
+                            "imageID": "",
+                            "state": {"waiting": {"reason": reason, "message": str(exc)}},
+                        }
+                    ],
+                },
+            )
+            return
+        with open(log_path, "ab") as out:  # noqa: ASYNC230 - a local append-open, no wait
+            proc = spawn(argv, env=env, cwd=pod_dir, stdout=out, stderr=subprocess.STDOUT)
+        started = _now()
+        running = _Running(proc, meta["namespace"], meta["name"], started, log_path)
+        self.running[uid] = running
+        log.info("pod %s/%s started as pid %d", meta["namespace"], meta["name"], proc.pid)
+        await self._patch_status(
+            meta,
+            {
+                "phase": "Running",
+                "hostIP": "127.0.0.1",
+                "podIP": "127.0.0.1",
+                "startTime": started,
+                "conditions": self._conditions(ready=True),
+                "containerStatuses": [
+                    self._container_status(container, proc.pid, {"running": {"startedAt": started}})
+                ],
+            },
+        )
+        self._spawn_task(running, self._watch_exit(uid, meta, container, running))
+
+    @staticmethod
+    def _conditions(*, ready: bool) -> list[dict[str, Any]]:
+        now = _now()
+        status = "True" if ready else "False"
+        return [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+            {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+            {"type": "ContainersReady", "status": status, "lastTransitionTime": now},
+            {"type": "Ready", "status": status, "lastTransitionTime": now},
+        ]
+
+    @staticmethod
+    def _container_status(
+        container: dict[str, Any], pid: int, state: dict[str, Any]
+    ) -> dict[str, Any]:
+        return {
+            "name": container["name"],
+            "ready": "running" in state,
+            "started": "running" in state,
+            "restartCount": 0,
+            "image": container.get("image", ""),
+            "imageID": "",
+            "containerID": f"pid://{pid}",
+            "state": state,
+        }
+
+    async def _watch_exit(
+        self, uid: str, meta: dict[str, Any], container: dict[str, Any], running: _Running
+    ) -> None:
+        while running.proc.poll() is None:
+            await asyncio.sleep(0.2)
+        code = _exit_code(running.proc.returncode)
+        self._finished.add(uid)
+        self.running.pop(uid, None)
+        log.info("pod %s/%s exited with %d", running.namespace, running.name, code)
+        if running.killing:
+            return  # being deleted: the deletion, not the exit, is what happened
+        terminated = {
+            "exitCode": code,
+            "reason": "Completed" if code == 0 else "Error",
+            "startedAt": running.started_at,
+            "finishedAt": _now(),
+        }
+        if code != 0:
+            terminated["message"] = _tail(running.log_path)
+        with contextlib.suppress(ApiException):
+            await self._patch_status(
+                meta,
+                {
+                    "phase": "Succeeded" if code == 0 else "Failed",
+                    "conditions": self._conditions(ready=False),
+                    "containerStatuses": [
+                        self._container_status(
+                            container, running.proc.pid, {"terminated": terminated}
+                        )
+                    ],
+                },
+            )
+
+    async def _kill(self, running: _Running, grace: float) -> None:
+        running.killing = True
+        proc = running.proc
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            deadline = asyncio.get_running_loop().time() + grace
+            while proc.poll() is None and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.1)
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await asyncio.to_thread(proc.wait)
+
+    async def _kill_then_finalize(
+        self, running: _Running, meta: dict[str, Any], grace: float
+    ) -> None:
+        await self._kill(running, grace)
+        await self._finalize_deletion(meta)
+
+    async def _finalize_deletion(self, meta: dict[str, Any]) -> None:
+        with contextlib.suppress(ApiException):
+            await _checked(
+                self.core.delete_namespaced_pod(
+                    meta["name"],
+                    meta["namespace"],
+                    grace_period_seconds=0,
+                    body={"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}},
+                    _preload_content=False,
+                )
+            )
+
+    async def _patch_status(self, meta: dict[str, Any], status: dict[str, Any]) -> None:
+        await _checked(
+            self.core.patch_namespaced_pod_status(
+                meta["name"],
+                meta["namespace"],
+                {"status": status},
+                _content_type=MERGE_PATCH,
+                _preload_content=False,
+            )
+        )
+
+
+def _tail(path: Path, limit: int = 1024) -> str:
+    """The end of a container's log: the message of a failed container, as kubelet's
+    terminationMessagePolicy FallbackToLogsOnError gives."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - limit))
+            return fh.read().decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+@contextlib.contextmanager
+def run_kubelet_in_thread(kubeconfig: str | Path, work_dir: str | Path) -> Iterator[ProcessKubelet]:
+    """Run a kubelet on its own loop in a thread; pod processes die with that thread
+    (PR_SET_PDEATHSIG is per thread), so it lives until the context exits."""
+    loop = asyncio.new_event_loop()
+    kubelet: ProcessKubelet | None = None
+    ready = threading.Event()
+    done = threading.Event()
+
+    def main() -> None:
+        nonlocal kubelet
+        asyncio.set_event_loop(loop)
+        kubelet = ProcessKubelet(kubeconfig, work_dir)
+        ready.set()
+        try:
+            loop.run_until_complete(kubelet.run())
+        except Exception:
+            log.exception("kubelet crashed")
+        finally:
+            loop.close()
+            done.set()
+
+    thread = threading.Thread(target=main, name="pivot-kubelet", daemon=True)
+    thread.start()
+    ready.wait()
+    assert kubelet is not None
+    try:
+        yield kubelet
+    finally:
+        loop.call_soon_threadsafe(kubelet.stop)
+        done.wait(timeout=30)

@@ -1,0 +1,123 @@
+"""`pivot up`: the platform on this machine, serving until Ctrl-C; `--demo` trains a session."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+
+from pivot_local.platform import REPO_ROOT, LocalPlatform
+
+TERMINAL = {"completed", "failed", "stopped"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--demo", action="store_true", help="create and train a demo session")
+    parser.add_argument("--host", default="127.0.0.1", help="address every part listens on")
+    parser.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
+    parser.add_argument("--data-dir", default=".pivot", help="state and logs (default .pivot)")
+    parser.add_argument(
+        "--config", default="configs/train.yaml", help="demo config, relative to the repo root"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="API worker processes")
+
+
+def _print(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def run_demo(api: str, config_path: str, stop: threading.Event) -> dict[str, Any] | None:
+    """Create a session through the REST API, start it and show its progress to the end."""
+    with httpx.Client(base_url=f"{api}/api/v1", timeout=30) as http:
+        resp = http.post(
+            "/training/sessions",
+            json={"config_path": config_path, "session_name": "demo", "tags": ["demo"]},
+        )
+        resp.raise_for_status()
+        session_id = resp.json()["session_id"]
+        _print(f"created session {session_id} from {config_path}")
+        http.post(f"/training/sessions/{session_id}/start").raise_for_status()
+        _print(f"started {session_id}")
+        shown = (None, None)
+        started = time.monotonic()
+        while not stop.is_set():
+            body = http.get(f"/training/sessions/{session_id}").json()
+            status, epoch = body["status"], body.get("current_epoch") or 0
+            if (status, epoch) != shown:
+                metrics = body.get("latest_metrics") or {}
+                loss = metrics.get("val_loss")
+                tail = f"  val_loss={loss:.4f}" if isinstance(loss, int | float) else ""
+                _print(
+                    f"[{time.monotonic() - started:6.1f}s] {session_id} {status:<9} "
+                    f"epoch {epoch}/{body.get('total_epochs')}{tail}"
+                )
+                shown = (status, epoch)
+            if status in TERMINAL:
+                if status == "completed":
+                    rows = http.get(f"/training/sessions/{session_id}/metrics").json()["metrics"]
+                    if rows:
+                        last = rows[-1]
+                        summary = ", ".join(
+                            f"{k}={v:.4f}" for k, v in last.items() if isinstance(v, float)
+                        )
+                        _print(f"final metrics (epoch {last['epoch']}): {summary}")
+                else:
+                    _print(f"session ended {status}: {body.get('message')}")
+                return dict(body)
+            stop.wait(1.0)
+    return None
+
+
+def main(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    platform = LocalPlatform(
+        data_dir=Path(args.data_dir), host=args.host, api_port=args.port, api_workers=args.workers
+    )
+    _print("starting PIVOT: redis, s3, kubernetes API emulator, kubelet, operator, api ...")
+    t0 = time.monotonic()
+    try:
+        platform.start()
+    except Exception as exc:
+        _print(f"pivot up failed: {exc}")
+        return 1
+    try:
+        _print(f"PIVOT is up in {time.monotonic() - t0:.1f}s")
+        _print(f"  API        {platform.api_url}/api/v1  (docs: {platform.api_url}/docs)")
+        _print(f"  kubeconfig {platform.kubeconfig}  (kubectl --kubeconfig ... get ts)")
+        _print(f"  logs       {platform.logs}")
+        rc = 0
+        if args.demo:
+            config = args.config
+            if not (REPO_ROOT / config).exists() and not Path(config).exists():
+                _print(f"demo config {config} not found")
+                return 1
+            result = run_demo(platform.api_url, config, stop)
+            if result is not None and result["status"] != "completed":
+                rc = 1
+        if not stop.is_set():
+            _print("serving; press Ctrl-C to stop")
+            stop.wait()
+        return rc
+    finally:
+        _print("stopping PIVOT ...")
+        platform.stop()
+        _print("stopped")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="pivot up")
+    add_arguments(parser)
+    sys.exit(main(parser.parse_args()))

@@ -1,0 +1,111 @@
+"""The operator's few Kubernetes calls, in one place (and so in one RBAC list)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable
+from typing import Any
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from pivot_schema.crd import GROUP, PLURAL, VERSION
+
+MERGE_PATCH = "application/merge-patch+json"
+
+
+async def checked(call: Awaitable[Any]) -> dict[str, Any]:
+    """Await a `_preload_content=False` call: the raw response, as JSON, or ApiException.
+
+    kubernetes_asyncio skips its status check when content is not preloaded, so do it here.
+    """
+    resp = await call
+    body = await resp.read()
+    if not 200 <= resp.status < 300:
+        raise ApiException(status=resp.status, reason=resp.reason)
+    result: dict[str, Any] = json.loads(body) if body else {}
+    return result
+
+
+async def make_api_client(kubeconfig: str | None) -> client.ApiClient:
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        await config.load_kube_config(config_file=kubeconfig)
+    return client.ApiClient()
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient):
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    async def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await checked(
+                self.core.read_namespaced_pod(name, namespace, _preload_content=False)
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def create_pod(self, namespace: str, manifest: dict[str, Any]) -> dict[str, Any] | None:
+        """Create the pod; None when a pod of that name exists already (409)."""
+        try:
+            resp = await self.core.create_namespaced_pod(
+                namespace, manifest, _preload_content=False
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return None
+            raise
+        result: dict[str, Any] = await resp.json()
+        return result
+
+    async def delete_pod(self, namespace: str, name: str) -> bool:
+        try:
+            await checked(self.core.delete_namespaced_pod(name, namespace, _preload_content=False))
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def get_session(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await checked(
+                self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, name, _preload_content=False
+                )
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def patch_session_status(
+        self,
+        namespace: str,
+        name: str,
+        status: dict[str, Any],
+        *,
+        resource_version: str | None = None,
+    ) -> None:
+        """Merge-patch status; with a resourceVersion the write fails (409) if the CR moved on."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        await checked(
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                body,
+                _content_type=MERGE_PATCH,
+                _preload_content=False,
+            )
+        )

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# One entry point for the README's two commands:
+#   scripts/dev.sh demo   set up .venv, start the platform on 127.0.0.1 and train the demo session
+#   scripts/dev.sh test   set up .venv, lint, and run the whole test suite
+# Extra arguments go to `pivot up` (demo) or pytest (test).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+VENV=${PIVOT_VENV:-.venv}
+
+setup() {
+  "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+    echo "PIVOT needs Python 3.11 or newer ($PY is $("$PY" --version 2>&1))" >&2; exit 1; }
+  [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+  # Reinstall only when the dependency list changed.
+  stamp="$VENV/.pivot-installed"
+  want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    # torch first and pinned: an unpinned resolve would pull a multi-GB CUDA build.
+    "$VENV/bin/python" -c 'import torch' 2>/dev/null || "$VENV/bin/python" -m pip install -q "torch==2.13.0"
+    "$VENV/bin/python" -m pip install -q -e ".[dev]"
+    echo "$want" > "$stamp"
+  fi
+}
+
+cmd=${1:-}
+shift || true
+case "$cmd" in
+  demo)
+    setup
+    exec "$VENV/bin/pivot" up --demo "$@"
+    ;;
+  up)
+    setup
+    exec "$VENV/bin/pivot" up "$@"
+    ;;
+  test)
+    setup
+    "$VENV/bin/ruff" check .
+    exec "$VENV/bin/python" -m pytest -q "$@"
+    ;;
+  *)
+    echo "usage: scripts/dev.sh demo|up|test [args...]" >&2
+    exit 2
+    ;;
+esac

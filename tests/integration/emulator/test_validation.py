@@ -1,0 +1,110 @@
+"""The CRD's openAPIV3Schema is enforced on every write, as a real API server does."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+pytestmark = pytest.mark.integration
+
+NS = "default"
+GROUP, VERSION, PLURAL = "pivot.dev", "v1alpha1", "trainingsessions"
+MERGE = {"_content_type": "application/merge-patch+json"}
+
+
+def body(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingSession",
+            "metadata": {"name": name}, "spec": spec}
+
+
+def invalid(e: ApiException) -> dict[str, Any]:
+    assert e.status == 422, e.body
+    status: dict[str, Any] = json.loads(e.body)
+    assert status["kind"] == "Status" and status["reason"] == "Invalid"
+    return status
+
+
+@pytest.fixture
+def co(api: client.ApiClient) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api)
+
+
+@pytest.mark.parametrize(("spec", "field", "reason"), [
+    ({"config": {"epochs": 0}}, "spec.config.epochs", "FieldValueInvalid"),
+    ({"config": {"epochs": "3"}}, "spec.config.epochs", "FieldValueTypeInvalid"),
+    ({"config": {}}, "spec.config.epochs", "FieldValueRequired"),
+    ({"config": {"epochs": 1, "learning_rate": 0}}, "spec.config.learning_rate",
+     "FieldValueInvalid"),
+    ({"config": {"epochs": 1}, "checkpoint": {"mode": "median"}}, "spec.checkpoint.mode",
+     "FieldValueNotSupported"),
+    ({"config": {"epochs": 1}, "resources": {"cpu": True}}, "spec.resources.cpu", None),
+])
+async def test_create_rejects_invalid_spec(
+    co: client.CustomObjectsApi, spec: dict[str, Any], field: str, reason: str | None
+) -> None:
+    name = f"bad-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(ApiException) as ei:
+        await co.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, body(name, spec))
+    status = invalid(ei.value)
+    assert f'TrainingSession.pivot.dev "{name}" is invalid' in status["message"]
+    causes = status["details"]["causes"]
+    assert field in [c["field"] for c in causes], causes
+    if reason:
+        assert reason in [c["reason"] for c in causes]
+
+
+async def test_update_and_patch_are_validated(co: client.CustomObjectsApi) -> None:
+    name = f"val-{uuid.uuid4().hex[:8]}"
+    ts = await co.create_namespaced_custom_object(
+        GROUP, VERSION, NS, PLURAL,
+        body(name, {"config": {"epochs": 2}, "resources": {"cpu": "500m", "memory": 1024}}))
+    with pytest.raises(ApiException) as ei:
+        await co.patch_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name,
+                                                {"spec": {"config": {"epochs": 0}}}, **MERGE)
+    assert "spec.config.epochs" in invalid(ei.value)["message"]
+    ts["spec"]["config"]["epochs"] = "many"
+    with pytest.raises(ApiException) as ei:
+        await co.replace_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name, ts)
+    invalid(ei.value)
+    with pytest.raises(ApiException) as ei:
+        await co.patch_namespaced_custom_object_status(
+            GROUP, VERSION, NS, PLURAL, name, {"status": {"phase": "Exploded"}}, **MERGE)
+    status = invalid(ei.value)
+    assert status["details"]["causes"][0]["field"] == "status.phase"
+    assert "Unsupported value" in status["message"]
+    with pytest.raises(ApiException) as ei:
+        await co.patch_namespaced_custom_object_status(
+            GROUP, VERSION, NS, PLURAL, name, {"status": {"progress": 1.5}}, **MERGE)
+    invalid(ei.value)
+    ok = await co.patch_namespaced_custom_object_status(
+        GROUP, VERSION, NS, PLURAL, name,
+        {"status": {"phase": "Running", "progress": 0.5, "latestMetrics": {"val_loss": 0.1}}},
+        **MERGE)
+    assert ok["status"]["progress"] == 0.5
+    current = await co.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
+    assert current["spec"]["config"]["epochs"] == 2  # rejected writes changed nothing
+    await co.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
+
+
+async def test_unknown_fields_are_pruned_unless_preserved(co: client.CustomObjectsApi) -> None:
+    name = f"prune-{uuid.uuid4().hex[:8]}"
+    ts = await co.create_namespaced_custom_object(
+        GROUP, VERSION, NS, PLURAL,
+        body(name, {"config": {"epochs": 1, "my_knob": {"depth": 3}}, "bogus": 1}))
+    assert "bogus" not in ts["spec"]
+    assert ts["spec"]["config"]["my_knob"] == {"depth": 3}  # config preserves unknown keys
+    ts = await co.patch_namespaced_custom_object_status(
+        GROUP, VERSION, NS, PLURAL, name, {"status": {"phase": "Pending", "kopf": {"x": 1}}},
+        **MERGE)
+    assert ts["status"] == {"phase": "Pending"}
+    with pytest.raises(ApiException) as ei:
+        await co.patch_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, name, {"spec": {"bogus": 2}},
+            field_validation="Strict", **MERGE)
+    assert ei.value.status == 400 and 'unknown field \\"spec.bogus\\"' in ei.value.body
+    await co.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)

@@ -1,0 +1,324 @@
+"""`python -m pivot_trainer` end to end against real Redis and S3 servers.
+
+Each test uses its own session id; the trainer runs as a subprocess configured only by env.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+
+from pivot_local.procs import free_port
+from pivot_local.services import RedisServer, S3Server
+from pivot_schema import keys, storage
+
+pytestmark = pytest.mark.integration
+
+METRIC_NAMES = {
+    "train_loss",
+    "val_loss",
+    "train_accuracy",
+    "val_accuracy",
+    "val_dice",
+    "learning_rate",
+}
+# A few hundred milliseconds per epoch on 2 CPU cores.
+TINY: dict[str, Any] = {
+    "epochs": 3,
+    "batch_size": 16,
+    "learning_rate": 0.01,
+    "seed": 3,
+    "image_size": 16,
+    "num_train": 96,
+    "num_val": 32,
+    "base_channels": 4,
+    "checkpoint": {"metric": "val_dice", "mode": "max"},
+}
+
+
+def new_session() -> str:
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+def trainer_env(redis_url: str | None, s3: S3Server, sid: str, config: Any) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIVOT_", "AWS_"))}
+    env.update(
+        PIVOT_SESSION_ID=sid,
+        PIVOT_S3_ENDPOINT=s3.endpoint,
+        PIVOT_S3_BUCKET=s3.bucket,
+        AWS_ACCESS_KEY_ID=s3.access_key,
+        AWS_SECRET_ACCESS_KEY=s3.secret_key,
+        AWS_DEFAULT_REGION=s3.region,
+        PIVOT_CONFIG=config if isinstance(config, str) else json.dumps(config),
+        PIVOT_DEVICE="cpu",
+    )
+    if redis_url:
+        env["PIVOT_REDIS_URL"] = redis_url
+    return env
+
+
+def start(env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pivot_trainer"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def run(env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pivot_trainer"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def ok(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def stream(url: str, key: str) -> list[dict[str, Any]]:
+    client = redis.Redis.from_url(url)
+    try:
+        return [keys.decode_record(fields) for _, fields in client.xrange(key)]
+    finally:
+        client.close()
+
+
+def metrics(url: str, sid: str) -> list[dict[str, Any]]:
+    return stream(url, keys.metrics_stream(sid))
+
+
+def events(url: str, sid: str) -> list[dict[str, Any]]:
+    return stream(url, keys.events_stream(sid))
+
+
+def s3_get(s3: S3Server, key: str) -> bytes:
+    return bytes(s3.client().get_object(Bucket=s3.bucket, Key=key)["Body"].read())
+
+
+def s3_keys(s3: S3Server, sid: str) -> set[str]:
+    pages = s3.client().get_paginator("list_objects_v2")
+    found: set[str] = set()
+    for page in pages.paginate(Bucket=s3.bucket, Prefix=storage.session_prefix(sid)):
+        found |= {obj["Key"] for obj in page.get("Contents", [])}
+    return found
+
+
+def manifests(s3: S3Server, sid: str) -> dict[str, storage.CheckpointManifest]:
+    out = {}
+    for key in s3_keys(s3, sid):
+        if key.endswith("/" + storage.MANIFEST_FILE):
+            m = storage.CheckpointManifest.model_validate_json(s3_get(s3, key))
+            out[m.checkpoint_id] = m
+    return out
+
+
+def latest(s3: S3Server, sid: str) -> str:
+    return s3_get(s3, storage.latest_key(sid)).decode()
+
+
+def assert_verifies(s3: S3Server, sid: str, m: storage.CheckpointManifest) -> None:
+    assert m.object_key == storage.model_key(sid, m.checkpoint_id)
+    data = s3_get(s3, m.object_key)
+    assert len(data) == m.size_bytes
+    assert hashlib.sha256(data).hexdigest() == m.sha256
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_train_checkpoint_rerun_and_extend(redis_server: RedisServer, s3_server: S3Server) -> None:
+    sid, url = new_session(), redis_server.url
+    ok(run(trainer_env(url, s3_server, sid, TINY)))
+
+    records = metrics(url, sid)
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    for r in records:
+        assert set(r) >= METRIC_NAMES and r["timestamp"]
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+    assert 0 <= records[-1]["val_dice"] <= 1 and 0 <= records[-1]["val_accuracy"] <= 1
+
+    evs = events(url, sid)
+    assert [e["type"] for e in evs] == [
+        "started",
+        "checkpoint",
+        "checkpoint",
+        "checkpoint",
+        "completed",
+    ]
+    ids = [storage.checkpoint_id(sid, e) for e in (1, 2, 3)]
+    assert [e["checkpoint_id"] for e in evs[1:4]] == ids
+
+    found = manifests(s3_server, sid)
+    assert set(found) == set(ids)
+    for epoch, ckpt_id in enumerate(ids, start=1):
+        m = found[ckpt_id]
+        assert m.epoch == epoch and m.session_id == sid
+        assert m.metric_name == "val_dice"
+        assert m.metric_value == pytest.approx(records[epoch - 1]["val_dice"])
+        assert m.metrics["train_loss"] == pytest.approx(records[epoch - 1]["train_loss"])
+        assert_verifies(s3_server, sid, m)
+    assert found[ids[0]].is_best
+    assert latest(s3_server, sid) == ids[-1]
+
+    # A finished session does no work a second time.
+    again = ok(run(trainer_env(url, s3_server, sid, TINY)))
+    assert "already finished" in again.stdout
+    assert len(metrics(url, sid)) == 3 and len(events(url, sid)) == len(evs)
+
+    # More epochs: resume from the last one, numbering continues, nothing repeated.
+    ok(run(trainer_env(url, s3_server, sid, {**TINY, "epochs": 5})))
+    assert [r["epoch"] for r in metrics(url, sid)] == [1, 2, 3, 4, 5]
+    started = [e for e in events(url, sid) if e["type"] == "started"]
+    assert started[-1]["resumed_from"] == ids[-1] and started[-1]["epoch"] == 4
+    assert latest(s3_server, sid) == storage.checkpoint_id(sid, 5)
+
+
+def test_sigterm_checkpoints_and_resume_matches_uninterrupted(
+    redis_server: RedisServer, s3_server: S3Server
+) -> None:
+    # Epochs long enough (~0.5 s, 128 steps) that SIGTERM lands mid-epoch.
+    cfg = {**TINY, "batch_size": 8, "num_train": 1024}
+    sid, url = new_session(), redis_server.url
+    proc = start(trainer_env(url, s3_server, sid, cfg))
+    try:
+        wait_for(lambda: len(metrics(url, sid)) >= 1, 60, "the first epoch")
+        time.sleep(0.2)
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert time.monotonic() - signalled < 10
+
+    stopped = events(url, sid)[-1]
+    assert stopped["type"] == "stopped" and stopped["signal"] == "SIGTERM"
+    ckpt_id = latest(s3_server, sid)
+    assert stopped["checkpoint_id"] == ckpt_id
+    m = manifests(s3_server, sid)[ckpt_id]
+    assert_verifies(s3_server, sid, m)
+    assert m.epoch >= 1
+
+    ok(run(trainer_env(url, s3_server, sid, cfg)))
+    resumed = metrics(url, sid)
+    assert [r["epoch"] for r in resumed] == [1, 2, 3]
+
+    # Same seed, uninterrupted: the stop and mid-epoch resume changed nothing.
+    ref_sid = new_session()
+    ok(run(trainer_env(url, s3_server, ref_sid, cfg)))
+    for got, want in zip(resumed, metrics(url, ref_sid), strict=True):
+        for name in METRIC_NAMES:
+            assert got[name] == pytest.approx(want[name], rel=1e-4, abs=1e-6), (got, want)
+
+
+def test_corrupt_latest_falls_back_to_previous(
+    redis_server: RedisServer, s3_server: S3Server
+) -> None:
+    sid, url = new_session(), redis_server.url
+    ok(run(trainer_env(url, s3_server, sid, {**TINY, "epochs": 2})))
+    e1, e2 = storage.checkpoint_id(sid, 1), storage.checkpoint_id(sid, 2)
+    # Same size, one byte flipped: only the sha256 can tell.
+    data = bytearray(s3_get(s3_server, storage.model_key(sid, e2)))
+    data[len(data) // 2] ^= 0xFF
+    s3_server.client().put_object(
+        Bucket=s3_server.bucket, Key=storage.model_key(sid, e2), Body=bytes(data)
+    )
+
+    proc = ok(run(trainer_env(url, s3_server, sid, TINY)))
+    assert "sha256 mismatch" in proc.stderr
+    started = [e for e in events(url, sid) if e["type"] == "started"]
+    assert started[-1]["resumed_from"] == e1
+    # Epoch 2 was trained again but its record was already in the stream: no duplicate.
+    assert [r["epoch"] for r in metrics(url, sid)] == [1, 2, 3]
+    found = manifests(s3_server, sid)
+    assert_verifies(s3_server, sid, found[e2])
+    assert latest(s3_server, sid) == storage.checkpoint_id(sid, 3)
+
+
+def test_retention_keeps_last_and_best(redis_server: RedisServer, s3_server: S3Server) -> None:
+    sid, url = new_session(), redis_server.url
+    ck = {"metric": "val_loss", "mode": "max", "keep_last": 1, "keep_best": 1}
+    ok(run(trainer_env(url, s3_server, sid, {**TINY, "epochs": 4, "checkpoint": ck})))
+    records = metrics(url, sid)
+    best_epoch = max(records, key=lambda r: (r["val_loss"], -r["epoch"]))["epoch"]
+    want = {storage.checkpoint_id(sid, 4), storage.checkpoint_id(sid, best_epoch)}
+    assert set(manifests(s3_server, sid)) == want
+    # Nothing half-deleted is left behind: each remaining model has its manifest.
+    models = {k for k in s3_keys(s3_server, sid) if k.endswith(storage.MODEL_FILE)}
+    assert models == {storage.model_key(sid, c) for c in want}
+
+    # A config whose model does not fit the checkpoint fails loudly instead of starting over.
+    wider = {**TINY, "epochs": 5, "base_channels": 8, "checkpoint": ck}
+    proc = run(trainer_env(url, s3_server, sid, wider))
+    assert proc.returncode == 1
+    assert "does not fit this config" in proc.stderr
+    failed = events(url, sid)[-1]
+    assert failed["type"] == "failed" and "does not fit" in failed["error"]
+
+
+def test_redis_outage_buffers_records(s3_server: S3Server) -> None:
+    sid, port = new_session(), free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    proc = start(trainer_env(url, s3_server, sid, TINY))
+    server = RedisServer(port=port)
+    try:
+        # Redis comes up only after the first epoch is done and checkpointed.
+        wait_for(
+            lambda: (
+                storage.manifest_key(sid, storage.checkpoint_id(sid, 1)) in s3_keys(s3_server, sid)
+                or proc.poll() is not None
+            ),
+            60,
+            "the first checkpoint",
+        )
+        server.start()
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "redis unavailable" in err
+        assert [r["epoch"] for r in metrics(url, sid)] == [1, 2, 3]
+        types = [e["type"] for e in events(url, sid)]
+        assert types[0] == "started" and types[-1] == "completed"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("config", "needle"),
+    [
+        ({"batch_size": 8}, "'epochs' is required"),
+        ("{not json", "not valid JSON"),
+        ({"epochs": 2, "optimizer": "rmsprop"}, "'optimizer' must be one of"),
+    ],
+)
+def test_bad_config_exits_nonzero_with_one_line(
+    s3_server: S3Server, config: Any, needle: str
+) -> None:
+    proc = run(trainer_env(None, s3_server, new_session(), config), timeout=30)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], proc.stderr

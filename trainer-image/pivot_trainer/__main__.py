@@ -1,0 +1,26 @@
+"""`python -m pivot_trainer`: config errors exit 2 with one line, before torch is imported."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pivot_schema import env as env_names
+from pivot_trainer.config import ConfigError, parse_config
+from pivot_trainer.runtime import read_env
+
+
+def main() -> int:
+    try:
+        runtime = read_env()
+        cfg = parse_config(os.environ.get(env_names.CONFIG_JSON))
+    except ConfigError as exc:
+        print(f"pivot-trainer: config error: {exc}", file=sys.stderr)
+        return 2
+    from pivot_trainer.app import run
+
+    return run(cfg, runtime)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Pixel accuracy and dice, computed from counts so an epoch aggregates exactly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def dice_score(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """Dice of two binary masks; two empty masks agree perfectly (1.0)."""
+    p, t = pred.bool(), target.bool()
+    denom = int(p.sum()) + int(t.sum())
+    return 1.0 if denom == 0 else 2.0 * int((p & t).sum()) / denom
+
+
+def pixel_accuracy(pred: torch.Tensor, target: torch.Tensor) -> float:
+    return float((pred.bool() == target.bool()).float().mean())
+
+
+@dataclass
+class SegCounts:
+    """Running sums over batches: loss (sample-weighted), pixel agreement and overlap."""
+
+    loss_sum: float = 0.0
+    samples: int = 0
+    correct: int = 0
+    pixels: int = 0
+    intersection: int = 0
+    pred_pos: int = 0
+    target_pos: int = 0
+
+    def update(self, logits: torch.Tensor, targets: torch.Tensor, loss: float) -> None:
+        pred = logits.detach() > 0
+        tgt = targets.detach() > 0.5
+        n = int(targets.shape[0])
+        self.loss_sum += loss * n
+        self.samples += n
+        # One host sync for all counts (matters on GPU).
+        stats = torch.stack(
+            [(pred == tgt).sum(), (pred & tgt).sum(), pred.sum(), tgt.sum()]
+        ).tolist()
+        self.correct += int(stats[0])
+        self.pixels += tgt.numel()
+        self.intersection += int(stats[1])
+        self.pred_pos += int(stats[2])
+        self.target_pos += int(stats[3])
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / self.samples if self.samples else float("nan")
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.pixels if self.pixels else float("nan")
+
+    @property
+    def dice(self) -> float:
+        denom = self.pred_pos + self.target_pos
+        return 1.0 if denom == 0 else 2.0 * self.intersection / denom

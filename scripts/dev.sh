@@ -17,7 +17,6 @@ setup() {
   stamp="$VENV/.pivot-installed"
   want=$(sha256sum pyproject.toml | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    "$VENV/bin/python" -m pip install -q --upgrade pip
     # torch first and pinned: an unpinned resolve would pull a multi-GB CUDA build.
     "$VENV/bin/python" -c 'import torch' 2>/dev/null || "$VENV/bin/python" -m pip install -q "torch==2.13.0"
     "$VENV/bin/python" -m pip install -q -e ".[dev]"

@@ -150,6 +150,14 @@ class ProcessKubelet:
             await self._api.close()
             self._api = None
 
+    def log_path(self, namespace: str, pod: str, container: str) -> Path | None:
+        """The newest log file of a pod's container (what `kubectl logs` shows)."""
+        candidates = sorted(
+            (self.work_dir / "pods").glob(f"{namespace}_{pod}_*/{container}.log"),
+            key=lambda p: p.stat().st_mtime,
+        )
+        return candidates[-1] if candidates else None
+
     def stop(self) -> None:
         """Ask run() to finish: it stops watching, then kills every pod process."""
         self._stopping.set()

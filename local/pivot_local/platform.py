@@ -79,6 +79,7 @@ class LocalPlatform:
             self.kubelet = self._stack.enter_context(
                 run_kubelet_in_thread(self.kubeconfig, self.data_dir / "kubelet")
             )
+            self.kube.set_log_source(self.kubelet.log_path)
             self._stack.callback(self.stop_operator)
             self.start_operator()
             if self.with_api:

@@ -134,6 +134,8 @@ def test_kubectl_applied_session_runs_and_the_api_lists_it(
     assert mine[0]["session_name"] == "from-kubectl"
     table = kubectl(platform, "get", "ts", name)
     assert "Completed" in table and name in table
+    logs = kubectl(platform, "logs", f"{name}-trainer")
+    assert "epoch" in logs.lower()
 
 
 def test_stop_while_running_deletes_the_pod_and_the_trainer(

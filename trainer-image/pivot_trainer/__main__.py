@@ -17,6 +17,10 @@ def main() -> int:
     except ConfigError as exc:
         print(f"pivot-trainer: config error: {exc}", file=sys.stderr)
         return 2
+    # Before torch (and its OpenMP runtime) loads: idle OpenMP threads sleep instead of
+    # spinning. Measured on 2 shared cores: same speed alone, ~30% faster per step when
+    # another process is busy (spinning teams fight over the cores). Env overrides it.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from pivot_trainer.app import run
 
     return run(cfg, runtime)

@@ -2,8 +2,9 @@
 
 Write order: model object, then manifest (the commit point), then the `latest` pointer.
 Delete order: manifest first, so a half-deleted checkpoint never looks committed.
-Resume walks committed checkpoints newest first and takes the first whose object verifies
-(size and sha256), so a corrupt or missing newest checkpoint falls back to the one before.
+Resume starts from the checkpoint `latest` names and falls back to the newest other committed
+one whose object verifies (size and sha256), so a corrupt latest checkpoint costs an epoch,
+not the run.
 """
 
 from __future__ import annotations
@@ -103,9 +104,22 @@ class CheckpointStore:
         ok = manifest.checkpoint_id == ckpt_id and manifest.session_id == self.session_id
         return manifest if ok else None
 
+    def latest_id(self) -> str | None:
+        raw = self._get(storage.latest_key(self.session_id))
+        if raw is None:
+            return None
+        return raw.decode(errors="replace").strip() or None
+
     def verified(self) -> Iterator[tuple[CheckpointManifest, bytes]]:
-        """Committed checkpoints whose object matches its manifest, newest first."""
-        for ckpt_id in reversed(self.committed_ids()):
+        """Committed checkpoints whose object matches its manifest: the one `latest` names,
+        then the others newest first (a pointer that is missing, or names a checkpoint that
+        does not verify, falls back to the newest one that does)."""
+        newest_first = list(reversed(self.committed_ids()))
+        pointer = self.latest_id()
+        if pointer in newest_first:
+            newest_first.remove(pointer)
+            newest_first.insert(0, pointer)
+        for ckpt_id in newest_first:
             manifest = self.read_manifest(ckpt_id)
             if manifest is None:
                 print(f"pivot-trainer: skipping {ckpt_id}: unreadable manifest", file=sys.stderr)

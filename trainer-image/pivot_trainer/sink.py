@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,13 +121,19 @@ class RecordSink:
         self._backoff = self._backoff_initial
         return True
 
-    def close(self, timeout: float) -> bool:
-        """Flush with retries for at most `timeout` seconds; True when everything was sent."""
+    def close(
+        self, timeout: float, *, hurry: Callable[[], bool] | None = None, hurry_timeout: float = 3.0
+    ) -> bool:
+        """Flush with retries for at most `timeout` seconds (`hurry_timeout` from the moment
+        `hurry()` turns true, e.g. on SIGTERM); True when everything was sent."""
         deadline = time.monotonic() + timeout
         self._backoff = min(self._backoff, 1.0)  # short waits at the end: the deadline bounds it
         while True:
             if self.flush(force=True):
                 break
+            if hurry is not None and hurry():
+                deadline = min(deadline, time.monotonic() + hurry_timeout)
+                hurry = None
             wait = min(self._backoff, 2.0, deadline - time.monotonic())
             if wait <= 0:
                 break

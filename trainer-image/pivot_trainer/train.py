@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import random
 import signal
 import sys
@@ -295,8 +296,10 @@ class Trainer:
 
     def run(self) -> int:
         cfg, sid = self.cfg, self.rt.session_id
-        threads = cpu_budget()
-        torch.set_num_threads(threads)
+        # One intra-op thread per usable core; an explicit OMP_NUM_THREADS wins (torch read it).
+        if not os.environ.get("OMP_NUM_THREADS"):
+            torch.set_num_threads(cpu_budget())
+        threads = torch.get_num_threads()
         self._build()
         self._resume()
         if self.epoch >= cfg.epochs:  # only when the newest checkpoint failed to load
@@ -371,6 +374,8 @@ class Trainer:
             best_metric=self.best_value,
             checkpoint_id=self.latest_id,
         )
-        self.sink.close(FINAL_FLUSH_S)
+        self.sink.close(
+            FINAL_FLUSH_S, hurry=lambda: self.stop.requested, hurry_timeout=STOP_FLUSH_S
+        )
         print(f"pivot-trainer: session {sid} completed {cfg.epochs} epochs", flush=True)
         return EXIT_OK

@@ -7,7 +7,11 @@ from typing import Any
 
 
 class PatchError(ValueError):
-    """The patch cannot be applied; the server answers 422 (or 400 if malformed)."""
+    """The patch cannot be applied; the server answers 422."""
+
+
+class PatchFormatError(PatchError):
+    """The patch itself is malformed; the server answers 400."""
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -108,11 +112,12 @@ def _walk(doc: Any, parts: list[str]) -> Any:
 def json_patch(doc: Any, ops: Any) -> Any:
     """RFC 6902 JSON patch: add, remove, replace, move, copy, test."""
     if not isinstance(ops, list):
-        raise PatchError("JSON patch must be a list of operations")
+        raise PatchFormatError("json: cannot unmarshal object into Go value of type "
+                               "jsonpatch.Patch")
     doc = copy.deepcopy(doc)
     for op in ops:
         if not isinstance(op, dict) or "op" not in op or "path" not in op:
-            raise PatchError(f"invalid operation {op!r}")
+            raise PatchFormatError(f"invalid operation {op!r}")
         name, parts = op["op"], _pointer(op["path"])
         if name == "test":
             if _walk(doc, parts) != op.get("value"):

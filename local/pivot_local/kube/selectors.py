@@ -15,7 +15,9 @@ class SelectorError(ValueError):
 
 def _split_top(expr: str) -> list[str]:
     # Commas inside "in (a,b)" must not split requirements.
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in expr:
         if ch == "(":
             depth += 1
@@ -33,37 +35,42 @@ def _split_top(expr: str) -> list[str]:
 
 _SET_RE = re.compile(r"^([^\s!=()]+)\s+(in|notin)\s+\(([^)]*)\)$")
 _EQ_RE = re.compile(r"^([^\s!=]+)\s*(==|=|!=)\s*([^\s]*)$")
+_KEY_RE = re.compile(r"[^\s!=(),]+")
+
+
+def _holds(op: str, key: str, values: frozenset[str], labels: dict[str, str]) -> bool:
+    if op == "in":
+        return labels.get(key) in values
+    if op == "notin":
+        return labels.get(key) not in values
+    if op == "exists":
+        return key in labels
+    return key not in labels  # "!exists"
 
 
 def parse_label_selector(expr: str | None) -> Predicate:
     """Compile a label selector into a predicate on an object."""
     if not expr:
         return lambda _obj: True
-    checks: list[Callable[[dict[str, str]], bool]] = []
+    reqs: list[tuple[str, str, frozenset[str]]] = []
     for req in _split_top(expr):
         if m := _SET_RE.match(req):
-            key, op, raw = m.group(1), m.group(2), m.group(3)
-            values = {v.strip() for v in raw.split(",") if v.strip()}
-            if op == "in":
-                checks.append(lambda lb, k=key, vs=values: lb.get(k) in vs)
-            else:
-                checks.append(lambda lb, k=key, vs=values: lb.get(k) not in vs)
+            values = frozenset(v.strip() for v in m.group(3).split(",") if v.strip())
+            reqs.append((m.group(2), m.group(1), values))
         elif m := _EQ_RE.match(req):
-            key, op, val = m.group(1), m.group(2), m.group(3)
-            if op == "!=":
-                checks.append(lambda lb, k=key, v=val: lb.get(k) != v)
-            else:
-                checks.append(lambda lb, k=key, v=val: lb.get(k) == v)
-        elif req.startswith("!") and re.fullmatch(r"![^\s!=(),]+", req):
-            checks.append(lambda lb, k=req[1:]: k not in lb)
-        elif re.fullmatch(r"[^\s!=(),]+", req):
-            checks.append(lambda lb, k=req: k in lb)
+            # "a=b" is "a in (b)"; "a!=b" is "a notin (b)" (true when the label is absent).
+            reqs.append(("notin" if m.group(2) == "!=" else "in", m.group(1),
+                         frozenset([m.group(3)])))
+        elif req.startswith("!") and _KEY_RE.fullmatch(req[1:]):
+            reqs.append(("!exists", req[1:], frozenset()))
+        elif _KEY_RE.fullmatch(req):
+            reqs.append(("exists", req, frozenset()))
         else:
             raise SelectorError(f"unable to parse requirement: {req!r}")
 
     def pred(obj: dict[str, Any]) -> bool:
         labels = (obj.get("metadata") or {}).get("labels") or {}
-        return all(c(labels) for c in checks)
+        return all(_holds(op, key, values, labels) for op, key, values in reqs)
 
     return pred
 

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from . import errors, openapi
 from .errors import ApiError
-from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
+from .patch import PatchError, PatchFormatError, json_patch, merge_patch, strategic_merge_patch
 from .resources import ALL_VERBS, ResourceType
 from .selectors import SelectorError, parse_field_selector, parse_label_selector
 from .store import DeleteOptions, Obj, Store
@@ -70,7 +70,11 @@ class ApiServer:
             return await self._dispatch(request)
         except ApiError as e:
             return _error_response(e)
-        except (SelectorError, PatchError) as e:
+        except (SelectorError, PatchFormatError) as e:
+            return _error_response(errors.bad_request(str(e)))
+        except PatchError as e:
+            return _error_response(ApiError(422, "Invalid", str(e)))
+        except ValueError as e:  # e.g. a non-numeric limit or gracePeriodSeconds
             return _error_response(errors.bad_request(str(e)))
         except (ConnectionResetError, asyncio.CancelledError):
             raise
@@ -203,6 +207,11 @@ class ApiServer:
             raise self._path_not_found(request)
         method = request.method
         q = request.query
+        allowed = {None: ("GET", "POST", "PUT", "PATCH", "DELETE"),
+                   "status": ("GET", "PUT", "PATCH"), "binding": ("POST",), "log": ("GET",)}
+        if method not in allowed.get(sub, ()):
+            raise ApiError(405, "MethodNotAllowed",
+                           "the server does not allow this method on the requested resource")
         if method == "GET":
             if name is None:
                 if _truthy(q.get("watch")) and "watch" in q:
@@ -239,15 +248,17 @@ class ApiServer:
         if method == "DELETE":
             opts = await self._delete_options(request)
             if name is None:
-                items = self.store.list(rt, ns, parse_label_selector(q.get("labelSelector")),
-                                        parse_field_selector(q.get("fieldSelector")))
+                items = self.store.list_objects(
+                    rt, ns, parse_label_selector(q.get("labelSelector")),
+                    parse_field_selector(q.get("fieldSelector")))
                 for o in items:
                     m = o["metadata"]
                     with contextlib.suppress(ApiError):
                         self.store.delete(rt, m.get("namespace"), m["name"], opts)
                 return self._list_response(request, rt, version, items)
             obj = self.store.delete(rt, ns, name, opts)
-            if rt.returns_deleted:
+            still_there = (ns or "", name) in self.store.objects[rt.key]
+            if rt.returns_deleted or still_there:
                 return self._object_response(request, rt, version, obj)
             return _json_response({
                 "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
@@ -257,6 +268,12 @@ class ApiServer:
                        "the server does not allow this method on the requested resource")
 
     async def _body(self, request: web.Request) -> Any:
+        body = await self._raw_body(request)
+        if request.method in ("POST", "PUT") and not isinstance(body, dict):
+            raise errors.bad_request("the request body must be a JSON object")
+        return body
+
+    async def _raw_body(self, request: web.Request) -> Any:
         raw = await request.read()
         if not raw:
             return {}
@@ -296,7 +313,7 @@ class ApiServer:
     def _list(self, request: web.Request, rt: ResourceType, version: str,
               ns: str | None) -> web.Response:
         q = request.query
-        items = self.store.list(rt, ns, parse_label_selector(q.get("labelSelector")),
+        items = self.store.list_objects(rt, ns, parse_label_selector(q.get("labelSelector")),
                                 parse_field_selector(q.get("fieldSelector")))
         return self._list_response(request, rt, version, items)
 
@@ -341,6 +358,8 @@ class ApiServer:
             except ApiError as e:
                 if e.code != 404 or sub:
                     raise
+                if not isinstance(body, dict):
+                    raise errors.bad_request("an apply patch must be an object") from e
                 body.setdefault("metadata", {})["name"] = name
                 obj = self.store.create(rt, ns, body, dry_run="dryRun" in q,
                                         field_validation=q.get("fieldValidation", "Strict"))
@@ -429,8 +448,10 @@ class ApiServer:
         resp.enable_chunked_encoding()
         await resp.prepare(request)
         await resp.write(data)
-        offset = len(data) if not q.get("tailLines") and not q.get("limitBytes") else \
-            len(await asyncio.to_thread(_read_from, path, 0) or b"")
+        offset = len(data)
+        if q.get("tailLines") or q.get("limitBytes"):
+            whole = await asyncio.to_thread(_read_from, path, 0)
+            offset = len(whole or b"")
         # Follow until the pod is gone or has ended and the file stops growing.
         with contextlib.suppress(ConnectionResetError):
             while True:

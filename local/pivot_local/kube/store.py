@@ -11,7 +11,6 @@ import base64
 import copy
 import datetime as dt
 import random
-import re
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -20,12 +19,12 @@ from typing import Any
 
 from . import errors
 from .errors import ApiError
+from .meta import meta_causes
 from .resources import ResourceType, builtin_types, types_from_crd
 
 Obj = dict[str, Any]
 Pred = Callable[[Obj], bool]
 
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _GEN_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 
 
@@ -45,7 +44,7 @@ class WatchEvent:
 class Watcher:
     namespace: str | None
     label: Pred
-    field: Pred
+    fields: Pred
     max_queue: int
     queue: deque[tuple[str, Obj]] = field(default_factory=deque)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
@@ -56,7 +55,7 @@ class Watcher:
             return False
         if self.namespace is not None and obj["metadata"].get("namespace") != self.namespace:
             return False
-        return self.label(obj) and self.field(obj)
+        return self.label(obj) and self.fields(obj)
 
     def offer(self, ev: WatchEvent) -> None:
         if self.closed:
@@ -66,7 +65,7 @@ class Watcher:
             kind = "ADDED"
         elif ev.type == "MODIFIED" and was_in and not now_in:
             kind = "DELETED"
-        elif now_in:
+        elif now_in or (ev.type == "DELETED" and was_in):
             kind = ev.type
         else:
             return
@@ -146,7 +145,7 @@ class Store:
             raise errors.not_found(rt.qualified, name, rt.group, rt.plural)
         return obj
 
-    def list(self, rt: ResourceType, ns: str | None, label: Pred, fld: Pred) -> list[Obj]:
+    def list_objects(self, rt: ResourceType, ns: str | None, label: Pred, fld: Pred) -> list[Obj]:
         items = [
             o for (ons, _), o in self.objects[rt.key].items()
             if (ns is None or ons == ns) and label(o) and fld(o)
@@ -162,7 +161,7 @@ class Store:
         """A watcher primed with current state (since=None) or the events after `since`."""
         w = Watcher(ns, label, fld, self.watch_queue_limit)
         if since is None:
-            for obj in self.list(rt, ns, label, fld):
+            for obj in self.list_objects(rt, ns, label, fld):
                 w.queue.append(("ADDED", obj))
         else:
             if since < self.compacted[rt.key]:
@@ -213,8 +212,13 @@ class Store:
                     "the namespace of the provided object does not match the namespace sent "
                     "on the request")
             meta["namespace"] = ns
-            if ("", ns) not in self.objects[("", "namespaces")]:
+            nsobj = self.objects[("", "namespaces")].get(("", ns or ""))
+            if nsobj is None:
                 raise errors.not_found("namespaces", ns or "", "", "namespaces")
+            if nsobj["metadata"].get("deletionTimestamp") and not dry_run:
+                raise ApiError(403, "Forbidden", f"{rt.plural} \"{meta.get('name') or ''}\" is "
+                               f"forbidden: unable to create new content in namespace {ns} "
+                               "because it is being terminated")
         else:
             meta.pop("namespace", None)
         if not meta.get("name"):
@@ -226,12 +230,9 @@ class Store:
                     "reason": "FieldValueRequired", "field": "metadata.name",
                     "message": "Required value: name or generateName is required"}])
         name = meta["name"]
-        if not _DNS_SUBDOMAIN.match(name) or len(name) > 253:
-            raise errors.invalid(rt.kind, rt.group, name, [{
-                "reason": "FieldValueInvalid", "field": "metadata.name",
-                "message": f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist'
-                " of lower case alphanumeric characters, '-' or '.', and must start and end "
-                "with an alphanumeric character"}])
+        causes = meta_causes(rt.key, meta)
+        if causes:
+            raise errors.invalid(rt.kind, rt.group, name, causes)
         if (ns or "", name) in self.objects[rt.key]:
             raise errors.already_exists(rt.qualified, name, rt.group, rt.plural)
         version = _version_of(obj, rt)
@@ -242,7 +243,8 @@ class Store:
             meta.pop(k, None)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_iso()
-        meta["generation"] = 1
+        if _has_generation(rt):
+            meta["generation"] = 1
         if rt.is_custom and rt.has_status:
             obj.pop("status", None)
         self._defaults_on_create(rt, obj)
@@ -319,6 +321,9 @@ class Store:
                         "being deleted"}])
         if rt.key == ("", "pods") and subresource is None:
             _check_pod_spec_update(old, new)
+        causes = meta_causes(rt.key, new["metadata"])
+        if causes:
+            raise errors.invalid(rt.kind, rt.group, name, causes)
         new["apiVersion"] = old["apiVersion"] if "apiVersion" not in new else new["apiVersion"]
         version = _version_of(new, rt)
         new["apiVersion"] = rt.api_version(version)
@@ -326,7 +331,7 @@ class Store:
         self._fixups(rt, new)
         new = self._validate(rt, version, new, name, field_validation, warnings)
         new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
-        if _content(new) != _content(old):
+        if _has_generation(rt) and _content(new) != _content(old):
             new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
         if new == old:
             return old  # a no-op write changes nothing and emits no event, as on a real server
@@ -392,20 +397,23 @@ class Store:
                 self._emit(rt, "MODIFIED", new, obj)
                 return new
             return obj
-        if not finalizers and not grace:
+        is_ns = rt.key == ("", "namespaces")
+        if not finalizers and not grace and not is_ns:
             return self._remove(rt, obj)
         new = copy.deepcopy(obj)
         nm = new["metadata"]
         when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=grace or 0)
         nm["deletionTimestamp"] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
         nm["deletionGracePeriodSeconds"] = grace or 0
-        nm["generation"] = int(nm.get("generation", 1)) + 1
+        if _has_generation(rt):
+            nm["generation"] = int(nm.get("generation", 1)) + 1
         nm["resourceVersion"] = self._next_rv()
-        if rt.key == ("", "namespaces"):
+        if is_ns:
             new.setdefault("status", {})["phase"] = "Terminating"
         self.objects[rt.key][(ns or "", name)] = new
         self._emit(rt, "MODIFIED", new, obj)
-        if rt.key == ("", "namespaces"):
+        if is_ns:
+            # The namespace goes once its contents are gone (which finalizers may hold up).
             self._empty_namespace(name)
         return self.objects[rt.key].get((ns or "", name), new)
 
@@ -487,7 +495,8 @@ class Store:
 
     def _maybe_finish_namespace(self, ns: str) -> None:
         nsobj = self.objects[("", "namespaces")].get(("", ns))
-        if nsobj is None or not nsobj["metadata"].get("deletionTimestamp"):
+        if nsobj is None or not nsobj["metadata"].get("deletionTimestamp") \
+                or nsobj["metadata"].get("finalizers"):
             return
         if any(k[0] == ns for key, objs in self.objects.items()
                if self.types[key].namespaced for k in objs):
@@ -544,6 +553,15 @@ class Store:
         self._fixups(rt, obj)
 
     def _fixups(self, rt: ResourceType, obj: Obj) -> None:
+        if rt.key == ("", "secrets"):
+            for k, v in (obj.get("data") or {}).items():
+                try:
+                    base64.b64decode(str(v), validate=True)
+                except ValueError as e:
+                    # A real server fails to decode the body: raw strings belong in stringData.
+                    raise errors.bad_request(
+                        f'Secret in version "v1" cannot be handled as a Secret: illegal base64 '
+                        f'data in data["{k}"]') from e
         if rt.key == ("", "secrets") and "stringData" in obj:
             # The server folds the write-only stringData into data.
             data = obj.setdefault("data", {}) or {}
@@ -613,6 +631,12 @@ def _version_of(obj: Obj, rt: ResourceType) -> str:
     api_version = obj.get("apiVersion") or ""
     version = api_version.rsplit("/", 1)[-1] if api_version else ""
     return version if version in rt.versions else rt.versions[0]
+
+
+def _has_generation(rt: ResourceType) -> bool:
+    # Kinds whose server strategy tracks metadata.generation (ConfigMaps, Secrets... do not).
+    return rt.is_custom or rt.key in (("", "pods"),
+                                      ("apiextensions.k8s.io", "customresourcedefinitions"))
 
 
 def _content(obj: Obj) -> Obj:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import jsonschema
@@ -16,7 +17,6 @@ _K8S_ONLY = (
     "x-kubernetes-map-type",
     "x-kubernetes-validations",
     "nullable",
-    "format",  # the server checks few formats; leaving them out avoids false 422s
     "example",
     "externalDocs",
 )
@@ -61,6 +61,9 @@ def prune(value: Any, schema: dict[str, Any] | None, root: bool = False) -> Any:
         addl = schema.get("additionalProperties")
         out: dict[str, Any] = {}
         for k, v in value.items():
+            sub = props.get(k) if k in props else addl if isinstance(addl, dict) else None
+            if v is None and sub is not None and not sub.get("nullable"):
+                continue  # nulls of non-nullable fields are dropped, not rejected
             if root and k in ("apiVersion", "kind", "metadata"):
                 out[k] = v
             elif k in props:
@@ -72,6 +75,29 @@ def prune(value: Any, schema: dict[str, Any] | None, root: bool = False) -> Any:
         return out
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
         return [prune(v, schema["items"]) for v in value]
+    return value
+
+
+def apply_defaults(value: Any, schema: dict[str, Any] | None) -> Any:
+    """Fill in `default`s of absent properties under present objects, as the server does."""
+    if schema is None:
+        return value
+    if isinstance(value, dict):
+        out = dict(value)
+        props: dict[str, Any] = schema.get("properties") or {}
+        for k, sub in props.items():
+            if k not in out and "default" in sub:
+                out[k] = json.loads(json.dumps(sub["default"]))
+            if k in out:
+                out[k] = apply_defaults(out[k], sub)
+        addl = schema.get("additionalProperties")
+        if isinstance(addl, dict):
+            for k in out:
+                if k not in props:
+                    out[k] = apply_defaults(out[k], addl)
+        return out
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [apply_defaults(v, schema["items"]) for v in value]
     return value
 
 
@@ -142,6 +168,13 @@ def _cause(err: jsonschema.ValidationError) -> dict[str, str]:
             f"{_fmt(_json_type(inst))}",
             "field": field,
         }
+    if v == "format":
+        return {
+            "reason": "FieldValueInvalid",
+            "message": f"Invalid value: {_fmt(inst)}: {field} in body must be of type "
+            f"{err.validator_value}: {_fmt(inst)}",
+            "field": field,
+        }
     detail = {
         "minimum": lambda: (
             f"should be greater than {err.schema.get('minimum')}"
@@ -184,16 +217,33 @@ def _json_type(value: Any) -> str:
     return "object"
 
 
+_DATE_TIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:?\d{2})?$")
+# Only the formats the server enforces and that our CRDs use; others pass, as they do there.
+_FORMATS = jsonschema.FormatChecker(formats=())
+
+
+@_FORMATS.checks("date-time")
+def _is_date_time(value: object) -> bool:
+    return not isinstance(value, str) or bool(_DATE_TIME.match(value))
+
+
 class SchemaValidator:
     """Validates objects of one CRD version."""
 
     def __init__(self, openapi_schema: dict[str, Any]) -> None:
         self.openapi = openapi_schema
-        self._validator = jsonschema.Draft4Validator(to_json_schema(openapi_schema))
+        self._validator = jsonschema.Draft4Validator(to_json_schema(openapi_schema),
+                                                     format_checker=_FORMATS)
 
     def prune(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Prune unknown fields, then default absent ones (the server's order)."""
         pruned: dict[str, Any] = prune(obj, self.openapi, root=True)
-        return pruned
+        meta = pruned.get("metadata")
+        defaulted: dict[str, Any] = apply_defaults(pruned, self.openapi)
+        if meta is not None:
+            defaulted["metadata"] = meta  # metadata is the server's, never defaulted
+        return defaulted
 
     def unknown(self, obj: dict[str, Any]) -> list[str]:
         return unknown_fields(obj, self.openapi, root=True)

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_platform import TRAIN_YAML, Platform, platform_settings, serve
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from redis.asyncio import Redis
 
 from pivot_api.kube import new_api_client
+
+from .api_platform import TRAIN_YAML, Platform, platform_settings, serve
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,10 @@ import socket
 from typing import Any
 
 import pytest
-from api_platform import Platform, platform_settings, serve
 
 from pivot_schema import keys
+
+from .api_platform import Platform, platform_settings, serve
 
 pytestmark = pytest.mark.integration
 

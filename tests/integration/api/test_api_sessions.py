@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from api_platform import Platform
+
+from .api_platform import Platform
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
-from api_platform import Platform, platform_settings, serve
 
 from pivot_local.procs import free_port
+
+from .api_platform import Platform, platform_settings, serve
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ NS = "default"
 GROUP, VERSION, PLURAL = "pivot.dev", "v1alpha1", "trainingsessions"
 # CustomObjectsApi sends a dict body as a JSON patch unless told otherwise; a real server
 # answers 400 to that, and so does the emulator.
-MERGE = {"_content_type": "application/merge-patch+json"}
+MERGE = "application/merge-patch+json"
 
 
 def uniq(prefix: str) -> str:
@@ -48,10 +48,12 @@ async def gone(read: Callable[[], Awaitable[Any]]) -> bool:
 
 
 def pod_body(name: str, labels: dict[str, str] | None = None, **spec: Any) -> client.V1Pod:
+    # No scheduler owns this name, so on a real cluster the pod stays unbound (and no kubelet
+    # runs it) until the test binds it itself.
     return client.V1Pod(
         metadata=client.V1ObjectMeta(name=name, labels=labels or {}),
         spec=client.V1PodSpec(containers=[client.V1Container(name="main", image="busybox")],
-                              **spec))
+                              scheduler_name="pivot-test-no-scheduler", **spec))
 
 
 async def test_secret_and_pod_crud(api: client.ApiClient) -> None:
@@ -78,7 +80,72 @@ async def test_secret_and_pod_crud(api: client.ApiClient) -> None:
     assert read.metadata.uid == pod.metadata.uid
     deleted = await core.delete_namespaced_pod(pod.metadata.name, NS)
     assert deleted.metadata.name == pod.metadata.name  # pods come back from DELETE
-    assert await gone(lambda: core.read_namespaced_pod(pod.metadata.name, NS))
+    await eventually(lambda: gone(lambda: core.read_namespaced_pod(pod.metadata.name, NS)))
+
+
+async def test_bad_writes_are_rejected(api: client.ApiClient) -> None:
+    core = client.CoreV1Api(api)
+    with pytest.raises(ApiException) as ei:  # data holds base64; raw text goes in stringData
+        await core.create_namespaced_secret(NS, client.V1Secret(
+            metadata=client.V1ObjectMeta(name=uniq("sec")), data={"k": "not base64!"}))
+    assert ei.value.status == 400
+    co = client.CustomObjectsApi(api)
+    name = uniq("ts")
+    await co.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, ts_body(name))
+    with pytest.raises(ApiException) as ei:
+        await co.patch_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, name,
+            [{"op": "test", "path": "/spec/config/epochs", "value": 99},
+             {"op": "replace", "path": "/spec/config/epochs", "value": 4}])
+    assert ei.value.status == 422
+    with pytest.raises(ApiException) as ei:  # a dict sent as a JSON patch
+        await co.patch_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name,
+                                                {"spec": {"suspend": True}})
+    assert ei.value.status == 400
+    await co.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
+
+
+@pytest.mark.parametrize(("kind", "meta"), [
+    ("configmap", {"name": "ok-name", "labels": {"run": "has space"}}),
+    ("configmap", {"name": "ok-name", "labels": {"run": "x" * 64}}),
+    ("configmap", {"name": "ok-name", "labels": {"bad key!": "v"}}),
+    ("configmap", {"name": "Upper_Case"}),
+    ("service", {"name": "0starts-with-a-digit"}),
+    ("service", {"name": "s" * 64}),
+])
+async def test_metadata_is_validated(api: client.ApiClient, kind: str,
+                                     meta: dict[str, Any]) -> None:
+    core = client.CoreV1Api(api)
+    with pytest.raises(ApiException) as ei:
+        if kind == "service":
+            await core.create_namespaced_service(NS, client.V1Service(
+                metadata=client.V1ObjectMeta(**meta), spec=client.V1ServiceSpec(
+                    ports=[client.V1ServicePort(port=80)])))
+        else:
+            await core.create_namespaced_config_map(NS, client.V1ConfigMap(
+                metadata=client.V1ObjectMeta(**meta)))
+    assert ei.value.status == 422 and '"reason":"Invalid"' in ei.value.body.replace(" ", "")
+
+
+async def test_list_pagination(api: client.ApiClient) -> None:
+    core = client.CoreV1Api(api)
+    run = uuid.uuid4().hex[:8]
+    for i in range(5):
+        await core.create_namespaced_config_map(NS, client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name=f"page-{run}-{i}", labels={"page": run})))
+    names: list[str] = []
+    token = None
+    pages = 0
+    while True:
+        res = await core.list_namespaced_config_map(NS, label_selector=f"page={run}", limit=2,
+                                                    _continue=token)
+        names += [c.metadata.name for c in res.items]
+        pages += 1
+        token = res.metadata._continue
+        if not token:
+            break
+    assert sorted(names) == [f"page-{run}-{i}" for i in range(5)] and pages == 3
+    await core.delete_collection_namespaced_config_map(NS, label_selector=f"page={run}")
 
 
 async def test_not_found_is_a_status(api: client.ApiClient) -> None:
@@ -122,7 +189,7 @@ async def test_stale_resource_version_conflicts(api: client.ApiClient) -> None:
     ts = await co.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, ts_body(uniq("ts")))
     name = ts["metadata"]["name"]
     await co.patch_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name,
-                                            {"spec": {"suspend": True}}, **MERGE)
+                                            {"spec": {"suspend": True}}, _content_type=MERGE)
     with pytest.raises(ApiException) as ei:
         await co.replace_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name, ts)
     assert ei.value.status == 409
@@ -140,7 +207,7 @@ async def test_trainingsession_status_isolation_and_generation(api: client.ApiCl
     # The main resource ignores status; a spec change bumps the generation.
     ts = await co.patch_namespaced_custom_object(
         GROUP, VERSION, NS, PLURAL, name,
-        {"spec": {"config": {"epochs": 7}}, "status": {"phase": "Failed"}}, **MERGE)
+        {"spec": {"config": {"epochs": 7}}, "status": {"phase": "Failed"}}, _content_type=MERGE)
     assert ts["spec"]["config"]["epochs"] == 7 and "status" not in ts
     assert ts["metadata"]["generation"] == 2
 
@@ -148,13 +215,14 @@ async def test_trainingsession_status_isolation_and_generation(api: client.ApiCl
     ts = await co.patch_namespaced_custom_object_status(
         GROUP, VERSION, NS, PLURAL, name,
         {"spec": {"config": {"epochs": 99}}, "status": {"phase": "Running", "currentEpoch": 1}},
-        **MERGE)
+        _content_type=MERGE)
     assert ts["status"] == {"phase": "Running", "currentEpoch": 1}
     assert ts["spec"]["config"]["epochs"] == 7 and ts["metadata"]["generation"] == 2
 
     # Annotations alone do not bump the generation either.
     ts = await co.patch_namespaced_custom_object(
-        GROUP, VERSION, NS, PLURAL, name, {"metadata": {"annotations": {"x": "y"}}}, **MERGE)
+        GROUP, VERSION, NS, PLURAL, name, {"metadata": {"annotations": {"x": "y"}}},
+        _content_type=MERGE)
     assert ts["metadata"]["generation"] == 2 and ts["status"]["phase"] == "Running"
 
     # A PUT of the main resource keeps the stored status.
@@ -225,11 +293,13 @@ async def test_watch_resumes_after_resource_version(api: client.ApiClient) -> No
     name = uniq("ts")
     ts = await co.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, ts_body(name))
     await co.patch_namespaced_custom_object_status(GROUP, VERSION, NS, PLURAL, name,
-                                                   {"status": {"phase": "Pending"}}, **MERGE)
+                                                   {"status": {"phase": "Pending"}},
+                                                   _content_type=MERGE)
     mark = (await co.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name))
     since = mark["metadata"]["resourceVersion"]
     await co.patch_namespaced_custom_object_status(GROUP, VERSION, NS, PLURAL, name,
-                                                   {"status": {"phase": "Running"}}, **MERGE)
+                                                   {"status": {"phase": "Running"}},
+                                                   _content_type=MERGE)
     await co.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
 
     seen: list[tuple[str, str | None]] = []
@@ -256,7 +326,8 @@ async def test_watch_live_events_cluster_wide_and_bookmarks(api: client.ApiClien
         await asyncio.sleep(0.2)
         await co.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, ts_body(name))
         await co.patch_namespaced_custom_object_status(GROUP, VERSION, NS, PLURAL, name,
-                                                       {"status": {"phase": "Running"}}, **MERGE)
+                                                       {"status": {"phase": "Running"}},
+                                                       _content_type=MERGE)
         await co.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
 
     task = asyncio.create_task(produce())
@@ -308,14 +379,14 @@ async def test_binding_and_graceful_pod_deletion(api: client.ApiClient) -> None:
     assert pod.metadata.deletion_timestamp is not None
     assert pod.metadata.deletion_grace_period_seconds == 12
     await core.delete_namespaced_pod(name, NS, grace_period_seconds=0)
-    assert await gone(lambda: core.read_namespaced_pod(name, NS))
+    await eventually(lambda: gone(lambda: core.read_namespaced_pod(name, NS)))
 
     # Without a node there is no kubelet to wait for: the pod goes at once.
     other = uniq("gp")
     await core.create_namespaced_pod(NS, pod_body(other))
     await core.delete_namespaced_pod(other, NS, body=client.V1DeleteOptions(
         grace_period_seconds=30))
-    assert await gone(lambda: core.read_namespaced_pod(other, NS))
+    await eventually(lambda: gone(lambda: core.read_namespaced_pod(other, NS)))
 
 
 async def test_owner_reference_garbage_collection(api: client.ApiClient) -> None:
@@ -363,7 +434,7 @@ async def test_finalizers_hold_deletion(api: client.ApiClient) -> None:
     assert ts["metadata"]["deletionTimestamp"]
     rv = ts["metadata"]["resourceVersion"]
     await co.patch_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name,
-                                            {"metadata": {"finalizers": None}}, **MERGE)
+                                            {"metadata": {"finalizers": None}}, _content_type=MERGE)
     assert await gone(lambda: co.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name))
     w = watch.Watch()
     events = []
@@ -375,3 +446,28 @@ async def test_finalizers_hold_deletion(api: client.ApiClient) -> None:
             if ev["type"] == "DELETED":
                 break
     assert events == ["DELETED"]
+
+
+async def test_watch_sees_concurrent_writes_in_order(api: client.ApiClient) -> None:
+    core = client.CoreV1Api(api)
+    name = uniq("order")
+    cm = await core.create_namespaced_config_map(NS, client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name=name), data={"n": "0"}))
+    writes = 100
+    await asyncio.gather(*(core.patch_namespaced_config_map(name, NS, {"data": {f"k{i}": "v"}})
+                           for i in range(writes)))
+    rvs: list[int] = []
+    w = watch.Watch()
+    async with w.stream(core.list_namespaced_config_map, NS,
+                        field_selector=f"metadata.name={name}",
+                        resource_version=cm.metadata.resource_version,
+                        timeout_seconds=2) as stream:
+        async for ev in stream:
+            assert ev["type"] == "MODIFIED"
+            rvs.append(int(ev["object"].metadata.resource_version))
+            if len(rvs) == writes:
+                break
+    assert len(rvs) == writes and rvs == sorted(set(rvs))
+    final = await core.read_namespaced_config_map(name, NS)
+    assert len(final.data) == writes + 1  # no lost update
+    await core.delete_namespaced_config_map(name, NS)

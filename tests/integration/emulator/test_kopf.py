@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 NS = "default"
 GROUP, VERSION, PLURAL = "pivot.dev", "v1alpha1", "trainingsessions"
-MERGE = {"_content_type": "application/merge-patch+json"}
+MERGE = "application/merge-patch+json"
 
 
 class Seen:

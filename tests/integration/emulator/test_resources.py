@@ -14,7 +14,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 pytestmark = pytest.mark.integration
 
 NS = "default"
-MERGE = {"_content_type": "application/merge-patch+json"}
+MERGE = "application/merge-patch+json"
 
 
 def crd(group: str) -> dict[str, Any]:
@@ -31,6 +31,7 @@ def crd(group: str) -> dict[str, Any]:
                 "schema": {"openAPIV3Schema": {"type": "object", "properties": {
                     "spec": {"type": "object", "properties": {
                         "size": {"type": "integer", "minimum": 1, "nullable": True},
+                        "color": {"type": "string", "default": "blue"},
                         "quota": {"x-kubernetes-int-or-string": True}}},
                     "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
                 }}},
@@ -63,16 +64,17 @@ async def test_crd_created_at_runtime_is_served(api: client.ApiClient) -> None:
         "apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w1"},
         "spec": {"size": None, "quota": "2Gi"}})
     assert "namespace" not in w["metadata"]
+    assert w["spec"]["color"] == "blue"  # schema defaults are applied
     w = await co.patch_cluster_custom_object(group, "v1", "widgets", "w1",
-                                             {"spec": {"quota": 3}}, **MERGE)
+                                             {"spec": {"quota": 3}}, _content_type=MERGE)
     assert w["spec"]["quota"] == 3 and w["metadata"]["generation"] == 2
     w = await co.patch_cluster_custom_object_status(group, "v1", "widgets", "w1",
                                                     {"status": {"anything": {"goes": 1}}},
-                                                    **MERGE)
+                                                    _content_type=MERGE)
     assert w["status"] == {"anything": {"goes": 1}}
     with pytest.raises(ApiException) as ei:
         await co.patch_cluster_custom_object(group, "v1", "widgets", "w1",
-                                             {"spec": {"size": 0}}, **MERGE)
+                                             {"spec": {"size": 0}}, _content_type=MERGE)
     assert ei.value.status == 422
     with pytest.raises(ApiException) as ei:  # strategic merge is not defined for CRs
         await co.patch_cluster_custom_object(group, "v1", "widgets", "w1",
@@ -141,6 +143,9 @@ async def test_namespace_lifecycle(api: client.ApiClient) -> None:
     async with asyncio.timeout(60):
         while not await cleaned():
             await asyncio.sleep(0.2)
+    with pytest.raises(ApiException) as ei:
+        await core.read_namespaced_config_map("c", ns)
+    assert ei.value.status == 404
 
 
 async def test_leases_and_nodes(api: client.ApiClient) -> None:

@@ -62,6 +62,9 @@ def trainer_env(redis_url: str | None, s3: S3Server, sid: str, config: Any) -> d
         AWS_DEFAULT_REGION=s3.region,
         PIVOT_CONFIG=config if isinstance(config, str) else json.dumps(config),
         PIVOT_DEVICE="cpu",
+        # Tiny models gain nothing from a second thread, and a spinning OpenMP team slows
+        # to a crawl when the other core is busy (this test process, parallel test runs).
+        OMP_NUM_THREADS="1",
     )
     if redis_url:
         env["PIVOT_REDIS_URL"] = redis_url

@@ -1,0 +1,66 @@
+"""RecordSink against a real Redis that goes away and comes back."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+import redis
+
+from pivot_local.procs import free_port
+from pivot_local.services import RedisServer
+from pivot_schema import keys
+from pivot_trainer.sink import RecordSink
+
+pytestmark = pytest.mark.integration
+
+
+def test_records_are_buffered_while_redis_is_down_and_sent_in_order() -> None:
+    port, sid = free_port(), f"t-{uuid.uuid4().hex[:10]}"
+    url = f"redis://127.0.0.1:{port}/0"
+    sink = RecordSink(url, sid, backoff_initial=0.05)
+    server = RedisServer(port=port)
+    try:
+        sink.event(keys.EVENT_STARTED, epoch=1)
+        sink.metric(1, {"train_loss": 0.5})
+        assert sink.flush() is False and sink.pending == 2
+        # Backing off: an immediate second try does not even touch the network.
+        assert sink.flush() is False
+        sink.metric(2, {"train_loss": 0.25})
+
+        server.start()
+        time.sleep(0.1)  # past the backoff
+        assert sink.flush() is True and sink.pending == 0
+        assert sink.last_metric_epoch() == 2
+        sink.event(keys.EVENT_COMPLETED, epoch=2)
+        assert sink.close(5) is True
+
+        client = redis.Redis.from_url(url)
+        got = [keys.decode_record(f) for _, f in client.xrange(keys.metrics_stream(sid))]
+        assert [(r["epoch"], r["train_loss"]) for r in got] == [(1, 0.5), (2, 0.25)]
+        evs = [keys.decode_record(f) for _, f in client.xrange(keys.events_stream(sid))]
+        assert [e["type"] for e in evs] == ["started", "completed"]
+        assert all(e["timestamp"] for e in evs)
+        client.close()
+    finally:
+        server.stop()
+
+
+def test_close_gives_up_within_its_timeout() -> None:
+    sink = RecordSink(f"redis://127.0.0.1:{free_port()}/0", "t-gone", backoff_initial=0.05)
+    sink.metric(1, {"train_loss": 1.0})
+    started = time.monotonic()
+    assert sink.close(0.5) is False
+    assert time.monotonic() - started < 3
+
+
+def test_close_hurries_once_asked_to() -> None:
+    # A finished run waits long for Redis, unless SIGTERM arrives meanwhile.
+    sink = RecordSink(f"redis://127.0.0.1:{free_port()}/0", "t-gone", backoff_initial=0.05)
+    sink.metric(1, {"train_loss": 1.0})
+    started = time.monotonic()
+    assert (
+        sink.close(60, hurry=lambda: time.monotonic() - started > 0.3, hurry_timeout=0.3) is False
+    )
+    assert time.monotonic() - started < 3

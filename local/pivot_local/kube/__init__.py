@@ -20,9 +20,12 @@ Behaviour that matches a real server and surprises people:
 Not supported: protobuf/CBOR request bodies (kubectl's typed `create configmap|secret|...`
 subcommands get 415; `kubectl apply -f` works), RBAC/admission, apps/batch groups, real
 server-side apply field ownership (apply patches are merged and create when missing).
+Every resource request is also recorded, reduced to what an RBAC rule matches, in
+`emu.audit` (see audit.py): the clients are told apart by User-Agent.
 `pods/log` is served from files a kubelet names through `KubeEmulator.set_log_source`.
 """
 
+from .audit import AuditRecord, RequestAudit
 from .emulator import KubeEmulator, run_emulator_in_thread
 
-__all__ = ["KubeEmulator", "run_emulator_in_thread"]
+__all__ = ["AuditRecord", "KubeEmulator", "RequestAudit", "run_emulator_in_thread"]

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from .audit import RequestAudit
 from .server import ApiServer, load_manifests
 from .store import Store
 
@@ -39,6 +40,11 @@ class KubeEmulator:
         crd_type = self.store.types[("apiextensions.k8s.io", "customresourcedefinitions")]
         for doc in load_manifests([Path(p) for p in crds]):
             self.store.create(crd_type, None, doc)
+
+    @property
+    def audit(self) -> RequestAudit:
+        """Every (client, verb, group, resource, subresource, namespace) served so far."""
+        return self.api.audit
 
     def set_log_source(self, source: Callable[[str, str, str], Path | None] | None) -> None:
         """Serve pods/log (`kubectl logs`) from files: source(namespace, pod, container)."""

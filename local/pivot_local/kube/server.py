@@ -16,6 +16,7 @@ import yaml
 from aiohttp import web
 
 from . import errors, openapi
+from .audit import AuditRecord, RequestAudit, client_of, rbac_verb
 from .errors import ApiError
 from .patch import PatchError, PatchFormatError, json_patch, merge_patch, strategic_merge_patch
 from .resources import ALL_VERBS, ResourceType
@@ -54,6 +55,8 @@ class ApiServer:
         self.log_source: Callable[[str, str, str], Path | None] | None = None
         self.bookmark_interval = bookmark_interval
         self.address = "127.0.0.1:0"
+        # (client, verb, group, resource, subresource, namespace) of every resource request.
+        self.audit = RequestAudit()
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -207,6 +210,10 @@ class ApiServer:
             raise self._path_not_found(request)
         method = request.method
         q = request.query
+        self.audit.record(AuditRecord(
+            client=client_of(request.headers.get("User-Agent")),
+            verb=rbac_verb(method, name is not None, _truthy(q.get("watch")) and "watch" in q),
+            group=group, resource=rt.plural, subresource=sub or "", namespace=ns or ""))
         allowed = {None: ("GET", "POST", "PUT", "PATCH", "DELETE"),
                    "status": ("GET", "PUT", "PATCH"), "binding": ("POST",), "log": ("GET",)}
         if method not in allowed.get(sub, ()):

@@ -66,6 +66,7 @@ class ConditionType(StrEnum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     SUSPENDED = "Suspended"
+    SCHEDULABLE = "Schedulable"
 
 
 class ConditionReason(StrEnum):
@@ -75,6 +76,31 @@ class ConditionReason(StrEnum):
     POD_FAILED = "PodFailed"
     SUSPENDED_BY_USER = "SuspendedByUser"
     NOT_STARTED = "NotStarted"
+    # Why an attempt failed (the Failed condition's reason, and a Warning Event's).
+    OOM_KILLED = "OOMKilled"
+    IMAGE_PULL_BACK_OFF = "ImagePullBackOff"
+    ERR_IMAGE_PULL = "ErrImagePull"
+    INVALID_IMAGE_NAME = "InvalidImageName"
+    CREATE_CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"
+    EXIT_CODE = "ExitCode"
+    CONTAINER_LOST = "ContainerLost"
+    BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
+    RETRYING = "Retrying"
+    # Preemption: a pod deleted or SIGTERMed without the user asking.
+    PREEMPTED = "Preempted"
+    # Scheduling.
+    SCHEDULED = "Scheduled"
+    UNSCHEDULABLE = "Unschedulable"
+    NOT_SCHEDULED = "NotScheduled"
+
+
+# Default spec.backoffLimit: failed attempts retried before the session is Failed.
+DEFAULT_BACKOFF_LIMIT = 3
+
+# Labels on trainer pods: the attempt they belong to and their rank in the gang.
+LABEL_ATTEMPT = "pivot.dev/attempt"
+LABEL_RANK = "pivot.dev/rank"
+LABEL_KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 
 
 class TrainingConfig(BaseModel):
@@ -112,6 +138,32 @@ class CheckpointPolicy(_CamelModel):
     mode: Literal["min", "max"] | None = None
     resume_from: str | None = None
     grace_period_seconds: int | None = Field(default=None, ge=1)
+    delete_on_finalize: bool | None = None
+
+
+class LocalObjectReference(_CamelModel):
+    name: str
+
+
+class EnvVar(_CamelModel):
+    name: str
+    value: str | None = None
+    value_from: dict[str, Any] | None = None
+
+
+class VolumeMount(_CamelModel):
+    name: str
+    mount_path: str
+    sub_path: str | None = None
+    read_only: bool | None = None
+
+
+class DatasetVolume(_CamelModel):
+    """A PersistentVolumeClaim with the data set, mounted into every trainer pod."""
+
+    claim_name: str
+    mount_path: str | None = None
+    read_only: bool | None = None
 
 
 class TrainingSessionSpec(_CamelModel):
@@ -126,6 +178,19 @@ class TrainingSessionSpec(_CamelModel):
     checkpoint: CheckpointPolicy | None = None
     backoff_limit: int | None = Field(default=None, ge=0)
     ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
+    replicas: int | None = Field(default=None, ge=1)
+    affinity: dict[str, Any] | None = None
+    priority_class_name: str | None = None
+    runtime_class_name: str | None = None
+    service_account_name: str | None = None
+    scheduler_name: str | None = None
+    queue_name: str | None = None
+    image_pull_secrets: list[LocalObjectReference] | None = None
+    env: list[EnvVar] | None = None
+    volumes: list[dict[str, Any]] | None = None
+    volume_mounts: list[VolumeMount] | None = None
+    dataset: DatasetVolume | None = None
+    shm_size: int | str | None = None
 
 
 class Condition(_CamelModel):
@@ -135,6 +200,13 @@ class Condition(_CamelModel):
     message: str | None = None
     last_transition_time: str | None = None
     observed_generation: int | None = None
+
+
+class BestCheckpoint(_CamelModel):
+    id: str | None = None
+    epoch: int | None = None
+    metric: str | None = None
+    value: float | None = None
 
 
 class TrainingSessionStatus(_CamelModel):
@@ -151,6 +223,13 @@ class TrainingSessionStatus(_CamelModel):
     restarts: int | None = Field(default=None, ge=0)
     message: str | None = None
     observed_generation: int | None = None
+    preemptions: int | None = Field(default=None, ge=0)
+    attempt: int | None = Field(default=None, ge=0)
+    launched_attempt: int | None = Field(default=None, ge=0)
+    next_attempt_at: str | None = None
+    pod_names: list[str] | None = None
+    best_checkpoint: BestCheckpoint | None = None
+    finished_at: str | None = None
 
 
 _PHASE_TO_STATUS = {

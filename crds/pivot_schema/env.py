@@ -17,3 +17,15 @@ SECRET_ACCESS_KEY_FIELD = "access-key-id"
 SECRET_SECRET_KEY_FIELD = "secret-access-key"
 
 TRAINER_COMMAND = ["python", "-m", "pivot_trainer"]
+
+# Distributed sessions (torchrun's names): the operator sets them on every pod of a gang.
+MASTER_ADDR = "MASTER_ADDR"
+MASTER_PORT = "MASTER_PORT"
+WORLD_SIZE = "WORLD_SIZE"
+NODE_RANK = "NODE_RANK"
+NPROC_PER_NODE = "NPROC_PER_NODE"
+RANK = "RANK"
+LOCAL_RANK = "LOCAL_RANK"
+DEFAULT_MASTER_PORT = 29500
+TORCHRUN = "torchrun"
+TRAINER_MODULE = "pivot_trainer"

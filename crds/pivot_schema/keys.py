@@ -24,9 +24,24 @@ def events_stream(session_id: str) -> str:
     return f"{PREFIX}:{{{session_id}}}:events"
 
 
+def steps_stream(session_id: str) -> str:
+    """Step-level records (train_loss every N optimizer steps; see `step_record`)."""
+    return f"{PREFIX}:{{{session_id}}}:steps"
+
+
+def gpu_stream(session_id: str) -> str:
+    """GPU telemetry samples every few seconds (see `gpu_record`); trimmed to GPU_MAXLEN."""
+    return f"{PREFIX}:{{{session_id}}}:gpu"
+
+
 def session_keys(session_id: str) -> list[str]:
     """Every key that belongs to one session (the operator's finalizer removes them)."""
-    return [metrics_stream(session_id), events_stream(session_id)]
+    return [
+        metrics_stream(session_id),
+        events_stream(session_id),
+        steps_stream(session_id),
+        gpu_stream(session_id),
+    ]
 
 
 # Stream entries hold one field, `data`, with the record as JSON.
@@ -85,3 +100,34 @@ EVENTS_MAXLEN = 10_000
 def event_record(event_type: str, timestamp: str | None = None, **fields: Any) -> dict[str, Any]:
     """A lifecycle event: `type`, `timestamp` and the event's own fields side by side."""
     return {"type": event_type, "timestamp": timestamp or utcnow_iso(), **fields}
+
+
+# Records in the metrics and steps streams are ordered by these integer fields; the trainer
+# writes a record only if it is newer than the stream's last one, so a resend (a reply lost
+# in an outage, a restart that retrains an epoch) never duplicates a point.
+METRICS_ORDER = ("epoch",)
+STEPS_ORDER = ("epoch", "step")
+
+# The GPU stream keeps about this many samples (hours at one sample every few seconds).
+GPU_MAXLEN = 20_000
+
+
+def step_record(
+    epoch: int, step: int, global_step: int, train_loss: float, timestamp: str | None = None
+) -> dict[str, Any]:
+    """One step-level point: `epoch` is 1-based (the epoch in progress), `step` counts
+    optimizer steps within it (1-based) and `global_step` across the run."""
+    return {
+        "epoch": epoch,
+        "step": step,
+        "global_step": global_step,
+        "timestamp": timestamp or utcnow_iso(),
+        "train_loss": float(train_loss),
+    }
+
+
+def gpu_record(gpus: list[dict[str, Any]], timestamp: str | None = None) -> dict[str, Any]:
+    """One telemetry sample: `gpus` holds one dict per device with `index`, `name`,
+    `utilization_percent`, `memory_used_bytes`, `memory_total_bytes`, `temperature_c` and
+    `power_watts` (null where the driver does not report it)."""
+    return {"timestamp": timestamp or utcnow_iso(), "gpus": gpus}

@@ -62,6 +62,8 @@ class CheckpointManifest(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     object_key: str
     created_at: str
+    # The uploader's file name (sanitised) for checkpoints uploaded through the API.
+    file_name: str | None = None
 
 
 def partial_checkpoint_id(session_id: str, epoch: int, step: int) -> str:

@@ -29,7 +29,7 @@ from typing import Any
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from pivot_local.procs import spawn
+from pivot_local.procs import free_port, spawn
 
 log = logging.getLogger("pivot.kubelet")
 
@@ -50,6 +50,34 @@ PASSTHROUGH_ENV = (
     "OPENBLAS_CORETYPE",
     "OPENBLAS_L2_SIZE",
 )
+
+
+# -- cluster networking, emulated -----------------------------------------------------------
+# Every pod runs on this one host, so the little of cluster DNS a distributed trainer needs is
+# emulated on its env and arguments: a cluster DNS name (`*.svc`, `*.svc.cluster.local`)
+# resolves to 127.0.0.1, and each headless service's rendezvous port (MASTER_PORT) becomes a
+# free local port, the same for all pods of that service, so two gangs never collide.
+CLUSTER_DNS_SUFFIXES = (".svc", ".svc.cluster.local")
+MASTER_PORT_ENV = "MASTER_PORT"
+MASTER_PORT_FLAGS = ("--master-port", "--master_port")
+
+
+def localize_host(value: str) -> str:
+    """`host`, `--flag=host` or `host:port` with a cluster DNS host -> the same on 127.0.0.1."""
+    prefix, sep, rest = value.rpartition("=") if value.startswith("--") else ("", "", value)
+    host, colon, port = rest.partition(":")
+    if host.endswith(CLUSTER_DNS_SUFFIXES):
+        return f"{prefix}{sep}127.0.0.1{colon}{port}"
+    return value
+
+
+def remap_master_port(env: dict[str, str], argv: list[str], port: int) -> list[str]:
+    """MASTER_PORT and torchrun's --master-port set to the service's local port."""
+    env[MASTER_PORT_ENV] = str(port)
+    return [
+        f"{a.split('=', 1)[0]}={port}" if a.split("=", 1)[0] in MASTER_PORT_FLAGS else a
+        for a in argv
+    ]
 
 
 async def _checked(call: Any) -> dict[str, Any]:
@@ -106,6 +134,8 @@ class ProcessKubelet:
         self.python = python
         self.running: dict[str, _Running] = {}
         self._finished: set[str] = set()
+        # (namespace, headless service) -> the local port standing in for its MASTER_PORT.
+        self._service_ports: dict[tuple[str, str], int] = {}
         self._api: client.ApiClient | None = None
         self._core: client.CoreV1Api | None = None
         self._stopping = asyncio.Event()
@@ -232,6 +262,8 @@ class ProcessKubelet:
                     await self._handle(event["raw_object"])
                 elif event["type"] == "DELETED":
                     uid = event["raw_object"]["metadata"].get("uid")
+                    # Forget the pod: the kubelet's memory stays bounded over a long run.
+                    self._finished.discard(uid)
                     running = self.running.get(uid)
                     if running is not None:
                         await self._kill(running, grace=0)
@@ -354,6 +386,22 @@ class ProcessKubelet:
             raise ValueError("the container has no command: images' entrypoints cannot run locally")
         if argv[0] in ("python", "python3"):
             argv[0] = self.python  # the image's Python is this environment's
+        elif argv[0] == "torchrun":
+            argv[:1] = [self.python, "-m", "torch.distributed.run"]
+        return [localize_host(a) for a in argv]
+
+    def _emulate_cluster_network(
+        self, pod: dict[str, Any], env: dict[str, str], argv: list[str]
+    ) -> list[str]:
+        for key, value in env.items():
+            env[key] = localize_host(value)
+        subdomain = (pod.get("spec") or {}).get("subdomain")
+        if subdomain and (
+            MASTER_PORT_ENV in env or any(a.split("=", 1)[0] in MASTER_PORT_FLAGS for a in argv)
+        ):
+            key = (pod["metadata"]["namespace"], subdomain)
+            port = self._service_ports.setdefault(key, free_port())
+            argv = remap_master_port(env, argv, port)
         return argv
 
     async def _start(self, pod: dict[str, Any]) -> None:
@@ -368,7 +416,7 @@ class ProcessKubelet:
         log_path = pod_dir / f"{container['name']}.log"
         try:
             env = await self._resolve_env(meta["namespace"], pod, container)
-            argv = self._argv(container)
+            argv = self._emulate_cluster_network(pod, env, self._argv(container))
         except (ApiException, KeyError, ValueError) as exc:
             # A real kubelet reports CreateContainerConfigError and keeps the pod Pending.
             reason = "CreateContainerConfigError"

@@ -20,6 +20,9 @@ from pivot_schema import env as tenv
 from pivot_schema.crd import crd_manifest_path
 
 REPO_ROOT = crd_manifest_path().parent.parent
+# kopf's peering CRDs (leader election between operator replicas) and the peering's name.
+PEERING_CRDS = crd_manifest_path().parent / "kopf-peering.yaml"
+PEERING_NAME = "pivot-operator"
 
 
 class LocalPlatform:
@@ -72,10 +75,11 @@ class LocalPlatform:
             self.s3 = S3Server(host=self.host).start()
             self._stack.callback(self.s3.stop)
             self.kube = self._stack.enter_context(
-                run_emulator_in_thread(host=self.host, crds=[crd_manifest_path()])
+                run_emulator_in_thread(host=self.host, crds=[crd_manifest_path(), PEERING_CRDS])
             )
             self.kube.write_kubeconfig(self.kubeconfig)
             self._create_s3_secret()
+            self._create_peering()
             self.kubelet = self._stack.enter_context(
                 run_kubelet_in_thread(self.kubeconfig, self.data_dir / "kubelet")
             )
@@ -146,14 +150,32 @@ class LocalPlatform:
         if resp.status_code not in (201, 409):
             raise RuntimeError(f"could not create the S3 secret: {resp.status_code} {resp.text}")
 
-    def start_operator(self) -> None:
-        with open(self.logs / "operator.log", "ab") as out:
-            self.operator = spawn(
+    def _create_peering(self) -> None:
+        """The KopfPeering object replicas elect their leader on (what Helm would install)."""
+        body = {
+            "apiVersion": "kopf.dev/v1",
+            "kind": "KopfPeering",
+            "metadata": {"name": PEERING_NAME, "namespace": self.namespace},
+        }
+        url = f"{self.kube.url}/apis/kopf.dev/v1/namespaces/{self.namespace}/kopfpeerings"
+        resp = httpx.post(url, json=body, timeout=10)
+        if resp.status_code not in (201, 409):
+            raise RuntimeError(f"could not create the peering: {resp.status_code} {resp.text}")
+
+    def spawn_operator(
+        self, extra_env: dict[str, str] | None = None, log_name: str = "operator.log"
+    ) -> subprocess.Popen[bytes]:
+        """An operator process (the platform's own, or an extra replica a test starts)."""
+        with open(self.logs / log_name, "ab") as out:
+            return spawn(
                 [sys.executable, "-m", "pivot_operator"],
-                env=self.component_env(),
+                env={**self.component_env(), **(extra_env or {})},
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
+
+    def start_operator(self) -> None:
+        self.operator = self.spawn_operator()
 
     def stop_operator(self) -> None:
         if self.operator is not None:

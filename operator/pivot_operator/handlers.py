@@ -1,26 +1,33 @@
-"""kopf handlers: thin. They read kwargs, call the pure builders/status functions, make the
-API calls through `Kube`, and patch status only when it changed."""
+"""kopf handlers: thin. Every trigger (the CR's create/resume/spec change, any event of one
+of its pods, the per-session daemon's timer) runs the same `sync`: read the CR and its pods,
+`decide`, apply the plan, repeat until nothing is left to do."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from pivot_operator.builders import build_trainer_pod, trainer_pod_name
+from pivot_operator import metrics
+from pivot_operator.builders import build_headless_service, build_trainer_pod, replicas_of
 from pivot_operator.config import OperatorConfig
-from pivot_operator.kube import Kube, make_api_client
+from pivot_operator.kube import SessionKube, make_api_client
 from pivot_operator.status import (
     PodView,
-    derive_status,
+    best_checkpoint,
+    decide,
     status_diff,
     telemetry_fields,
     total_epochs,
+    ttl_remaining,
 )
-from pivot_operator.telemetry import Telemetry
+from pivot_operator.telemetry import Telemetry, delete_checkpoints
 from pivot_schema.crd import (
     GROUP,
     LABEL_MANAGED_BY,
@@ -32,13 +39,14 @@ from pivot_schema.crd import (
     Phase,
 )
 
-# Read once at import: decorator arguments (the timer interval) need it before startup.
+# Read once at import: decorator arguments need it before startup.
 CONFIG = OperatorConfig.from_env()
 ANNOTATION_PREFIX = "pivot.dev"
+MAX_STEPS = 8  # decide/apply rounds per sync; a plan converges in 2-4
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 @kopf.on.startup()
@@ -57,9 +65,19 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.batching.idle_timeout = 5.0
+    if CONFIG.peering_name:
+        settings.peering.name = CONFIG.peering_name
+        settings.peering.mandatory = True
+        settings.peering.clusterwide = not CONFIG.namespaces
+        settings.peering.priority = CONFIG.peering_priority
+        # A killed leader stops heartbeating; a standby takes over once its lifetime ends.
+        settings.peering.lifetime = CONFIG.peering_lifetime
     memo.config = CONFIG
-    memo.kube = Kube(await make_api_client(CONFIG.kubeconfig))
+    memo.kube = SessionKube(await make_api_client(CONFIG.kubeconfig))
     memo.telemetry = Telemetry(CONFIG.redis_url)
+    memo.locks = {}
+    memo.due = {}
+    metrics.serve(CONFIG.metrics_port)
 
 
 @kopf.on.cleanup()
@@ -68,135 +86,270 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     await memo.kube.api.close()
 
 
-async def _latest(
+@dataclass
+class Synced:
+    phase: str | None
+    spec: dict[str, Any]
+    status: dict[str, Any]
+    requeue_after: float | None
+
+
+async def _telemetry(
     memo: kopf.Memo, name: str, logger: logging.Logger | kopf.Logger
-) -> dict[str, Any] | None:
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     try:
-        record: dict[str, Any] | None = await memo.telemetry.latest_epoch_record(name)
-        return record
+        telemetry: Telemetry = memo.telemetry
+        latest = await telemetry.latest_epoch_record(name)
+        best = best_checkpoint(await telemetry.recent_events(name))
+        return latest, best
     except Exception as exc:  # telemetry is best effort: Redis down must not block scheduling
         logger.warning(f"telemetry unavailable for {name}: {exc}")
-        return None
+        return None, None
+
+
+def _owned(pod: dict[str, Any], uid: str) -> bool:
+    return uid in {r.get("uid") for r in (pod.get("metadata") or {}).get("ownerReferences") or []}
+
+
+async def sync(
+    memo: kopf.Memo, namespace: str, name: str, logger: logging.Logger | kopf.Logger, trigger: str
+) -> Synced | None:
+    """Bring one session to a fixed point. Serialised per session in this process; across
+    processes (a failover overlap) status writes carry the resourceVersion they were computed
+    from and pods have per-attempt names, so two writers cannot both win."""
+    locks: dict[tuple[str, str], asyncio.Lock] = memo.locks
+    lock = locks.setdefault((namespace, name), asyncio.Lock())
+    metrics.RECONCILES.labels(trigger).inc()
+    started = time.monotonic()
+    try:
+        async with lock:
+            return await _sync(memo, namespace, name, logger)
+    except Exception:
+        metrics.ERRORS.labels(trigger).inc()
+        raise
+    finally:
+        metrics.LATENCY.observe(time.monotonic() - started)
+
+
+async def _sync(
+    memo: kopf.Memo, namespace: str, name: str, logger: logging.Logger | kopf.Logger
+) -> Synced | None:
+    kube: SessionKube = memo.kube
+    config: OperatorConfig = memo.config
+    synced: Synced | None = None
+    session: dict[str, Any] | None = None
+    pods: list[PodView] = []
+    for _step in range(MAX_STEPS):
+        if session is None:
+            session = await kube.get_session(namespace, name)
+            if session is None or session["metadata"].get("deletionTimestamp"):
+                return None
+            uid = session["metadata"]["uid"]
+            pods = [
+                PodView.from_pod(p)
+                for p in await kube.list_session_pods(namespace, name)
+                if _owned(p, uid)
+            ]
+        spec = session.get("spec") or {}
+        status = session.get("status") or {}
+        latest, best = (None, None)
+        if status.get("phase") not in TERMINAL_PHASES and any(
+            p.phase in ("Running", "Succeeded") for p in pods
+        ):
+            # Only a started trainer has telemetry: pending sessions cost Redis nothing.
+            latest, best = await _telemetry(memo, name, logger)
+        replicas = replicas_of(spec)
+        plan = decide(
+            spec,
+            status,
+            pods,
+            _now(),
+            replicas=replicas,
+            latest=latest,
+            best=best,
+            backoff_base=config.backoff_base_seconds,
+            schedule_timeout=config.schedule_timeout_seconds,
+            generation=session["metadata"].get("generation"),
+        )
+        synced = Synced(status.get("phase"), spec, status, plan.requeue_after)
+        if plan.create:
+            # Creates come only from a plan that keeps status.attempt, so they may run before
+            # its status patch; the pods are then decided on with the rest in one patch.
+            attempt = int(status.get("attempt") or 0)
+            if replicas > 1:
+                await kube.create_service(namespace, build_headless_service(session))
+            for rank in plan.create:
+                manifest = build_trainer_pod(session, config, attempt, rank)
+                made = await kube.create_pod(namespace, manifest)
+                if made is not None:
+                    metrics.PODS_CREATED.inc()
+                    logger.info(f"created pod {manifest['metadata']['name']}")
+                else:  # 409: it exists (or still terminates): read it
+                    made = await kube.get_pod(namespace, manifest["metadata"]["name"])
+                if made is not None:
+                    pods.append(PodView.from_pod(made))
+            continue
+        if plan.status:
+            try:
+                session = await kube.patch_session_status(
+                    namespace,
+                    name,
+                    plan.status,
+                    resource_version=session["metadata"]["resourceVersion"],
+                )
+            except ApiException as exc:
+                if exc.status == 409:
+                    session = None  # the CR moved on since we read it: look again
+                    continue
+                raise
+            status = session.get("status") or {}
+            synced = Synced(status.get("phase"), spec, status, plan.requeue_after)
+            for etype, reason, message in plan.events:
+                kopf.event(
+                    kopf.Body(cast(kopf.RawBody, session)),
+                    type=etype,
+                    reason=reason,
+                    message=message,
+                )
+                log = logger.warning if etype == "Warning" else logger.info
+                log(f"session {name}: {reason}: {message}")
+                if reason == "Preempted":
+                    metrics.PREEMPTIONS.inc()
+                elif etype == "Warning" and reason not in ("Retrying", Phase.FAILED.value):
+                    metrics.ATTEMPTS_FAILED.labels(reason).inc()
+        if plan.delete:
+            for pod_name in plan.delete:
+                await kube.delete_pod(namespace, pod_name)
+            session = None  # deletions change what the pods look like: read them again
+            continue
+        if plan.idle:
+            break
+    if synced is not None and synced.requeue_after is not None:
+        memo.due[(namespace, name)] = time.monotonic() + synced.requeue_after
+    return synced
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 async def reconcile(
-    body: kopf.Body,
-    name: str,
-    namespace: str,
-    patch: kopf.Patch,
-    memo: kopf.Memo,
-    logger: kopf.Logger,
-    **_: Any,
+    name: str, namespace: str | None, memo: kopf.Memo, logger: kopf.Logger, reason: str, **_: Any
 ) -> None:
-    """Make the trainer pod match spec.suspend; re-running it never makes a second pod."""
-    spec = dict(body.get("spec") or {})
-    status = dict(body.get("status") or {})
-    if status.get("phase") in TERMINAL_PHASES:
-        return
-    kube: Kube = memo.kube
-    pod_name = trainer_pod_name(name)
-    pod = await kube.get_pod(namespace, pod_name)
-
-    if spec.get("suspend"):
-        if pod is not None and not (pod.get("metadata") or {}).get("deletionTimestamp"):
-            logger.info(f"suspended: deleting trainer pod {pod_name}")
-            await kube.delete_pod(namespace, pod_name)
-            pod = await kube.get_pod(namespace, pod_name)
-    else:
-        if pod is None:
-            manifest = build_trainer_pod(dict(body), memo.config)
-            pod = await kube.create_pod(namespace, manifest) or await kube.get_pod(
-                namespace, pod_name
-            )
-            if pod is not None:
-                logger.info(f"created trainer pod {pod_name}")
-        if pod is not None and (pod.get("metadata") or {}).get("deletionTimestamp"):
-            raise kopf.TemporaryError("the previous trainer pod is still terminating", delay=1)
-
-    view = PodView.from_pod(pod) if pod is not None else None
-    desired = derive_status(spec, status, view, await _latest(memo, name, logger), _now())
-    patch.status.update(status_diff(status, desired))
+    await sync(memo, namespace or "default", name, logger, trigger=str(reason))
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_SESSION: kopf.PRESENT, LABEL_MANAGED_BY: MANAGED_BY})
-async def mirror_pod(
+async def pod_event(
     event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:
-    """Pod phase -> session status; a pod that vanished while the session should run is replaced."""
+    """Any change of a trainer pod (phase, deletion, eviction) re-reconciles its session."""
+    if event.get("type") == "ADDED":
+        return  # made by a sync that already decided on it (a restart's listing has no type)
     meta = body.get("metadata") or {}
-    namespace = meta.get("namespace") or "default"
     session_name = (meta.get("labels") or {}).get(LABEL_SESSION)
-    if not session_name:
-        return
-    kube: Kube = memo.kube
-    deleted = event.get("type") == "DELETED"
-    for _attempt in range(5):
-        session = await kube.get_session(namespace, session_name)
-        if session is None:
-            return
-        owner_uids = {ref.get("uid") for ref in meta.get("ownerReferences") or []}
-        if session["metadata"]["uid"] not in owner_uids:
-            return  # a pod of an older session with the same name
-        spec = session.get("spec") or {}
-        status = session.get("status") or {}
-        if status.get("phase") in TERMINAL_PHASES:
-            return
-        pod: dict[str, Any] | None = None if deleted else dict(body)
-        if deleted and not spec.get("suspend"):
-            # Deleted without the user asking (eviction, node drain): run it again; the
-            # trainer resumes from its latest checkpoint.
-            manifest = build_trainer_pod(session, memo.config)
-            pod = await kube.create_pod(namespace, manifest) or await kube.get_pod(
-                namespace, manifest["metadata"]["name"]
-            )
-            logger.warning(f"trainer pod of {session_name} was deleted; replaced it")
-        view = PodView.from_pod(pod) if pod is not None else None
-        latest = await _latest(memo, session_name, logger)
-        desired = derive_status(spec, status, view, latest, _now())
-        if deleted and not spec.get("suspend"):
-            desired["restarts"] = int(status.get("restarts") or 0) + 1
-        diff = status_diff(status, desired)
-        if not diff:
-            return
-        try:
-            await kube.patch_session_status(
-                namespace,
-                session_name,
-                diff,
-                resource_version=session["metadata"]["resourceVersion"],
-            )
-            if diff.get("phase") and diff["phase"] != status.get("phase"):
-                logger.info(f"session {session_name}: {status.get('phase')} -> {diff['phase']}")
-            return
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-            # The session changed since we read it: read it again and recompute.
+    if session_name:
+        await sync(memo, meta.get("namespace") or "default", session_name, logger, trigger="pod")
 
 
-@kopf.timer(
-    GROUP,
-    VERSION,
-    PLURAL,
-    interval=CONFIG.progress_interval_seconds,
-    initial_delay=1.0,
-    field="status.phase",
-    value=Phase.RUNNING.value,
-)
-async def track_progress(
-    spec: kopf.Spec,
-    status: kopf.Status,
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0, initial_delay=1.0)
+async def supervise(
     name: str,
-    patch: kopf.Patch,
+    namespace: str | None,
+    body: kopf.Body,
+    stopped: kopf.DaemonStopped,
     memo: kopf.Memo,
     logger: kopf.Logger,
     **_: Any,
 ) -> None:
-    """currentEpoch, progress and latestMetrics from the trainer's Redis stream."""
-    latest = await _latest(memo, name, logger)
+    """Time-driven work of one session: retries after their backoff, the Schedulable timeout,
+    telemetry while it runs (patched only on change), a periodic resync, and the TTL of a
+    finished session. `body` is kopf's live view of the CR, so looking costs no request;
+    it sleeps on `stopped`, so it ends with the session or the operator."""
+    config: OperatorConfig = memo.config
+    namespace = namespace or "default"
+    key = (namespace, name)
+    last_sync = last_progress = time.monotonic()
+    while not stopped:
+        spec, status = dict(body.get("spec") or {}), dict(body.get("status") or {})
+        if status.get("phase") in TERMINAL_PHASES:
+            remaining = ttl_remaining(spec, status, _now())
+            if remaining is None:
+                return  # nothing left to do for a finished session
+            await stopped.wait(remaining)
+            if not stopped:
+                logger.info(f"session {name} finished; deleting it (ttlSecondsAfterFinished)")
+                await memo.kube.delete_session(namespace, name)
+            return
+        await stopped.wait(1.0)
+        if stopped:
+            return
+        now = time.monotonic()
+        due = memo.due.get(key)
+        if (due is not None and due <= now) or now - last_sync >= config.resync_seconds:
+            memo.due.pop(key, None)
+            if await sync(memo, namespace, name, logger, trigger="timer") is None:
+                return  # gone or being deleted
+            last_sync = now
+        elif (
+            status.get("phase") == Phase.RUNNING
+            and now - last_progress >= config.progress_interval_seconds
+        ):
+            await _track_progress(memo, body, logger)
+            last_progress = now
+
+
+async def _track_progress(
+    memo: kopf.Memo, body: kopf.Body, logger: logging.Logger | kopf.Logger
+) -> None:
+    """currentEpoch, progress, latestMetrics and bestCheckpoint from Redis, only on change."""
+    kube: SessionKube = memo.kube
+    meta = body.get("metadata") or {}
+    spec = dict(body.get("spec") or {})
+    status = dict(body.get("status") or {})
+    latest, best = await _telemetry(memo, meta["name"], logger)
+    fields: dict[str, Any] = {}
     if latest:
-        fields = telemetry_fields(latest, total_epochs(dict(spec)))
-        patch.status.update(status_diff(dict(status), fields))
+        fields.update(telemetry_fields(latest, total_epochs(spec)))
+    if best:
+        fields["bestCheckpoint"] = best
+    diff = status_diff(status, fields)
+    if not diff:
+        return
+    try:
+        await kube.patch_session_status(
+            meta["namespace"], meta["name"], diff, resource_version=meta["resourceVersion"]
+        )
+    except ApiException as exc:
+        if exc.status not in (404, 409):
+            raise  # 409: the CR changed since kopf's view; the next tick catches up
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, retries=5, backoff=2.0)
+async def finalize(
+    name: str,
+    namespace: str | None,
+    spec: kopf.Spec,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    """The session's Redis keys go with it; its checkpoints too when the spec asks."""
+    memo.locks.pop((namespace or "default", name), None)
+    memo.due.pop((namespace or "default", name), None)
+    telemetry: Telemetry = memo.telemetry
+    try:
+        removed = await telemetry.delete_session(name)
+    except Exception as exc:
+        raise kopf.TemporaryError(f"Redis unavailable: {exc}", delay=2.0) from exc
+    logger.info(f"removed {removed} Redis key(s) of {name}")
+    if (spec.get("checkpoint") or {}).get("deleteOnFinalize"):
+        config: OperatorConfig = memo.config
+        deleted = await delete_checkpoints(
+            name,
+            endpoint=config.s3_endpoint,
+            bucket=config.s3_bucket,
+            region=config.s3_region,
+            access=config.s3_access_key,
+            secret=config.s3_secret_key,
+        )
+        logger.info(f"deleted {deleted} checkpoint object(s) of {name}")

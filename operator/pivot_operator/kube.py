@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable
+from importlib.metadata import version
 from typing import Any
 
 from kubernetes_asyncio import client, config
@@ -12,6 +13,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from pivot_schema.crd import GROUP, PLURAL, VERSION
 
 MERGE_PATCH = "application/merge-patch+json"
+USER_AGENT = "pivot-operator/0.1.0"
 
 
 async def checked(call: Awaitable[Any]) -> dict[str, Any]:
@@ -32,7 +34,9 @@ async def make_api_client(kubeconfig: str | None) -> client.ApiClient:
         config.load_incluster_config()
     except config.ConfigException:
         await config.load_kube_config(config_file=kubeconfig)
-    return client.ApiClient()
+    api = client.ApiClient()
+    api.user_agent = f"pivot-operator/{version('pivot')}"  # tells its requests apart (RBAC audit)
+    return api
 
 
 class Kube:
@@ -92,12 +96,13 @@ class Kube:
         status: dict[str, Any],
         *,
         resource_version: str | None = None,
-    ) -> None:
-        """Merge-patch status; with a resourceVersion the write fails (409) if the CR moved on."""
+    ) -> dict[str, Any]:
+        """Merge-patch status; with a resourceVersion the write fails (409) if the CR moved on.
+        Returns the patched object."""
         body: dict[str, Any] = {"status": status}
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
-        await checked(
+        return await checked(
             self.custom.patch_namespaced_custom_object_status(
                 GROUP,
                 VERSION,
@@ -109,3 +114,39 @@ class Kube:
                 _preload_content=False,
             )
         )
+
+
+class SessionKube(Kube):
+    """The calls the reconciler adds: the session's pods, its Service, deleting the CR."""
+
+    async def list_session_pods(self, namespace: str, session_name: str) -> list[dict[str, Any]]:
+        from pivot_schema.crd import LABEL_SESSION
+
+        result = await checked(
+            self.core.list_namespaced_pod(
+                namespace,
+                label_selector=f"{LABEL_SESSION}={session_name}",
+                _preload_content=False,
+            )
+        )
+        return list(result.get("items") or [])
+
+    async def create_service(self, namespace: str, manifest: dict[str, Any]) -> None:
+        try:
+            await checked(
+                self.core.create_namespaced_service(namespace, manifest, _preload_content=False)
+            )
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+    async def delete_session(self, namespace: str, name: str) -> None:
+        try:
+            await checked(
+                self.custom.delete_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, name, _preload_content=False
+                )
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise

@@ -1,0 +1,130 @@
+"""The operator on the local platform: Events and conditions, scheduling, retries, TTL and the
+finalizer. Real emulator, kubelet, trainer, Redis and S3."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from pivot_local.platform import LocalPlatform
+from pivot_schema import keys, storage
+
+from .conftest import (
+    TINY_CONFIG,
+    create_session,
+    delete_session,
+    events_of,
+    get_session,
+    kubectl,
+    pods_of,
+    status_of,
+    unique,
+    wait_for,
+    wait_phase,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def test_session_completes_and_kubectl_wait_and_describe_tell_the_story(
+    platform: LocalPlatform, kube: httpx.Client
+) -> None:
+    name = unique("story")
+    create_session(kube, name)
+    kubectl(platform, "wait", "--for=condition=Succeeded", f"ts/{name}", "--timeout=120s")
+    status = status_of(kube, name)
+    assert status["phase"] == "Completed"
+    assert status["currentEpoch"] == TINY_CONFIG["epochs"]
+    assert status["bestCheckpoint"]["id"].startswith(f"ckpt_{name}_")
+    # Events are posted in the background: the last one may trail the status a little.
+    wait_for(
+        lambda: {"Running", "Completed"} <= {e["reason"] for e in events_of(kube, name)},
+        30,
+        "the Running and Completed events",
+    )
+    described = kubectl(platform, "describe", "ts", name)
+    assert "Completed" in described and "Training completed" in described
+
+
+def test_pods_never_bound_make_the_session_unschedulable_with_the_scheduler_named(
+    platform: LocalPlatform, kube: httpx.Client
+) -> None:
+    name = unique("unsched")
+    create_session(kube, name, schedulerName="volcano", queueName="team-a")
+    try:
+        status = wait_for(lambda: _unschedulable(kube, name), 30, "Schedulable=False")
+        cond = next(c for c in status["conditions"] if c["type"] == "Schedulable")
+        assert cond["reason"] == "NotScheduled"
+        assert "volcano" in cond["message"]
+        assert status["phase"] == "Pending"
+        (pod,) = pods_of(kube, name)
+        assert pod["spec"]["schedulerName"] == "volcano"
+        assert pod["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    finally:
+        delete_session(kube, name)
+
+
+def _unschedulable(kube: httpx.Client, name: str) -> dict[str, Any] | None:
+    status = status_of(kube, name)
+    for cond in status.get("conditions") or []:
+        if cond["type"] == "Schedulable" and cond["status"] == "False":
+            return status
+    return None
+
+
+def test_always_failing_trainer_is_retried_backoff_limit_times_then_fails_with_a_reason(
+    platform: LocalPlatform, kube: httpx.Client
+) -> None:
+    name = unique("failing")
+    # The trainer rejects this config (exit code 2) every time.
+    create_session(
+        kube, name, config={**TINY_CONFIG, "optimizer": "no-such-optimizer"}, backoffLimit=2
+    )
+    status = wait_phase(platform, kube, name, "Failed", timeout=120)
+    assert status["restarts"] == 2
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert (failed["status"], failed["reason"]) == ("True", "BackoffLimitExceeded")
+    assert "exited with code 2" in failed["message"]
+    # Earlier attempts' pods are cleared away; the last one stays for its logs.
+    assert [p["metadata"]["name"] for p in pods_of(kube, name)] == [f"{name}-trainer-r2"]
+    events = events_of(kube, name)
+    retries = [e["message"] for e in events if e["reason"] == "Retrying"]
+    # Growing delay: retry 1 after 1 s, retry 2 after 2 s (PIVOT_BACKOFF_BASE_SECONDS=1).
+    delays = {int(m.split("retry ")[1].split()[0]): m.split(" in ")[1].split()[0] for m in retries}
+    assert delays == {1: "1s", 2: "2s"}
+    assert sum(e["reason"] == "ExitCode" for e in events) == 3
+
+
+def test_ttl_deletes_a_finished_session_and_the_finalizer_cleans_redis_and_s3(
+    platform: LocalPlatform, kube: httpx.Client, rds: redis.Redis
+) -> None:
+    name = unique("ttl")
+    create_session(kube, name, ttlSecondsAfterFinished=1, checkpoint={"deleteOnFinalize": True})
+    wait_phase(platform, kube, name, "Completed")
+    wait_for(lambda: get_session(kube, name) is None, 30, "the TTL to delete the session")
+    assert rds.exists(*keys.session_keys(name)) == 0
+    assert platform.s3 is not None
+    listed = platform.s3.client().list_objects_v2(
+        Bucket=platform.s3.bucket, Prefix=storage.session_prefix(name)
+    )
+    assert listed.get("KeyCount", 0) == 0
+
+
+def test_deleting_a_session_keeps_checkpoints_unless_asked(
+    platform: LocalPlatform, kube: httpx.Client, rds: redis.Redis
+) -> None:
+    name = unique("keep")
+    create_session(kube, name)
+    wait_phase(platform, kube, name, "Completed")
+    assert rds.exists(keys.metrics_stream(name))
+    delete_session(kube, name)
+    wait_for(lambda: get_session(kube, name) is None, 30, "the session to go")
+    assert rds.exists(*keys.session_keys(name)) == 0
+    assert platform.s3 is not None
+    listed = platform.s3.client().list_objects_v2(
+        Bucket=platform.s3.bucket, Prefix=storage.session_prefix(name)
+    )
+    assert listed.get("KeyCount", 0) > 0

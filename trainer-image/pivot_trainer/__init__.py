@@ -5,3 +5,7 @@ epoch and lifecycle events to Redis streams, and checkpoints to S3 with resume a
 handling. Modules other than `train`, `data`, `model`, `losses`, `metrics` and `schedule`
 do not import torch, so config errors and finished sessions exit fast.
 """
+
+# Capability flag the operator's tests check: the trainer joins a torch.distributed gang from
+# MASTER_ADDR/MASTER_PORT/WORLD_SIZE and NODE_RANK*NPROC_PER_NODE (or torchrun's RANK).
+SUPPORTS_DISTRIBUTED = True

@@ -23,7 +23,15 @@ def main() -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from pivot_trainer.app import run
 
-    return run(cfg, runtime)
+    code = run(cfg, runtime)
+    if runtime.distributed:
+        # Everything is flushed and committed by now. Skip interpreter teardown: gloo's
+        # threads can race C++ destructors at exit and abort a finished rank
+        # ("terminate called without an active exception", exit -6).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -83,7 +83,8 @@ def _chain(
 def run(cfg: TrainConfig, rt: Runtime) -> int:
     stop = StopFlag()
     stop.install()
-    sink = RecordSink(rt.redis_url, rt.session_id)
+    # Only rank 0 writes to Redis: a sink without a URL records nothing.
+    sink = RecordSink(rt.redis_url if rt.is_main else None, rt.session_id)
     try:
         return _train(cfg, rt, sink, stop)
     except ConfigError as exc:

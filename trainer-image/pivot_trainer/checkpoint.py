@@ -13,6 +13,7 @@ import hashlib
 import io
 import re
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -150,8 +151,14 @@ class CheckpointStore:
         is_best: bool,
     ) -> CheckpointManifest:
         object_key = storage.model_key(self.session_id, ckpt_id)
+        # The digest is computed while the bytes upload (hashlib releases the GIL on large
+        # buffers), so it costs no wall time.
+        digest: list[str] = []
+        hasher = threading.Thread(target=lambda: digest.append(hashlib.sha256(data).hexdigest()))
+        hasher.start()
         # upload_fileobj goes through the transfer manager: multipart for large models.
         self.client.upload_fileobj(io.BytesIO(data), self.bucket, object_key)
+        hasher.join()
         manifest = CheckpointManifest(
             checkpoint_id=ckpt_id,
             session_id=self.session_id,
@@ -161,7 +168,7 @@ class CheckpointStore:
             metric_value=metric_value,
             is_best=is_best,
             size_bytes=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
+            sha256=digest[0],
             object_key=object_key,
             created_at=keys.utcnow_iso(),
         )

@@ -19,6 +19,7 @@ METRICS = (
     "train_accuracy",
     "val_accuracy",
     "val_dice",
+    "val_froc",
     "learning_rate",
 )
 
@@ -34,6 +35,20 @@ class CheckpointConfig:
     keep_best: int = 1
     metric: str = "val_loss"
     mode: str = "min"
+
+
+DATASET_SOURCES = ("synthetic", "s3", "path")
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Where the images come from: generated (default), npz shards under an S3 prefix, or
+    npz shards in a mounted directory; shards live in `train/` and `val/` below it."""
+
+    source: str = "synthetic"
+    prefix: str = ""  # s3: key prefix in `bucket`
+    bucket: str | None = None  # s3: defaults to the session's bucket (PIVOT_S3_BUCKET)
+    path: str = ""  # path: a directory
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,9 @@ class TrainConfig:
     num_val: int = 64
     base_channels: int = 8
     num_workers: int = 0
+    log_every_steps: int = 10
+    compile: bool = False
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     ignored_keys: tuple[str, ...] = ()
 
@@ -86,6 +104,13 @@ def _float(raw: dict[str, Any], key: str, default: float, lo: float, hi: float) 
     if not lo <= float(value) <= hi:
         raise ConfigError(f"'{key}' must be between {lo} and {hi}, got {value}")
     return float(value)
+
+
+def _bool(raw: dict[str, Any], key: str, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"'{key}' must be true or false, got {value!r}")
+    return value
 
 
 def _choice(raw: dict[str, Any], key: str, default: str, choices: tuple[str, ...]) -> str:
@@ -117,6 +142,25 @@ def _checkpoint(raw: Any) -> CheckpointConfig:
         keep_best=_int(ck, "keep_best", 1, 0) if ck.get("keep_best") is not None else 1,
         metric=metric,
         mode=_choice(ck, "mode", default_mode, ("min", "max")),
+    )
+
+
+def _dataset(raw: Any) -> DatasetConfig:
+    # A bare name (the reference API's `"dataset": "lesions-v2"`) is a label, not a source.
+    if raw is None or isinstance(raw, str):
+        return DatasetConfig()
+    if not isinstance(raw, dict):
+        raise ConfigError("'dataset' must be a mapping")
+    source = _choice(raw, "source", "synthetic", DATASET_SOURCES)
+    prefix, path, bucket = raw.get("prefix", ""), raw.get("path", ""), raw.get("bucket")
+    if source == "s3" and not (isinstance(prefix, str) and prefix.strip("/")):
+        raise ConfigError("'dataset.prefix' is required for source s3")
+    if source == "path" and not (isinstance(path, str) and path):
+        raise ConfigError("'dataset.path' is required for source path")
+    if bucket is not None and not isinstance(bucket, str):
+        raise ConfigError("'dataset.bucket' must be a string")
+    return DatasetConfig(
+        source=source, prefix=str(prefix).strip("/"), bucket=bucket or None, path=str(path)
     )
 
 
@@ -158,8 +202,15 @@ def parse_config(raw: str | dict[str, Any] | None) -> TrainConfig:
         num_val=_int(raw, "num_val", 64, 1, 10_000_000),
         base_channels=_int(raw, "base_channels", 8, 1, 512),
         num_workers=_int(raw, "num_workers", 0, 0, 64),
+        log_every_steps=_int(raw, "log_every_steps", 10, 0, 10**9),
+        compile=_bool(raw, "compile", False),
+        dataset=_dataset(raw.get("dataset")),
         checkpoint=_checkpoint(raw.get("checkpoint")),
-        ignored_keys=tuple(sorted(set(raw) - _KNOWN)),
+        ignored_keys=tuple(
+            sorted(
+                set(raw) - _KNOWN | ({"dataset"} if isinstance(raw.get("dataset"), str) else set())
+            )
+        ),
     )
     return cfg
 

@@ -4,13 +4,23 @@ Each image is a noisy background with a smooth intensity gradient, 1-3 bright el
 blobs ("lesions") of random size, orientation and contrast, and 0-2 thin bright streaks that
 are not lesions; the mask marks the lesion ellipses.
 Nothing is downloaded, and the same (seed, split) always gives the same tensors.
+A config may instead name npz shards in S3 or a mounted directory (`load_datasets`).
 """
 
 from __future__ import annotations
 
+import io
 import math
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
+
+from pivot_trainer.checkpoint import make_s3_client
+from pivot_trainer.config import ConfigError, TrainConfig
+from pivot_trainer.runtime import Runtime
 
 MAX_BLOBS = 3
 MAX_VESSELS = 2
@@ -77,3 +87,64 @@ def make_datasets(
     train = make_split(num_train, size, seed, TRAIN)
     val = make_split(num_val, size, seed, VAL)
     return torch.utils.data.TensorDataset(*train), torch.utils.data.TensorDataset(*val)
+
+
+# -- datasets from npz shards (S3 or a mounted path) ----------------------------------------
+
+SPLITS = ("train", "val")
+
+
+def read_shards(blobs: Iterable[bytes], where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concatenate npz shards, each with `images` and `masks` of shape (n, H, W) or
+    (n, 1, H, W), into float32 (images, 0/1 masks) of shape (N, 1, H, W)."""
+    images, masks = [], []
+    for blob in blobs:
+        with np.load(io.BytesIO(blob)) as shard:
+            if "images" not in shard or "masks" not in shard:
+                raise ConfigError(f"{where}: every shard needs arrays 'images' and 'masks'")
+            images.append(shard["images"])
+            masks.append(shard["masks"])
+    if not images:
+        raise ConfigError(f"{where}: no .npz shards found")
+    x = torch.from_numpy(np.concatenate(images)).float()
+    y = torch.from_numpy(np.concatenate(masks)).float()
+    if x.ndim == 3:
+        x, y = x[:, None], y[:, None]
+    if x.ndim != 4 or x.shape[1] != 1 or x.shape != y.shape:
+        raise ConfigError(
+            f"{where}: images and masks must both be (n, H, W) or (n, 1, H, W), "
+            f"got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    if x.shape[-1] % 4 or x.shape[-2] % 4:
+        raise ConfigError(f"{where}: image height and width must be multiples of 4")
+    return x, (y > 0.5).float()
+
+
+def _s3_blobs(client: Any, bucket: str, prefix: str) -> Iterator[bytes]:
+    found: list[str] = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        found += [o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(".npz")]
+    for key in sorted(found):  # shard order is data order: make it the names'
+        yield bytes(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def load_datasets(
+    cfg: TrainConfig, rt: Runtime
+) -> tuple[torch.utils.data.TensorDataset, torch.utils.data.TensorDataset]:
+    """The train and val sets the config names (held in memory)."""
+    ds = cfg.dataset
+    if ds.source == "synthetic":
+        return make_datasets(cfg.num_train, cfg.num_val, cfg.image_size, cfg.seed)
+    out = []
+    for split in SPLITS:
+        if ds.source == "path":
+            where = str(Path(ds.path) / split)
+            blobs: Iterable[bytes] = (p.read_bytes() for p in sorted(Path(where).glob("*.npz")))
+        else:
+            bucket = ds.bucket or rt.s3_bucket
+            if not bucket:
+                raise ConfigError("dataset source s3 needs 'dataset.bucket' or PIVOT_S3_BUCKET")
+            where = f"s3://{bucket}/{ds.prefix}/{split}/"
+            blobs = _s3_blobs(make_s3_client(rt), bucket, f"{ds.prefix}/{split}/")
+        out.append(torch.utils.data.TensorDataset(*read_shards(blobs, where)))
+    return out[0], out[1]

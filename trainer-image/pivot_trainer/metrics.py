@@ -46,6 +46,16 @@ class SegCounts:
         self.pred_pos += int(stats[2])
         self.target_pos += int(stats[3])
 
+    def merge(self, other: SegCounts) -> None:
+        """Add another shard's counts (other ranks, in distributed training)."""
+        self.loss_sum += other.loss_sum
+        self.samples += other.samples
+        self.correct += other.correct
+        self.pixels += other.pixels
+        self.intersection += other.intersection
+        self.pred_pos += other.pred_pos
+        self.target_pos += other.target_pos
+
     @property
     def loss(self) -> float:
         return self.loss_sum / self.samples if self.samples else float("nan")

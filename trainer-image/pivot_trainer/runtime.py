@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pivot_schema import env as env_names
@@ -19,6 +20,34 @@ class Runtime:
     s3_access_key: str | None
     s3_secret_key: str | None
     device: str | None
+    # Distributed training (torchrun's names); world_size 1 trains in this process alone.
+    world_size: int = 1
+    rank: int = 0
+    local_rank: int = 0
+    master_addr: str | None = None
+    master_port: int | None = None
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the only process that writes metrics, events and checkpoints."""
+        return self.rank == 0
+
+
+def _env_int(get: Callable[[str], str | None], name: str, default: int, lo: int) -> int:
+    raw = get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < lo:
+        raise ConfigError(f"{name} must be at least {lo}, got {value}")
+    return value
 
 
 def read_env(environ: dict[str, str] | None = None) -> Runtime:
@@ -34,6 +63,19 @@ def read_env(environ: dict[str, str] | None = None) -> Runtime:
     device = get(env_names.DEVICE)
     if device is not None and device.split(":")[0] not in {"cpu", "cuda"}:
         raise ConfigError(f"{env_names.DEVICE} must be cpu or cuda, got {device!r}")
+    world_size = _env_int(get, env_names.WORLD_SIZE, 1, 1)
+    if get(env_names.RANK) is not None:  # torchrun sets RANK and LOCAL_RANK per process
+        rank = _env_int(get, env_names.RANK, 0, 0)
+        local_rank = _env_int(get, env_names.LOCAL_RANK, 0, 0)
+    else:  # one process per pod: the pod's rank is the process's
+        nproc = _env_int(get, env_names.NPROC_PER_NODE, 1, 1)
+        rank, local_rank = _env_int(get, env_names.NODE_RANK, 0, 0) * nproc, 0
+    if rank >= world_size:
+        raise ConfigError(f"rank {rank} is outside {env_names.WORLD_SIZE}={world_size}")
+    master_addr = get(env_names.MASTER_ADDR)
+    if world_size > 1 and master_addr is None:
+        raise ConfigError(f"{env_names.WORLD_SIZE}={world_size} needs {env_names.MASTER_ADDR}")
+    master_port = _env_int(get, env_names.MASTER_PORT, env_names.DEFAULT_MASTER_PORT, 1)
     return Runtime(
         session_id=session_id,
         redis_url=get(env_names.REDIS_URL),
@@ -43,6 +85,11 @@ def read_env(environ: dict[str, str] | None = None) -> Runtime:
         s3_access_key=get(env_names.S3_ACCESS_KEY),
         s3_secret_key=get(env_names.S3_SECRET_KEY),
         device=device,
+        world_size=world_size,
+        rank=rank,
+        local_rank=local_rank,
+        master_addr=master_addr,
+        master_port=master_port if world_size > 1 else None,
     )
 
 

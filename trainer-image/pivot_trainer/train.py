@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -21,7 +22,9 @@ from pivot_schema.storage import CheckpointManifest
 from pivot_trainer.app import EXIT_OK, FINAL_FLUSH_S, STOP_FLUSH_S, StopFlag
 from pivot_trainer.checkpoint import CheckpointStore, Committed, order_key, to_delete
 from pivot_trainer.config import ConfigError, TrainConfig
-from pivot_trainer.data import make_datasets
+from pivot_trainer.data import load_datasets
+from pivot_trainer.froc import FrocCounts
+from pivot_trainer.gpu import GpuMonitor
 from pivot_trainer.losses import build_loss
 from pivot_trainer.metrics import SegCounts
 from pivot_trainer.model import UNet
@@ -30,6 +33,17 @@ from pivot_trainer.schedule import build_optimizer, build_scheduler, sync_lr
 from pivot_trainer.sink import RecordSink
 
 PAYLOAD_FORMAT = 1
+
+
+def _copy_state(obj: Any) -> Any:
+    """A deep copy in which every tensor is a detached CPU copy (state dicts hold live ones)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _copy_state(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_copy_state(v) for v in obj)
+    return obj
 
 
 class ResumeError(RuntimeError):
@@ -42,12 +56,23 @@ def _ignore_sigterm(_worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def pick_device(requested: str | None) -> torch.device:
+def pick_device(requested: str | None, local_rank: int = 0) -> torch.device:
     if requested is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("PIVOT_DEVICE asks for cuda but no CUDA device is available")
+    if requested == "cuda":
+        return torch.device("cuda", local_rank)  # one GPU per process on a node
     return torch.device(requested)
+
+
+def shard(order: list[int], rank: int, world: int) -> list[int]:
+    """This rank's share of an epoch's order, as DistributedSampler does: padded by wrapping
+    around so that every rank gets the same number of samples (and so of steps)."""
+    if world == 1:
+        return order
+    padded = order + order[: (-len(order)) % world]
+    return padded[rank::world]
 
 
 def _rng_state() -> dict[str, Any]:
@@ -94,12 +119,20 @@ class Trainer:
     ) -> None:
         self.cfg, self.rt, self.sink, self.stop = cfg, rt, sink, stop
         self.store, self.candidates = store, candidates
-        self.device = pick_device(rt.device)
+        self.device = pick_device(rt.device, rt.local_rank)
         self.cuda = self.device.type == "cuda"
+        self.dist = rt.distributed
+        # bf16 autocast where the GPU has it (no loss scaling needed); fp16 plus a GradScaler
+        # on older GPUs; full fp32 on CPU.
+        bf16 = self.cuda and torch.cuda.is_bf16_supported()
+        self.amp_dtype = torch.bfloat16 if bf16 or not self.cuda else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.cuda and not bf16)
+        self.gpu_monitor = GpuMonitor(sink)
 
         # Position: `epoch` full epochs done plus `step` batches of the next one.
         self.epoch = 0
         self.step = 0
+        self.global_step = 0  # optimizer steps over the whole run
         self.committed_at: tuple[int, int] = (0, 0)
         self.best_value: float | None = None
         self.last_metrics: dict[str, float] = {}
@@ -107,6 +140,8 @@ class Trainer:
         self.committed: list[Committed] = []
         self.resumed_from: str | None = None
         self.latest_id: str | None = None
+        self._ckpt_thread: threading.Thread | None = None
+        self._ckpt_error: BaseException | None = None
 
     # -- setup -----------------------------------------------------------------------------
 
@@ -119,36 +154,70 @@ class Trainer:
         if self.cuda:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             torch.backends.cudnn.benchmark = True
+        # `net` trains (DDP averages gradients across ranks); `model` is the plain module that
+        # checkpoints hold and validation runs (no collectives, so ranks may validate unevenly).
+        self.net: torch.nn.Module = self.model
+        if self.dist:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.cuda else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
+        if cfg.compile:
+            # Compiles the training forward/backward on first use; checkpoints keep the
+            # plain module's state dict, so compiled and eager runs resume each other.
+            self.net = torch.compile(self.net)  # type: ignore[assignment]
         self.optimizer = build_optimizer(self.model.parameters(), cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg)
         self.loss_fn = build_loss(cfg.loss, alpha=cfg.focal_alpha, gamma=cfg.focal_gamma)
 
-    def _resume(self) -> None:
-        """Load the newest verified checkpoint, if any (falls back past corrupt ones)."""
+    def _loadable(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(id, payload) of verified checkpoints that deserialise, newest first. In a gang,
+        rank 0 picks and sends its bytes to every rank, so all resume from the same one."""
+        if self.dist and not self.rt.is_main:
+            box: list[Any] = [None, None]
+            torch.distributed.broadcast_object_list(box, src=0)
+            if box[0] is not None:
+                yield box[0], torch.load(io.BytesIO(box[1]), map_location="cpu", weights_only=True)
+            return
+        chosen: tuple[str, bytes] | None = None
         for manifest, data in self.candidates:
             try:
                 payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
             except Exception as exc:  # verified bytes that still don't load: try an older one
                 print(f"pivot-trainer: skipping {manifest.checkpoint_id}: {exc}", file=sys.stderr)
                 continue
+            chosen = (manifest.checkpoint_id, data)
+            break
+        if self.dist:
+            box = [chosen[0], chosen[1]] if chosen else [None, None]
+            torch.distributed.broadcast_object_list(box, src=0)
+        if chosen is not None:
+            yield chosen[0], payload
+
+    def _resume(self) -> None:
+        """Load the newest verified checkpoint, if any (falls back past corrupt ones)."""
+        for ckpt_id, payload in self._loadable():
             try:
                 self.model.load_state_dict(payload["model"])
                 self.optimizer.load_state_dict(payload["optimizer"])
                 self.scheduler.load_state_dict(payload["scheduler"])
+                if payload.get("scaler") and self.scaler.is_enabled():
+                    self.scaler.load_state_dict(payload["scaler"])
             except (RuntimeError, KeyError, ValueError) as exc:
-                raise ResumeError(
-                    f"checkpoint {manifest.checkpoint_id} does not fit this config: {exc}"
-                ) from exc
+                raise ResumeError(f"checkpoint {ckpt_id} does not fit this config: {exc}") from exc
             sync_lr(self.optimizer, self.scheduler, self.cfg)
             _set_rng_state(payload["rng"])
             self.epoch, self.step = int(payload["epoch"]), int(payload["step"])
+            self.global_step = int(payload.get("global_step", 0))
             self.committed_at = (self.epoch, self.step)
             best = payload.get("best_value")
             self.best_value = None if best is None else float(best)
             self.last_metrics = {k: float(v) for k, v in payload.get("metrics", {}).items()}
-            if payload.get("train_counts"):
+            # Counts of a partial epoch are the whole gang's (merged before saving): rank 0
+            # carries them on, the others start from zero, and the epoch's merge adds up.
+            if payload.get("train_counts") and self.rt.is_main:
                 self.train_counts = SegCounts(**payload["train_counts"])
-            self.resumed_from = self.latest_id = manifest.checkpoint_id
+            self.resumed_from = self.latest_id = ckpt_id
             return
 
     def _load_committed(self) -> None:
@@ -166,28 +235,33 @@ class Trainer:
 
     # -- checkpoints -----------------------------------------------------------------------
 
-    def _payload(self) -> bytes:
-        buf = io.BytesIO()
-        torch.save(
+    def _snapshot(self) -> dict[str, Any]:
+        """The checkpoint's state, copied to CPU so that training can go on while another
+        thread serialises and uploads it."""
+        return _copy_state(
             {
                 "format": PAYLOAD_FORMAT,
                 "epoch": self.epoch,
                 "step": self.step,
+                "global_step": self.global_step,
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
                 "rng": _rng_state(),
                 "train_counts": asdict(self.train_counts) if self.step else None,
                 "best_value": self.best_value,
                 "metrics": self.last_metrics,
                 "config": self.cfg.to_dict(),
-            },
-            buf,
+            }
         )
-        return buf.getvalue()
 
     def _checkpoint(self) -> None:
-        if self.store is None or (self.epoch, self.step) == self.committed_at:
+        if (
+            not self.rt.is_main
+            or self.store is None
+            or (self.epoch, self.step) == self.committed_at
+        ):
             return
         ck = self.cfg.checkpoint
         sid = self.rt.session_id
@@ -207,24 +281,61 @@ class Trainer:
                 )
                 if better:
                     is_best, self.best_value = True, value
+        snapshot = self._snapshot()  # the only part the training loop waits for
+        self.wait_checkpoint()  # one upload in flight at a time, committed in order
+        self.committed_at = (self.epoch, self.step)
+        job = (ckpt_id, snapshot, self.epoch, self.step, dict(self.last_metrics), value, is_best)
+        self._ckpt_thread = threading.Thread(
+            target=self._commit_in_background, args=job, name="pivot-checkpoint", daemon=True
+        )
+        self._ckpt_thread.start()
+
+    def wait_checkpoint(self) -> None:
+        """Wait for the checkpoint in flight; its failure is the run's failure."""
+        if self._ckpt_thread is not None:
+            self._ckpt_thread.join()
+            self._ckpt_thread = None
+        if self._ckpt_error is not None:
+            error, self._ckpt_error = self._ckpt_error, None
+            raise error
+
+    def _commit_in_background(self, *job: Any) -> None:
+        try:
+            self._commit(*job)
+        except BaseException as exc:  # handed to the training thread by wait_checkpoint
+            self._ckpt_error = exc
+
+    def _commit(
+        self,
+        ckpt_id: str,
+        snapshot: dict[str, Any],
+        epoch: int,
+        step: int,
+        metrics: dict[str, float],
+        value: float | None,
+        is_best: bool,
+    ) -> None:
+        assert self.store is not None
+        ck = self.cfg.checkpoint
+        buf = io.BytesIO()
+        torch.save(snapshot, buf)
         manifest = self.store.save(
             ckpt_id,
-            self._payload(),
-            epoch=self.epoch,
-            metrics=self.last_metrics,
+            buf.getvalue(),
+            epoch=epoch,
+            metrics=metrics,
             metric_name=ck.metric,
             metric_value=value,
             is_best=is_best,
         )
-        self.committed_at = (self.epoch, self.step)
         self.latest_id = ckpt_id
         self.committed = [c for c in self.committed if c.ckpt_id != ckpt_id]
-        self.committed.append(Committed(ckpt_id, self.epoch, self.step, value))
+        self.committed.append(Committed(ckpt_id, epoch, step, value))
         self.sink.event(
             keys.EVENT_CHECKPOINT,
             checkpoint_id=ckpt_id,
-            epoch=self.epoch,
-            step=self.step,
+            epoch=epoch,
+            step=step,
             is_best=is_best,
             metric_name=ck.metric,
             metric_value=value,
@@ -265,41 +376,113 @@ class Trainer:
         # batches already done.
         g = torch.Generator().manual_seed(self.cfg.seed * 100_003 + self.epoch + 1)
         order = torch.randperm(len(train_set), generator=g).tolist()
-        todo = order[self.step * self.cfg.batch_size :]
-        self.model.train()
+        mine = shard(order, self.rt.rank, self.rt.world_size)
+        todo = mine[self.step * self.cfg.batch_size :]
+        self.net.train()
         for x, y in self._loader(train_set, todo):
             x, y = self._to_device(x, True), self._to_device(y, False)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda):
-                logits = self.model(x)
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.cuda):
+                logits = self.net(x)
             loss = self.loss_fn(logits.float(), y)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.train_counts.update(logits, y, float(loss.item()))
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            loss_value = float(loss.item())
+            self.train_counts.update(logits, y, loss_value)
             self.step += 1
-            if self.stop.requested:
+            self.global_step += 1
+            stop, mean_loss = self._agree(loss_value)
+            every = self.cfg.log_every_steps
+            if every and self.step % every == 0:
+                self.sink.step(self.epoch + 1, self.step, self.global_step, mean_loss)
+            if stop:
                 return False
         return True
 
+    def _agree(self, loss: float = 0.0) -> tuple[bool, float]:
+        """(does any rank want to stop, the ranks' mean loss): one small all-reduce per step,
+        so a SIGTERM on any pod stops every rank after the same step."""
+        if not self.dist:
+            return self.stop.requested, loss
+        t = torch.tensor([float(self.stop.requested), loss], dtype=torch.float64)
+        if self.cuda:
+            t = t.to(self.device)
+        torch.distributed.all_reduce(t)
+        stop, total = t.tolist()
+        return stop > 0, total / self.rt.world_size
+
+    def _gather(self, item: Any) -> list[Any]:
+        """Every rank's `item` (rank order); just [item] alone."""
+        if not self.dist:
+            return [item]
+        out: list[Any] = [None] * self.rt.world_size
+        torch.distributed.all_gather_object(out, item)
+        return out
+
+    def _merge_train_counts(self) -> None:
+        """Rank 0 holds the whole gang's running train counts, the others none."""
+        if not self.dist:
+            return
+        parts = self._gather(self.train_counts)
+        merged = SegCounts()
+        if self.rt.is_main:
+            for part in parts:
+                merged.merge(part)
+        self.train_counts = merged
+
     @torch.no_grad()
-    def _validate(self, val_set: Any) -> SegCounts | None:
+    def _validate(self, val_set: Any) -> tuple[SegCounts, FrocCounts] | None:
         self.model.eval()
-        counts = SegCounts()
-        for x, y in self._loader(val_set, list(range(len(val_set)))):
+        counts, froc = SegCounts(), FrocCounts()
+        # Plain (unpadded) shards: every image counts exactly once over the gang.
+        indices = list(range(len(val_set)))[self.rt.rank :: self.rt.world_size]
+        for x, y in self._loader(val_set, indices):
             x, y = self._to_device(x, True), self._to_device(y, False)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cuda):
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.cuda):
                 logits = self.model(x)
             counts.update(logits, y, float(self.loss_fn(logits.float(), y).item()))
-            if self.stop.requested:
+            froc.update(logits, y)
+            if self.stop.requested and not self.dist:  # a gang agrees on stopping at steps
                 return None
-        return counts
+        if self.dist:
+            merged_counts, merged_froc = SegCounts(), FrocCounts()
+            for part_counts, part_froc in self._gather((counts, froc)):
+                merged_counts.merge(part_counts)
+                merged_froc.merge(part_froc)
+            return merged_counts, merged_froc
+        return counts, froc
 
     def run(self) -> int:
-        cfg, sid = self.cfg, self.rt.session_id
         # One intra-op thread per usable core; an explicit OMP_NUM_THREADS wins (torch read it).
         if not os.environ.get("OMP_NUM_THREADS"):
             torch.set_num_threads(cpu_budget())
         threads = torch.get_num_threads()
+        if self.dist:
+            # gloo on CPU, nccl on CUDA; the operator gives every pod the same rendezvous.
+            torch.distributed.init_process_group(
+                "nccl" if self.cuda else "gloo",
+                init_method=f"tcp://{self.rt.master_addr}:{self.rt.master_port}",
+                rank=self.rt.rank,
+                world_size=self.rt.world_size,
+            )
+        try:
+            code = self._run(threads)
+            if self.dist:
+                # Leave together: a gloo rank whose peer tears down first can abort at exit
+                # ("terminate called without an active exception").
+                self.wait_checkpoint()
+                torch.distributed.barrier()
+            return code
+        finally:
+            if self._ckpt_thread is not None:  # failing: still let an upload in flight finish
+                self._ckpt_thread.join()
+            self.gpu_monitor.stop()
+            if self.dist:
+                torch.distributed.destroy_process_group()
+
+    def _run(self, threads: int) -> int:
+        cfg, sid = self.cfg, self.rt.session_id
         self._build()
         self._resume()
         if self.epoch >= cfg.epochs:  # only when the newest checkpoint failed to load
@@ -307,10 +490,11 @@ class Trainer:
             return EXIT_OK
         self._load_committed()
         emitted = self.sink.last_metric_epoch()  # records a crashed run already wrote
-        train_set, val_set = make_datasets(cfg.num_train, cfg.num_val, cfg.image_size, cfg.seed)
-        steps = math.ceil(len(train_set) / cfg.batch_size)
+        train_set, val_set = load_datasets(cfg, self.rt)
+        steps = math.ceil(math.ceil(len(train_set) / self.rt.world_size) / cfg.batch_size)
+        gang = f"rank {self.rt.rank}/{self.rt.world_size}, " if self.dist else ""
         print(
-            f"pivot-trainer: session {sid} on {self.device} ({threads} threads), epochs "
+            f"pivot-trainer: session {sid} {gang}on {self.device} ({threads} threads), epochs "
             f"{self.epoch + 1}..{cfg.epochs}"
             + (f", resumed from {self.resumed_from}" if self.resumed_from else ""),
             flush=True,
@@ -324,17 +508,28 @@ class Trainer:
             total_epochs=cfg.epochs,
             resumed_from=self.resumed_from,
             device=str(self.device),
+            world_size=self.rt.world_size,
         )
-        self.sink.flush()
+        self.sink.start()  # from here on records go out from a background thread
+        if self.sink.enabled:
+            self.gpu_monitor.start()  # quietly nothing without NVML
 
-        while self.epoch < cfg.epochs and not self.stop.requested:
+        stopped = False
+        while self.epoch < cfg.epochs:
+            stopped = self._agree()[0]
+            if stopped:
+                break
             t0 = time.monotonic()
             lr = float(self.optimizer.param_groups[0]["lr"])
             if self.step < steps and not self._train_epoch(train_set):
+                stopped = True
                 break
-            val = self._validate(val_set)
-            if val is None:
+            self._merge_train_counts()
+            validated = self._validate(val_set)
+            if validated is None:
+                stopped = True
                 break
+            val, froc = validated
             epoch = self.epoch + 1
             self.last_metrics = {
                 "train_loss": self.train_counts.loss,
@@ -342,6 +537,7 @@ class Trainer:
                 "train_accuracy": self.train_counts.accuracy,
                 "val_accuracy": val.accuracy,
                 "val_dice": val.dice,
+                "val_froc": froc.froc,
                 "learning_rate": lr,
             }
             self.epoch, self.step, self.train_counts = epoch, 0, SegCounts()
@@ -350,12 +546,16 @@ class Trainer:
                 self.sink.metric(epoch, self.last_metrics)
             if epoch % cfg.checkpoint.every_epochs == 0 or epoch == cfg.epochs:
                 self._checkpoint()
-            self.sink.flush()
-            shown = " ".join(f"{k}={v:.4g}" for k, v in self.last_metrics.items())
-            print(f"epoch {epoch}/{cfg.epochs} {shown} ({time.monotonic() - t0:.1f}s)", flush=True)
+            self.sink.wake()
+            if self.rt.is_main:
+                shown = " ".join(f"{k}={v:.4g}" for k, v in self.last_metrics.items())
+                took = time.monotonic() - t0
+                print(f"epoch {epoch}/{cfg.epochs} {shown} ({took:.1f}s)", flush=True)
 
-        if self.stop.requested:
+        if stopped:
+            self._merge_train_counts()  # a partial epoch's counts go into the checkpoint
             self._checkpoint()
+            self.wait_checkpoint()
             self.sink.event(
                 keys.EVENT_STOPPED,
                 epoch=self.epoch,
@@ -363,9 +563,11 @@ class Trainer:
                 signal=signal.Signals(self.stop.signum or signal.SIGTERM).name,
                 checkpoint_id=self.latest_id,
             )
+            self.gpu_monitor.stop()
             self.sink.close(STOP_FLUSH_S)
             print(f"pivot-trainer: stopped at epoch {self.epoch} step {self.step}", flush=True)
             return self.stop.exit_code
+        self.wait_checkpoint()
         self.sink.event(
             keys.EVENT_COMPLETED,
             epoch=self.epoch,
@@ -374,6 +576,7 @@ class Trainer:
             best_metric=self.best_value,
             checkpoint_id=self.latest_id,
         )
+        self.gpu_monitor.stop()
         self.sink.close(
             FINAL_FLUSH_S, hurry=lambda: self.stop.requested, hurry_timeout=STOP_FLUSH_S
         )

@@ -64,3 +64,54 @@ def test_close_hurries_once_asked_to() -> None:
         sink.close(60, hurry=lambda: time.monotonic() - started > 0.3, hurry_timeout=0.3) is False
     )
     assert time.monotonic() - started < 3
+
+
+def _stream(url: str, key: str) -> list[dict[str, object]]:
+    client = redis.Redis.from_url(url)
+    try:
+        return [keys.decode_record(f) for _, f in client.xrange(key)]
+    finally:
+        client.close()
+
+
+def test_resent_metric_and_step_records_are_written_once(redis_server: RedisServer) -> None:
+    sid = f"t-{uuid.uuid4().hex[:10]}"
+    sink = RecordSink(redis_server.url, sid)
+    sink.metric(1, {"train_loss": 0.5})
+    sink.step(1, 10, 10, 0.7)
+    sink.step(1, 20, 20, 0.6)
+    assert sink.flush() is True
+    # What a retry after a lost reply, or a restarted run retraining epoch 1, sends again.
+    sink.metric(1, {"train_loss": 0.5})
+    sink.step(1, 20, 20, 0.6)
+    sink.step(2, 10, 30, 0.4)
+    sink.metric(2, {"train_loss": 0.25})
+    assert sink.close(5) is True
+    assert sink.duplicates == 2
+
+    got = _stream(redis_server.url, keys.metrics_stream(sid))
+    assert [(r["epoch"], r["train_loss"]) for r in got] == [(1, 0.5), (2, 0.25)]
+    steps = _stream(redis_server.url, keys.steps_stream(sid))
+    assert [(r["epoch"], r["step"], r["global_step"]) for r in steps] == [
+        (1, 10, 10),
+        (1, 20, 20),
+        (2, 10, 30),
+    ]
+    assert steps[-1]["train_loss"] == 0.4 and all(r["timestamp"] for r in steps)
+
+
+def test_background_thread_sends_without_being_asked(redis_server: RedisServer) -> None:
+    sid = f"t-{uuid.uuid4().hex[:10]}"
+    sink = RecordSink(redis_server.url, sid)
+    sink.start(interval=0.05)
+    for i in range(1, 1201):  # more than one pipelined batch
+        sink.step(1, i, i, 1.0 / i)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        deadline = time.monotonic() + 10
+        while client.xlen(keys.steps_stream(sid)) < 1200:
+            assert time.monotonic() < deadline, "background sends did not arrive"
+            time.sleep(0.05)
+    finally:
+        client.close()
+    assert sink.close(5) is True and sink.sent == 1200 and sink.duplicates == 0

@@ -91,3 +91,52 @@ def test_env_needs_a_session_and_a_known_device() -> None:
         read_env({"PIVOT_SESSION_ID": "s", "PIVOT_DEVICE": "tpu"})
     rt = read_env({"PIVOT_SESSION_ID": "s", "PIVOT_DEVICE": "cuda:1", "PIVOT_REDIS_URL": " "})
     assert (rt.session_id, rt.device, rt.redis_url) == ("s", "cuda:1", None)
+
+
+def test_step_logging_compile_and_val_froc_checkpoint_metric() -> None:
+    cfg = parse_config({"epochs": 1})
+    assert cfg.log_every_steps == 10 and cfg.compile is False
+    cfg = parse_config(
+        {"epochs": 1, "log_every_steps": 0, "compile": True, "checkpoint": {"metric": "val_froc"}}
+    )
+    assert cfg.log_every_steps == 0 and cfg.compile is True
+    assert cfg.checkpoint.metric == "val_froc" and cfg.checkpoint.mode == "max"
+    with pytest.raises(ConfigError, match="'compile' must be true or false"):
+        parse_config({"epochs": 1, "compile": "yes"})
+
+
+BASE_ENV = {"PIVOT_SESSION_ID": "s-1"}
+
+
+def test_single_process_by_default() -> None:
+    rt = read_env(BASE_ENV)
+    assert (rt.world_size, rt.rank, rt.local_rank, rt.distributed, rt.is_main) == (
+        1,
+        0,
+        0,
+        False,
+        True,
+    )
+
+
+def test_one_process_per_pod_takes_its_rank_from_the_node_rank() -> None:
+    gang = {**BASE_ENV, "MASTER_ADDR": "sess-0.svc", "MASTER_PORT": "29400", "WORLD_SIZE": "4"}
+    rt = read_env({**gang, "NODE_RANK": "3", "NPROC_PER_NODE": "1"})
+    assert (rt.rank, rt.local_rank, rt.world_size, rt.is_main) == (3, 0, 4, False)
+    assert (rt.master_addr, rt.master_port) == ("sess-0.svc", 29400)
+    # Under torchrun, RANK and LOCAL_RANK are the process's own.
+    rt = read_env({**gang, "NODE_RANK": "1", "NPROC_PER_NODE": "2", "RANK": "2", "LOCAL_RANK": "0"})
+    assert (rt.rank, rt.local_rank) == (2, 0)
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        ({"WORLD_SIZE": "2", "NODE_RANK": "0"}, "needs MASTER_ADDR"),
+        ({"WORLD_SIZE": "2", "NODE_RANK": "2", "MASTER_ADDR": "h"}, "outside WORLD_SIZE=2"),
+        ({"WORLD_SIZE": "two"}, "WORLD_SIZE must be an integer"),
+    ],
+)
+def test_bad_distributed_env_is_a_config_error(extra: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        read_env({**BASE_ENV, **extra})

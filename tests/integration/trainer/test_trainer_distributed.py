@@ -1,0 +1,117 @@
+"""Two `python -m pivot_trainer` processes form a gloo gang, as two pods of a session would."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+
+import pytest
+
+import pivot_trainer
+from pivot_local.procs import free_port
+from pivot_local.services import RedisServer, S3Server
+from pivot_schema import storage
+from tests.integration.trainer.test_trainer_run import (
+    TINY,
+    assert_verifies,
+    events,
+    latest,
+    manifests,
+    metrics,
+    new_session,
+    start,
+    steps,
+    trainer_env,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def gang_env(base: dict[str, str], port: int, node_rank: int) -> dict[str, str]:
+    # The operator's contract: one process per pod, rank = NODE_RANK * NPROC_PER_NODE.
+    return {
+        **base,
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "WORLD_SIZE": "2",
+        "NODE_RANK": str(node_rank),
+        "NPROC_PER_NODE": "1",
+    }
+
+
+def start_gang(base: dict[str, str]) -> list[subprocess.Popen[str]]:
+    port = free_port()
+    return [start(gang_env(base, port, rank)) for rank in (0, 1)]
+
+
+def finish(procs: list[subprocess.Popen[str]], timeout: float = 120) -> list[tuple[int, str]]:
+    out = []
+    try:
+        for proc in procs:
+            stdout, stderr = proc.communicate(timeout=timeout)
+            out.append((proc.returncode, stdout + stderr))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    return out
+
+
+def test_the_trainer_declares_distributed_support() -> None:
+    assert pivot_trainer.SUPPORTS_DISTRIBUTED is True
+
+
+def test_two_process_gloo_gang_trains_and_only_rank_0_writes(
+    redis_server: RedisServer, s3_server: S3Server
+) -> None:
+    sid, url = new_session(), redis_server.url
+    base = trainer_env(url, s3_server, sid, {**TINY, "log_every_steps": 1})
+    results = finish(start_gang(base))
+    for code, output in results:
+        assert code == 0, output
+    assert "rank 0/2" in results[0][1] and "rank 1/2" in results[1][1]
+
+    # Each epoch, step point, event and checkpoint exactly once: rank 1 wrote nothing.
+    records = metrics(url, sid)
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert records[-1]["train_loss"] < records[0]["train_loss"]
+    # 96 images over 2 ranks in batches of 16: 3 steps an epoch per rank.
+    assert [(p["epoch"], p["step"]) for p in steps(url, sid)] == [
+        (e, s) for e in (1, 2, 3) for s in (1, 2, 3)
+    ]
+    types = [e["type"] for e in events(url, sid)]
+    assert types == ["started", "checkpoint", "checkpoint", "checkpoint", "completed"]
+    assert events(url, sid)[0]["world_size"] == 2
+    found = manifests(s3_server, sid)
+    assert set(found) == {storage.checkpoint_id(sid, e) for e in (1, 2, 3)}
+    for m in found.values():
+        assert_verifies(s3_server, sid, m)
+
+
+def test_sigterm_on_one_rank_stops_the_gang_and_both_resume_from_rank_0s_checkpoint(
+    redis_server: RedisServer, s3_server: S3Server
+) -> None:
+    cfg = {**TINY, "batch_size": 8, "num_train": 1024}  # 64 steps an epoch per rank
+    sid, url = new_session(), redis_server.url
+    base = trainer_env(url, s3_server, sid, cfg)
+    procs = start_gang(base)
+    try:
+        wait_for(lambda: len(metrics(url, sid)) >= 1, 90, "the first epoch")
+        procs[1].send_signal(signal.SIGTERM)  # only the second pod is told to stop
+        results = finish(procs, timeout=60)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    assert [code for code, _ in results] == [143, 143], results
+    stopped = events(url, sid)[-1]
+    assert stopped["type"] == "stopped"
+    assert stopped["checkpoint_id"] == latest(s3_server, sid)
+
+    for code, output in finish(start_gang(base)):
+        assert code == 0, output
+    assert [r["epoch"] for r in metrics(url, sid)] == [1, 2, 3]
+    started = [e for e in events(url, sid) if e["type"] == "started"]
+    assert len(started) == 2 and started[-1]["resumed_from"] == stopped["checkpoint_id"]
+    assert [e["type"] for e in events(url, sid)][-1] == "completed"

@@ -1,28 +1,603 @@
-"""The `pivot` command."""
+"""The `pivot` command.
+
+    pivot up                                   run the whole platform on this machine
+    pivot sessions list|get|create|start|stop|watch
+    pivot metrics SESSION                      epoch records (table, json or yaml)
+    pivot checkpoints list|download|upload|delete
+    pivot alerts                               active alerts
+    pivot apply -f session.yaml                create a session from a manifest or a create body
+
+The API is `--url` or PIVOT_URL (default http://localhost:8000); `--api-key` or PIVOT_API_KEY
+is sent as a bearer token. `-o json|yaml` prints what the API answered, for scripts.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import IO, Any
+
+import yaml
+
+from pivot_client._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    PIVOTError,
+    RateLimitError,
+    ValidationError,
+)
+from pivot_client.types import FINAL_STATUSES, PIVOTModel
+
+# Exit codes: a script can tell what went wrong without parsing messages.
+EXIT_OK = 0
+EXIT_API_ERROR = 1  # the API answered with an error not listed below, or a 5xx
+EXIT_USAGE = 2  # bad command line or input file (argparse uses 2 as well)
+EXIT_NOT_FOUND = 3  # 404
+EXIT_CONFLICT = 4  # 409: e.g. starting a session that is already running
+EXIT_INVALID = 5  # 400 / 422: the API refused the request as invalid
+EXIT_AUTH = 6  # 401 / 403
+EXIT_RATE_LIMITED = 7  # 429 after the client's retries
+EXIT_UNREACHABLE = 8  # no answer: connection refused, timeout, broken stream
+EXIT_TRAINING_FAILED = 9  # `sessions watch`: the session failed or was stopped
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+EXIT_CODES_HELP = """exit codes:
+  0 ok              1 API error          2 usage / bad input   3 not found
+  4 conflict        5 invalid request    6 unauthorized        7 rate limited
+  8 API unreachable 9 training failed or stopped (sessions watch)   130 interrupted"""
+
+_ERROR_EXITS: list[tuple[type[PIVOTError], int]] = [
+    (NotFoundError, EXIT_NOT_FOUND),
+    (ConflictError, EXIT_CONFLICT),
+    (ValidationError, EXIT_INVALID),
+    (BadRequestError, EXIT_INVALID),
+    (AuthenticationError, EXIT_AUTH),
+    (PermissionDeniedError, EXIT_AUTH),
+    (RateLimitError, EXIT_RATE_LIMITED),
+    (APIConnectionError, EXIT_UNREACHABLE),
+]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pivot", description="PIVOT training platform")
-    sub = parser.add_subparsers(dest="command", required=True)
+class UsageError(Exception):
+    """Bad input that argparse could not catch (a manifest, a JSON argument)."""
+
+
+def exit_code_for(exc: PIVOTError) -> int:
+    for cls, code in _ERROR_EXITS:
+        if isinstance(exc, cls):
+            return code
+    return EXIT_API_ERROR
+
+
+# -- output ---------------------------------------------------------------------------------
+
+
+class Printer:
+    def __init__(self, fmt: str, out: IO[str] = sys.stdout) -> None:
+        self.fmt = fmt
+        self.out = out
+        # Colour only for a terminal that has not asked for none (no-color.org).
+        self.colour = out.isatty() and not os.environ.get("NO_COLOR") and fmt == "table"
+
+    def paint(self, text: str, status: str) -> str:
+        codes = {"completed": "32", "running": "36", "failed": "31", "stopped": "33"}
+        code = codes.get(status)
+        return f"\x1b[{code}m{text}\x1b[0m" if self.colour and code else text
+
+    def data(self, value: Any) -> None:
+        if self.fmt == "json":
+            json.dump(value, self.out, indent=2, sort_keys=False)
+            self.out.write("\n")
+        else:
+            yaml.safe_dump(value, self.out, sort_keys=False)
+
+    def emit(
+        self,
+        value: Any,
+        rows: Iterable[Mapping[str, Any]] | None = None,
+        columns: Sequence[str] = (),
+    ) -> None:
+        """`value` as JSON/YAML, or `rows` as a table (key: value lines when no rows)."""
+        if self.fmt != "table":
+            self.data(value)
+        elif rows is not None:
+            self.table(list(rows), columns)
+        else:
+            for key, item in (value or {}).items():
+                shown = json.dumps(item) if isinstance(item, dict | list) else item
+                self.out.write(f"{key}: {shown}\n")
+
+    def table(self, rows: list[Mapping[str, Any]], columns: Sequence[str]) -> None:
+        if not columns:
+            columns = list(dict.fromkeys(k for row in rows for k in row))
+        cells = [[fmt_cell(row.get(c)) for c in columns] for row in rows]
+        widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+        self.out.write(
+            "  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()
+        )
+        self.out.write("\n")
+        for row, raw in zip(cells, rows, strict=True):
+            line = "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+            self.out.write(self.paint(line, str(raw.get("status", ""))) + "\n")
+
+
+def fmt_cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value) or "-"
+    return str(value)
+
+
+def dump(model: PIVOTModel | Sequence[PIVOTModel]) -> Any:
+    if isinstance(model, PIVOTModel):
+        return model.to_dict()
+    return [m.to_dict() for m in model]
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from pivot_client import PIVOTClient
+
+    return PIVOTClient(args.url, api_key=args.api_key, max_retries=args.retries)
+
+
+SESSION_COLUMNS = ("session_id", "session_name", "status", "current_epoch", "total_epochs")
+
+
+def cmd_sessions_list(args: argparse.Namespace, p: Printer) -> int:
+    with _client(args) as client:
+        sessions = list(client.list_sessions(status=args.status))
+    if args.limit is not None:
+        sessions = sessions[: args.limit]
+    rows = [s.to_dict() for s in sessions]
+    for row in rows:
+        row["age"] = age(row.get("created_at"))
+    p.emit(dump(sessions), rows, (*SESSION_COLUMNS, "age"))
+    return EXIT_OK
+
+
+def cmd_sessions_get(args: argparse.Namespace, p: Printer) -> int:
+    with _client(args) as client:
+        session = client.get_session(args.session)
+    p.emit(session.to_dict())
+    return EXIT_OK
+
+
+def cmd_sessions_create(args: argparse.Namespace, p: Printer) -> int:
+    body: dict[str, Any] = {"session_name": args.name, "tags": args.tag or None}
+    if args.config_file:
+        body["config"] = load_yaml(args.config_file)
+    else:
+        body["config_path"] = args.config_path
+    return create(args, p, body)
+
+
+def create(args: argparse.Namespace, p: Printer, body: dict[str, Any]) -> int:
+    with _client(args) as client:
+        created = client.create_session(**body)
+        result: dict[str, Any] = created.to_dict()
+        if args.start:
+            started = client.start_training(created.session_id)
+            result.update(status=started.status, started_at=started.started_at)
+    if p.fmt == "table":
+        p.out.write(f"{result['session_id']} {p.paint(result['status'], result['status'])}\n")
+    else:
+        p.data(result)
+    return EXIT_OK
+
+
+def cmd_sessions_start(args: argparse.Namespace, p: Printer) -> int:
+    with _client(args) as client:
+        p.emit(client.start_training(args.session).to_dict())
+    return EXIT_OK
+
+
+def cmd_sessions_stop(args: argparse.Namespace, p: Printer) -> int:
+    with _client(args) as client:
+        p.emit(client.stop_training(args.session).to_dict())
+    return EXIT_OK
+
+
+def cmd_sessions_watch(args: argparse.Namespace, p: Printer) -> int:
+    with _client(args) as client:
+        session = client.get_session(args.session)
+        view = Progress(p, total=session.total_epochs, start_epoch=session.current_epoch)
+        if session.finished:
+            view.finish(session.status, session.message, session.latest_metrics)
+            return finished_code(session.status)
+        final_event: dict[str, Any] = {}
+        with client.stream_events(args.session) as events:
+            for event in events:
+                if event.event == "metrics":
+                    view.update(event.data)
+                elif event.event == "status":
+                    view.status(str(event.data.get("status")))
+                    final_event = event.data
+        # The stream's last status event is the outcome; the session record can lag it by
+        # the operator's next status write.
+        final = client.get_session(args.session)
+        status = str(final_event.get("status") or final.status)
+        reason = final.message or final_event.get("message") or final_event.get("error")
+        view.finish(status, reason, final.latest_metrics)
+        return finished_code(status)
+
+
+def finished_code(status: str) -> int:
+    return EXIT_OK if status == "completed" else EXIT_TRAINING_FAILED
+
+
+class Progress:
+    """`sessions watch`: a bar redrawn in place on a terminal, one line per epoch elsewhere
+    (logs and pipes should not fill up with carriage returns)."""
+
+    WIDTH = 30
+
+    def __init__(self, p: Printer, *, total: int, start_epoch: int = 0) -> None:
+        self.p = p
+        self.total = max(total, 1)
+        self.live = p.out.isatty() and p.fmt == "table"
+        self.started = time.monotonic()
+        self.first_epoch = start_epoch
+        self.epoch = start_epoch
+        self.drawn = False  # a bar is on the terminal's current line
+
+    def eta(self) -> str:
+        done = self.epoch - self.first_epoch
+        if done <= 0 or self.epoch >= self.total:
+            return "-"
+        seconds = (time.monotonic() - self.started) / done * (self.total - self.epoch)
+        return f"{int(seconds) // 60}m{int(seconds) % 60:02d}s"
+
+    def update(self, record: Mapping[str, Any]) -> None:
+        self.epoch = int(record.get("epoch") or self.epoch)
+        if self.p.fmt != "table":
+            self.p.out.write(json.dumps(dict(record)) + "\n")
+            self.p.out.flush()
+            return
+        values = " ".join(
+            f"{k}={v:.4g}"
+            for k, v in record.items()
+            if k not in ("epoch", "timestamp") and isinstance(v, int | float)
+        )
+        filled = int(self.WIDTH * min(self.epoch, self.total) / self.total)
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        line = f"epoch {self.epoch}/{self.total} [{bar}] ETA {self.eta()}  {values}"
+        if self.live:
+            self.p.out.write("\r\x1b[2K" + line)
+            self.drawn = True
+        else:
+            self.p.out.write(line + "\n")
+        self.p.out.flush()
+
+    def status(self, status: str) -> None:
+        if self.p.fmt == "table" and not self.live and status not in FINAL_STATUSES:
+            self.p.out.write(f"status {status}\n")
+
+    def finish(self, status: str, message: str | None, latest: Mapping[str, Any]) -> None:
+        if self.p.fmt != "table":
+            return
+        if self.drawn:
+            self.p.out.write("\n")
+        reason = f": {message}" if message and status != "completed" else ""
+        metrics = " ".join(f"{k}={v:.4g}" for k, v in latest.items())
+        self.p.out.write(f"{self.p.paint(status, status)}{reason}  {metrics}".rstrip() + "\n")
+
+
+def cmd_metrics(args: argparse.Namespace, p: Printer) -> int:
+    with _client(args) as client:
+        result = client.get_metrics(args.session, metric_name=args.metric, limit=args.limit)
+    rows = [r.to_dict() for r in result.metrics]
+    columns = list(dict.fromkeys(k for r in rows for k in r if k != "timestamp"))
+    p.emit(result.to_dict(), rows, columns or ("epoch",))
+    return EXIT_OK
+
+
+CHECKPOINT_COLUMNS = (
+    "checkpoint_id",
+    "session_id",
+    "epoch",
+    "metric_name",
+    "metric_value",
+    "file_size_mb",
+    "is_best",
+)
+
+
+def cmd_checkpoints_list(args: argparse.Namespace, p: Printer) -> int:
+    with _client(args) as client:
+        result = client.checkpoints.list(session_id=args.session, limit=args.limit)
+    p.emit(result.to_dict(), [c.to_dict() for c in result.checkpoints], CHECKPOINT_COLUMNS)
+    return EXIT_OK
+
+
+def _progress_to_stderr(label: str) -> Callable[[int, int], None] | None:
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        pct = 100 * done / total if total else 100
+        sys.stderr.write(f"\r{label} {done / 1e6:.1f}/{total / 1e6:.1f} MB ({pct:.0f}%)")
+        if done >= total:
+            sys.stderr.write("\n")
+
+    return show
+
+
+def cmd_checkpoints_download(args: argparse.Namespace, p: Printer) -> int:
+    with _client(args) as client:
+        path = client.checkpoints.download(
+            args.checkpoint, args.output_path, on_progress=_progress_to_stderr("download")
+        )
+    result = {"checkpoint_id": args.checkpoint, "path": str(path)}
+    p.emit(result) if p.fmt != "table" else p.out.write(f"{path}\n")
+    return EXIT_OK
+
+
+def cmd_checkpoints_upload(args: argparse.Namespace, p: Printer) -> int:
+    metrics = None
+    if args.metrics:
+        try:
+            metrics = json.loads(args.metrics)
+        except ValueError as exc:
+            raise UsageError(f"--metrics is not JSON: {exc}") from exc
+    if not os.path.isfile(args.file):
+        raise UsageError(f"no such file: {args.file}")
+    with _client(args) as client:
+        result = client.checkpoints.upload(
+            args.file,
+            session_id=args.session,
+            epoch=args.epoch,
+            metrics=metrics,
+            on_progress=_progress_to_stderr("upload"),
+        )
+    p.emit(result.to_dict())
+    return EXIT_OK
+
+
+def cmd_checkpoints_delete(args: argparse.Namespace, p: Printer) -> int:
+    with _client(args) as client:
+        p.emit(client.checkpoints.delete(args.checkpoint).to_dict())
+    return EXIT_OK
+
+
+def cmd_alerts(args: argparse.Namespace, p: Printer) -> int:
+    with _client(args) as client:
+        try:
+            result = client.alerts.list(status=args.status, severity=args.severity)
+        except NotFoundError as exc:
+            # The only 404 /alerts can give is for the route itself.
+            raise NotFoundError(
+                f"this API does not serve alerts ({client.base_url}/alerts)",
+                response=exc.response,
+                code=exc.code,
+            ) from exc
+    columns = ("alert_id", "severity", "status", "rule_name", "message", "triggered_at")
+    p.emit(result.to_dict(), [a.to_dict() for a in result.alerts], columns)
+    return EXIT_OK
+
+
+# What a TrainingSession's spec may carry through the API's create body.
+_API_SPEC_FIELDS = {"config", "sessionName", "tags", "suspend"}
+
+
+def body_from_document(doc: Any) -> tuple[dict[str, Any], bool]:
+    """A create body (and whether to start) from a TrainingSession manifest or a body."""
+    if not isinstance(doc, dict):
+        raise UsageError("the file must hold a mapping")
+    if doc.get("kind") == "TrainingSession":
+        spec = doc.get("spec")
+        if not isinstance(spec, dict) or "config" not in spec:
+            raise UsageError("a TrainingSession manifest needs spec.config")
+        extra = sorted(set(spec) - _API_SPEC_FIELDS)
+        if extra:
+            # Silently dropping e.g. resources would train something else than asked for.
+            raise UsageError(
+                f"spec fields the API cannot set: {', '.join(extra)} "
+                "(apply such a manifest with kubectl)"
+            )
+        meta = doc.get("metadata") or {}
+        name = spec.get("sessionName") or meta.get("name")
+        body = {"config": spec["config"], "session_name": name, "tags": spec.get("tags")}
+        # Like `kubectl apply`, a manifest without `suspend: true` runs at once.
+        return body, spec.get("suspend") is not True
+    allowed = {"config", "config_path", "session_name", "tags"}
+    unknown = sorted(set(doc) - allowed)
+    if unknown:
+        raise UsageError(f"unknown fields for a create body: {', '.join(unknown)}")
+    return {k: v for k, v in doc.items() if k in allowed}, False
+
+
+def cmd_apply(args: argparse.Namespace, p: Printer) -> int:
+    raw = sys.stdin.read() if args.file == "-" else None
+    docs = [d for d in load_yaml_all(args.file, raw) if d is not None]
+    if not docs:
+        raise UsageError(f"{args.file} holds no document")
+    plans = [body_from_document(d) for d in docs]  # all checked before anything is created
+    results = []
+    with _client(args) as client:
+        for body, start in plans:
+            created = client.create_session(**body)
+            result = created.to_dict()
+            if start or args.start:
+                started = client.start_training(created.session_id)
+                result.update(status=started.status, started_at=started.started_at)
+            results.append(result)
+            if p.fmt == "table":
+                status = result["status"]
+                p.out.write(f"session {result['session_id']} {p.paint(status, status)}\n")
+    if p.fmt != "table":
+        p.data(results[0] if len(results) == 1 else results)
+    return EXIT_OK
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def load_yaml(path: str) -> dict[str, Any]:
+    docs = load_yaml_all(path)
+    if len(docs) != 1 or not isinstance(docs[0], dict):
+        raise UsageError(f"{path} must hold one mapping")
+    return docs[0]
+
+
+def load_yaml_all(path: str, text: str | None = None) -> list[Any]:
+    try:
+        if text is None:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        return list(yaml.safe_load_all(text))
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path} is not valid YAML: {exc}") from exc
+
+
+def age(created_at: str | None) -> str:
+    if not created_at:
+        return "-"
+    from datetime import UTC, datetime
+
+    try:
+        then = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
+    except ValueError:
+        return "-"
+    seconds = int((datetime.now(UTC) - then).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+# -- parser ---------------------------------------------------------------------------------
+
+
+def _api_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--url", default=os.environ.get("PIVOT_URL"), help="API URL (env PIVOT_URL)"
+    )
+    common.add_argument(
+        "--api-key", default=os.environ.get("PIVOT_API_KEY"), help="API key (env PIVOT_API_KEY)"
+    )
+    common.add_argument(
+        "-o", "--output", choices=("table", "json", "yaml"), default="table", help="format"
+    )
+    common.add_argument("--retries", type=int, default=2, help=argparse.SUPPRESS)
+    return common
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, Any]:
+    parser = argparse.ArgumentParser(
+        prog="pivot",
+        description="PIVOT training platform",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up = sub.add_parser("up", help="run the whole platform on this machine")
     try:
         from pivot_local import up as local_up
     except ImportError:  # the 'local' extra is not installed
-        local_up = None  # type: ignore[assignment]
+        local_up = None
     if local_up is not None:
         local_up.add_arguments(up)
+
+    api = _api_options()
+
+    def command(
+        group: Any, name: str, handler: Callable[..., int], help_text: str
+    ) -> argparse.ArgumentParser:
+        cmd: argparse.ArgumentParser = group.add_parser(name, parents=[api], help=help_text)
+        cmd.set_defaults(handler=handler)
+        return cmd
+
+    sessions = sub.add_parser("sessions", help="training sessions").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    cmd = command(sessions, "list", cmd_sessions_list, "list sessions (all pages)")
+    cmd.add_argument("--status", help="only sessions in this status")
+    cmd.add_argument("--limit", type=int, help="show at most this many")
+    command(sessions, "get", cmd_sessions_get, "show one session").add_argument("session")
+    cmd = command(sessions, "create", cmd_sessions_create, "create a session")
+    source = cmd.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config-path", help="a config file on the server (configs/…)")
+    source.add_argument("-f", "--config-file", help="a local YAML config, sent inline")
+    cmd.add_argument("--name", help="display name")
+    cmd.add_argument("--tag", action="append", help="a tag (repeatable)")
+    cmd.add_argument("--start", action="store_true", help="start it at once")
+    command(sessions, "start", cmd_sessions_start, "start training").add_argument("session")
+    command(sessions, "stop", cmd_sessions_stop, "stop training").add_argument("session")
+    cmd = command(sessions, "watch", cmd_sessions_watch, "follow a session until it ends")
+    cmd.add_argument("session")
+
+    cmd = command(sub, "metrics", cmd_metrics, "a session's epoch metrics")
+    cmd.add_argument("session")
+    cmd.add_argument("--metric", help="only this metric")
+    cmd.add_argument("--limit", type=int, help="the latest N epochs")
+
+    ckpts = sub.add_parser("checkpoints", help="model checkpoints").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    cmd = command(ckpts, "list", cmd_checkpoints_list, "list checkpoints")
+    cmd.add_argument("--session", help="only this session's")
+    cmd.add_argument("--limit", type=int)
+    cmd = command(ckpts, "download", cmd_checkpoints_download, "download a checkpoint")
+    cmd.add_argument("checkpoint")
+    cmd.add_argument("output_path", nargs="?", default=".", help="file or directory (default .)")
+    cmd = command(ckpts, "upload", cmd_checkpoints_upload, "upload a checkpoint file")
+    cmd.add_argument("file")
+    cmd.add_argument("--session", required=True)
+    cmd.add_argument("--epoch", type=int, required=True)
+    cmd.add_argument("--metrics", help="JSON object, e.g. '{\"val_loss\": 0.3}'")
+    cmd = command(ckpts, "delete", cmd_checkpoints_delete, "delete a checkpoint")
+    cmd.add_argument("checkpoint")
+
+    cmd = command(sub, "alerts", cmd_alerts, "alerts")
+    cmd.add_argument("--status", choices=("active", "acknowledged", "resolved"))
+    cmd.add_argument("--severity", choices=("low", "medium", "high", "critical"))
+
+    cmd = command(sub, "apply", cmd_apply, "create sessions from a YAML file")
+    cmd.add_argument("-f", "--file", required=True, help="TrainingSession manifest(s) or body")
+    cmd.add_argument("--start", action="store_true", help="start what is created")
+    return parser, local_up
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, local_up = build_parser()
     args = parser.parse_args(argv)
     if args.command == "up":
         if local_up is None:
             print("pivot up needs the local extra: pip install 'pivot[local]'", file=sys.stderr)
-            return 2
-        return local_up.main(args)
-    return 2
+            return EXIT_USAGE
+        return int(local_up.main(args))
+    printer = Printer(args.output)
+    try:
+        return int(args.handler(args, printer))
+    except UsageError as exc:
+        print(f"pivot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except APIStatusError as exc:
+        print(f"pivot: {exc.message} ({exc.status_code} {exc.code})", file=sys.stderr)
+        return exit_code_for(exc)
+    except PIVOTError as exc:
+        print(f"pivot: {exc.message}", file=sys.stderr)
+        return exit_code_for(exc)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

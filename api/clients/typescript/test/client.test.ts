@@ -1,0 +1,182 @@
+// The TypeScript client against a running PIVOT API (PIVOT_URL), with node's test runner.
+// `tests/integration/client/test_typescript.py` starts the local platform and runs these.
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+
+import {
+  ConflictError,
+  NotFoundError,
+  PIVOTClient,
+  ValidationError,
+  type Metrics,
+} from "../src/index.js";
+
+const URL_ = process.env.PIVOT_URL;
+const skip = URL_ ? false : "PIVOT_URL is not set: no API to test against";
+
+const TINY = {
+  epochs: 3,
+  batch_size: 16,
+  learning_rate: 0.01,
+  image_size: 16,
+  num_train: 64,
+  num_val: 16,
+  base_channels: 4,
+  seed: 7,
+};
+
+async function served(client: PIVOTClient, path: string): Promise<boolean> {
+  const doc = (await (await fetch(`${client.baseUrl}/openapi.json`)).json()) as { paths: object };
+  return `/api/v1${path}` in doc.paths;
+}
+
+/** Collects a whole metrics stream; resolves when the session has ended. */
+async function streamAll(client: PIVOTClient, sessionId: string): Promise<Metrics[]> {
+  const seen: Metrics[] = [];
+  const stream = client.streamMetrics(sessionId, (m) => seen.push(m), { maxReconnects: 20 });
+  await stream.done;
+  return seen;
+}
+
+/**
+ * A TCP proxy in front of the API that cuts every WebSocket connection in the middle of its
+ * `framesPerConnection + 1`th frame (frames, not bytes: messages may be compressed).
+ */
+async function cuttingProxy(
+  target: URL,
+  framesPerConnection: number,
+): Promise<{ url: string; cuts: () => number; close: () => void }> {
+  let cuts = 0;
+  const server = net.createServer((downstream) => {
+    const upstream = net.connect(Number(target.port), target.hostname);
+    let pending = Buffer.alloc(0); // bytes not yet forwarded
+    let inHeaders = true;
+    let frames = 0;
+    const cut = () => {
+      cuts++;
+      downstream.destroy();
+      upstream.destroy();
+    };
+    downstream.on("data", (chunk) => upstream.write(chunk));
+    upstream.on("data", (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk]);
+      if (inHeaders) {
+        const end = pending.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        downstream.write(pending.subarray(0, end + 4));
+        pending = pending.subarray(end + 4);
+        inHeaders = false;
+      }
+      for (;;) {
+        if (pending.length < 2) return;
+        let length = pending[1]! & 0x7f;
+        let offset = 2;
+        if (length === 126) {
+          if (pending.length < 4) return;
+          length = pending.readUInt16BE(2);
+          offset = 4;
+        } else if (length === 127) {
+          if (pending.length < 10) return;
+          length = Number(pending.readBigUInt64BE(2));
+          offset = 10;
+        }
+        if (frames === framesPerConnection) {
+          downstream.write(pending.subarray(0, Math.max(1, Math.floor((offset + length) / 2))), cut);
+          return;
+        }
+        if (pending.length < offset + length) return;
+        downstream.write(pending.subarray(0, offset + length));
+        pending = pending.subarray(offset + length);
+        frames++;
+      }
+    });
+    upstream.on("close", () => downstream.end());
+    downstream.on("close", () => upstream.destroy());
+    upstream.on("error", () => downstream.destroy());
+    downstream.on("error", () => upstream.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as net.AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, cuts: () => cuts, close: () => server.close() };
+}
+
+describe("PIVOTClient", { skip }, () => {
+  const client = new PIVOTClient(URL_);
+
+  it("reports health", async () => {
+    const health = await client.health();
+    assert.ok(["healthy", "degraded"].includes(health.status));
+  });
+
+  it("streams every epoch once, as stored", async () => {
+    const session = await client.createSession({ config: TINY, session_name: "ts" });
+    assert.equal(session.status, "created");
+    const started = await client.startTraining(session.session_id);
+    assert.equal(started.status, "running");
+    const seen = await streamAll(client, session.session_id);
+    assert.deepEqual(seen.map((m) => m.epoch), [1, 2, 3]);
+    const stored = await client.getMetrics(session.session_id);
+    assert.deepEqual(seen.map((m) => m.val_loss), stored.metrics.map((m) => m.val_loss));
+    const history = await client.metricHistory(session.session_id, { metricName: "val_loss" });
+    assert.deepEqual(history.epochs, [1, 2, 3]);
+  });
+
+  it("resumes a cut WebSocket without losing or repeating a record", async () => {
+    const session = await client.createSession({ config: { ...TINY, epochs: 4 } });
+    await client.startTraining(session.session_id);
+    const proxy = await cuttingProxy(new URL(client.baseUrl), 2);
+    try {
+      const flaky = new PIVOTClient(proxy.url);
+      const seen = await streamAll(flaky, session.session_id);
+      assert.ok(proxy.cuts() >= 2, "the proxy never cut the stream");
+      assert.deepEqual(seen.map((m) => m.epoch), [1, 2, 3, 4]);
+    } finally {
+      proxy.close();
+    }
+  });
+
+  it("maps errors to classes", async () => {
+    await assert.rejects(client.getSession("sess-nosuch"), NotFoundError);
+    await assert.rejects(client.createSession({ config: { ...TINY, epochs: 0 } }), (err: unknown) => {
+      assert.ok(err instanceof ValidationError);
+      assert.equal(err.details.field, "config.epochs");
+      return true;
+    });
+    const session = await client.createSession({ config: { ...TINY, epochs: 500 } });
+    await client.startTraining(session.session_id);
+    await assert.rejects(client.startTraining(session.session_id), ConflictError);
+    await client.stopTraining(session.session_id);
+    const stream = client.streamMetrics("sess-nosuch", () => undefined, { onError: () => undefined });
+    await assert.rejects(stream.done, NotFoundError);
+  });
+
+  it("lists every session across pages", async () => {
+    const created = await client.createSession({ config: TINY });
+    const ids: string[] = [];
+    for await (const s of client.listSessions({ pageSize: 2 })) ids.push(s.session_id);
+    assert.ok(ids.includes(created.session_id));
+    assert.equal(new Set(ids).size, ids.length);
+  });
+
+  it("uploads, downloads and deletes a checkpoint", async (t) => {
+    if (!(await served(client, "/checkpoints"))) return t.skip("the API does not serve /checkpoints yet");
+    const session = await client.createSession({ config: TINY });
+    const dir = await mkdtemp(join(tmpdir(), "pivot-ts-"));
+    const source = join(dir, "model.pth");
+    const bytes = Buffer.alloc(300_000, 7);
+    await writeFile(source, bytes);
+    const up = await client.uploadCheckpoint(source, { sessionId: session.session_id, epoch: 1, metrics: { val_loss: 0.5 } });
+    const listed = await client.listCheckpoints({ sessionId: session.session_id });
+    assert.deepEqual(listed.checkpoints.map((c) => c.checkpoint_id), [up.checkpoint_id]);
+    const copy = await client.downloadCheckpointTo(up.checkpoint_id, join(dir, "copy.pth"));
+    const digest = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+    assert.equal(digest(await readFile(copy)), digest(bytes));
+    await client.deleteCheckpoint(up.checkpoint_id);
+    await assert.rejects(client.deleteCheckpoint(up.checkpoint_id), NotFoundError);
+  });
+});

@@ -1,0 +1,212 @@
+"""The `pivot` command, run as a user runs it (a subprocess), against the local platform."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pivot_client import PIVOTClient
+from pivot_client.cli import (
+    EXIT_AUTH,
+    EXIT_CONFLICT,
+    EXIT_INVALID,
+    EXIT_NOT_FOUND,
+    EXIT_RATE_LIMITED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+)
+from pivot_local.platform import LocalPlatform
+
+from ...e2e.conftest import TINY_CONFIG
+from .servers import ScriptedAPI, error
+
+pytestmark = pytest.mark.integration
+
+PIVOT = str(Path(sys.executable).parent / "pivot")
+
+
+def pivot(*args: str, url: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **env}
+    full_env.pop("PIVOT_API_KEY", None)
+    if url is not None:
+        full_env["PIVOT_URL"] = url
+    return subprocess.run([PIVOT, *args], capture_output=True, text=True, env=full_env, timeout=240)
+
+
+def as_json(run: subprocess.CompletedProcess[str]) -> Any:
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+def test_apply_manifest_then_watch_list_metrics_and_checkpoints(
+    platform: LocalPlatform, tmp_path: Path
+) -> None:
+    manifest = {
+        "apiVersion": "pivot.dev/v1alpha1",
+        "kind": "TrainingSession",
+        "metadata": {"name": "cli-demo"},
+        "spec": {"config": TINY_CONFIG, "tags": ["cli"]},
+    }
+    path = tmp_path / "session.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    applied = as_json(pivot("apply", "-f", str(path), "-o", "json", url=platform.api_url))
+    session_id = applied["session_id"]
+    assert applied["status"] == "running"  # a manifest without suspend runs at once
+
+    watch = pivot("sessions", "watch", session_id, url=platform.api_url)
+    assert watch.returncode == 0, watch.stderr
+    lines = watch.stdout.splitlines()
+    # Not a terminal: one plain line per epoch, no carriage returns or colour codes.
+    assert [line.split(" [")[0] for line in lines if line.startswith("epoch ")] == [
+        "epoch 1/3",
+        "epoch 2/3",
+        "epoch 3/3",
+    ]
+    assert "ETA" in lines[0] or "ETA" in lines[1]
+    assert lines[-1].startswith("completed")
+    assert "\r" not in watch.stdout and "\x1b[" not in watch.stdout
+
+    listed = as_json(pivot("sessions", "list", "-o", "json", url=platform.api_url))
+    assert session_id in [s["session_id"] for s in listed]
+    table = pivot("sessions", "list", url=platform.api_url)
+    assert table.returncode == 0 and table.stdout.startswith("SESSION_ID")
+
+    got = as_json(pivot("sessions", "get", session_id, "-o", "json", url=platform.api_url))
+    assert got["status"] == "completed" and got["session_name"] == "cli-demo"
+    as_yaml = yaml.safe_load(
+        pivot("sessions", "get", session_id, "-o", "yaml", url=platform.api_url).stdout
+    )
+    assert as_yaml["session_id"] == session_id
+
+    metrics = as_json(pivot("metrics", session_id, "-o", "json", url=platform.api_url))
+    assert [m["epoch"] for m in metrics["metrics"]] == [1, 2, 3]
+    metrics_table = pivot("metrics", session_id, url=platform.api_url).stdout.splitlines()
+    assert metrics_table[0].split()[0] == "EPOCH" and len(metrics_table) == 4
+
+    ckpts = as_json(
+        pivot("checkpoints", "list", "--session", session_id, "-o", "json", url=platform.api_url)
+    )["checkpoints"]
+    assert ckpts, "the trainer saved no checkpoint"
+    out = tmp_path / "dl"
+    out.mkdir()
+    downloaded = pivot(
+        "checkpoints", "download", ckpts[0]["checkpoint_id"], str(out), url=platform.api_url
+    )
+    assert downloaded.returncode == 0, downloaded.stderr
+    assert Path(downloaded.stdout.strip()).stat().st_size > 0
+
+
+def test_create_start_stop_and_their_exit_codes(platform: LocalPlatform, tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({**TINY_CONFIG, "epochs": 500}))
+    created = as_json(
+        pivot(
+            "sessions",
+            "create",
+            "-f",
+            str(config),
+            "--name",
+            "cli",
+            "-o",
+            "json",
+            url=platform.api_url,
+        )
+    )
+    session_id = created["session_id"]
+    assert created["status"] == "created"
+    assert pivot("sessions", "start", session_id, url=platform.api_url).returncode == 0
+    again = pivot("sessions", "start", session_id, url=platform.api_url)
+    assert again.returncode == EXIT_CONFLICT and "409" in again.stderr
+    with PIVOTClient(platform.api_url) as client, client.stream_metrics(session_id) as stream:
+        next(stream)  # it trains before it is stopped
+    stopped = as_json(pivot("sessions", "stop", session_id, "-o", "json", url=platform.api_url))
+    assert stopped["status"] == "stopped"
+    watch = pivot("sessions", "watch", session_id, url=platform.api_url)
+    assert watch.returncode == 9 and "stopped" in watch.stdout
+
+
+def test_checkpoint_upload_and_delete(platform: LocalPlatform, tmp_path: Path) -> None:
+    with PIVOTClient(platform.api_url) as client:
+        session_id = client.create_session(config=TINY_CONFIG).session_id
+    file = tmp_path / "w.pth"
+    file.write_bytes(b"\0" * 4096)
+    up = as_json(
+        pivot(
+            "checkpoints",
+            "upload",
+            str(file),
+            "--session",
+            session_id,
+            "--epoch",
+            "1",
+            "--metrics",
+            '{"val_loss": 0.5}',
+            "-o",
+            "json",
+            url=platform.api_url,
+        )
+    )
+    ckpt = up["checkpoint_id"]
+    assert pivot("checkpoints", "delete", ckpt, url=platform.api_url).returncode == 0
+    gone = pivot("checkpoints", "delete", ckpt, url=platform.api_url)
+    assert gone.returncode == EXIT_NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (("sessions", "get", "sess-nosuch"), EXIT_NOT_FOUND),
+        (("metrics", "sess-nosuch", "-o", "json"), EXIT_NOT_FOUND),
+        (("sessions", "create", "--config-path", "configs/nope.yaml"), EXIT_NOT_FOUND),
+        (("sessions", "create", "--config-path", "../etc/passwd"), EXIT_INVALID),
+        (("sessions", "frobnicate"), EXIT_USAGE),
+        (("sessions", "list", "-o", "xml"), EXIT_USAGE),
+    ],
+)
+def test_exit_codes(platform: LocalPlatform, args: tuple[str, ...], code: int) -> None:
+    run = pivot(*args, url=platform.api_url)
+    assert run.returncode == code, run.stderr
+    assert run.stderr and not run.stdout
+
+
+def test_apply_refuses_what_the_api_cannot_express(platform: LocalPlatform, tmp_path: Path) -> None:
+    path = tmp_path / "gpu.yaml"
+    spec = {"config": TINY_CONFIG, "resources": {"gpus": 1}}
+    path.write_text(yaml.safe_dump({"kind": "TrainingSession", "spec": spec}))
+    run = pivot("apply", "-f", str(path), url=platform.api_url)
+    assert run.returncode == EXIT_USAGE and "resources" in run.stderr
+
+
+def test_apply_accepts_a_create_body(platform: LocalPlatform, tmp_path: Path) -> None:
+    path = tmp_path / "body.yaml"
+    path.write_text(yaml.safe_dump({"config_path": "configs/train.yaml", "session_name": "b"}))
+    created = as_json(pivot("apply", "-f", str(path), "-o", "json", url=platform.api_url))
+    assert created["status"] == "created"
+
+
+def test_url_flag_and_unreachable_api() -> None:
+    run = pivot("sessions", "list", "--url", "http://127.0.0.1:9", "--retries", "0")
+    assert run.returncode == EXIT_UNREACHABLE and "connection" in run.stderr
+
+
+def test_auth_and_rate_limit_exit_codes() -> None:
+    with ScriptedAPI([error(401, "UNAUTHORIZED", "bad key")]) as api:
+        run = pivot("sessions", "list", "--api-key", "k", url=api.url)
+    assert run.returncode == EXIT_AUTH and "bad key" in run.stderr
+    assert api.seen[0].headers["Authorization"] == "Bearer k"
+    with ScriptedAPI([error(429, "RATE_LIMITED", "slow down", **{"Retry-After": "0"})]) as api:
+        run = pivot("sessions", "list", url=api.url)
+    assert run.returncode == EXIT_RATE_LIMITED
+    assert len(api.seen) == 3  # the first try and two retries
+
+
+def test_pivot_up_is_still_there() -> None:
+    run = pivot("up", "--help")
+    assert run.returncode == 0 and "--demo" in run.stdout

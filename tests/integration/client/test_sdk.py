@@ -1,0 +1,203 @@
+"""The Python SDK against the running local platform: the reference's example as written,
+live streams that survive dropped connections, errors mapped to classes, checkpoints."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pivot_client import (
+    AsyncPIVOTClient,
+    ConflictError,
+    NotFoundError,
+    PIVOTClient,
+    TrainingStoppedError,
+    ValidationError,
+)
+from pivot_local.platform import LocalPlatform
+
+from ...e2e.conftest import TINY_CONFIG, logs_of
+from .servers import CuttingProxy, served_paths
+
+pytestmark = pytest.mark.integration
+
+# The reference's "Python Client" example (spec/pivot-api-reference.md, SDKs), verbatim but
+# for the import path and the base URL, which the test fills in.
+REFERENCE_EXAMPLE = """\
+from src.api.client import PIVOTClient
+
+# Initialize client
+client = PIVOTClient(base_url='http://localhost:8000')
+
+# Create session
+session = client.create_session(
+    config_path='configs/train.yaml',
+    session_name='my_experiment'
+)
+
+# Start training
+client.start_training(session['session_id'])
+
+# Monitor progress
+for metrics in client.stream_metrics(session['session_id']):
+    print(f"Epoch {metrics['epoch']}: Loss {metrics['val_loss']:.3f}")
+
+# Wait for completion
+final_metrics = client.wait_for_completion(session['session_id'])
+"""
+
+
+@pytest.fixture()
+def client(platform: LocalPlatform) -> Iterator[PIVOTClient]:
+    with PIVOTClient(platform.api_url) as c:
+        yield c
+
+
+def test_reference_python_example_runs_as_written(platform: LocalPlatform, tmp_path: Path) -> None:
+    script = REFERENCE_EXAMPLE.replace(
+        "from src.api.client import PIVOTClient", "from pivot_client import PIVOTClient"
+    ).replace("http://localhost:8000", platform.api_url)
+    script += "print('final', final_metrics['epoch'], final_metrics['val_loss'])\n"
+    (tmp_path / "example.py").write_text(script)
+    run = subprocess.run(
+        [sys.executable, "example.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert run.returncode == 0, run.stderr + logs_of(platform)
+    lines = run.stdout.splitlines()
+    epochs = [line for line in lines if line.startswith("Epoch ")]
+    # This platform's configs/train.yaml trains 3 epochs; each is printed once, in order.
+    assert [line.split(":")[0] for line in epochs] == ["Epoch 1", "Epoch 2", "Epoch 3"]
+    assert lines[-1].startswith("final 3 ")
+
+
+def test_stream_cut_mid_event_resumes_without_loss_or_duplicates(
+    client: PIVOTClient, platform: LocalPlatform
+) -> None:
+    session = client.create_session(config={**TINY_CONFIG, "epochs": 4}, session_name="cut")
+    client.start_training(session.session_id)
+    # Each connection carries ~1-2 events before the proxy cuts it, usually mid-frame.
+    with (
+        CuttingProxy(platform.api_port, cut_after=1400) as proxy,
+        PIVOTClient(proxy.url, max_retries=0) as flaky,
+        flaky.stream_metrics(session.session_id, max_reconnects=20) as stream,
+    ):
+        seen = [record.to_dict() for record in stream]
+    assert proxy.cuts >= 2, "the proxy never cut the stream: the test proves nothing"
+    resumed = [r for r in proxy.requests[1:] if b"last-event-id:" in r.lower()]
+    assert len(resumed) == len(proxy.requests) - 1
+    stored = [r.to_dict() for r in client.get_metrics(session.session_id).metrics]
+    assert [r["epoch"] for r in seen] == [1, 2, 3, 4]
+    assert seen == stored
+    history = client.metric_history(session.session_id, metric_name="train_loss")
+    assert history.epochs == [1, 2, 3, 4]
+    assert history.values == [r["train_loss"] for r in stored]
+
+
+async def test_async_client_streams_and_waits(platform: LocalPlatform) -> None:
+    async with AsyncPIVOTClient(platform.api_url) as client:
+        session = await client.create_session(config=TINY_CONFIG, tags=["async"])
+        await client.start_training(session.session_id)
+        async with client.stream_metrics(session.session_id) as stream:
+            epochs = [record.epoch async for record in stream]
+        final = await client.wait_for_completion(session.session_id)
+        assert epochs == [1, 2, 3]
+        assert final.epoch == 3 and "val_loss" in final
+        found = [s.session_id async for s in client.list_sessions(page_size=1)]
+        assert session.session_id in found
+        assert len(found) == len(set(found))
+
+
+def test_list_sessions_walks_every_page(client: PIVOTClient) -> None:
+    created = {client.create_session(config=TINY_CONFIG).session_id for _ in range(3)}
+    total = client.list_sessions_page(limit=1).total
+    listed = [s.session_id for s in client.list_sessions(page_size=2)]
+    assert created <= set(listed)
+    assert len(listed) == len(set(listed)) >= total
+
+
+def test_missing_session_raises_not_found(client: PIVOTClient) -> None:
+    with pytest.raises(NotFoundError) as caught:
+        client.get_session("sess-doesnotexist")
+    assert caught.value.status_code == 404
+    assert caught.value.code == "NOT_FOUND"
+
+
+def test_stream_of_a_missing_session_raises_not_found(client: PIVOTClient) -> None:
+    with pytest.raises(NotFoundError), client.stream_metrics("sess-doesnotexist") as stream:
+        next(stream)
+
+
+def test_invalid_config_raises_validation_error_with_details(client: PIVOTClient) -> None:
+    with pytest.raises(ValidationError) as caught:
+        client.create_session(config={**TINY_CONFIG, "epochs": 0})
+    assert caught.value.code == "VALIDATION_ERROR"
+    assert caught.value.details["field"] == "config.epochs"
+
+
+def test_start_twice_raises_conflict_and_stop_ends_wait(client: PIVOTClient) -> None:
+    session = client.create_session(config={**TINY_CONFIG, "epochs": 500})
+    client.start_training(session.session_id)
+    with pytest.raises(ConflictError) as caught:
+        client.start_training(session.session_id)
+    assert caught.value.status_code == 409
+    with client.stream_metrics(session.session_id) as stream:
+        next(stream)  # training for real before it is stopped
+    client.stop_training(session.session_id)
+    with pytest.raises(TrainingStoppedError) as stopped:
+        client.wait_for_completion(session.session_id, timeout=120, poll_interval=0.5)
+    assert stopped.value.status == "stopped"
+
+
+def test_checkpoint_upload_download_delete(
+    client: PIVOTClient, platform: LocalPlatform, tmp_path: Path
+) -> None:
+    if "/api/v1/checkpoints" not in served_paths(platform.api_url):
+        pytest.skip("the API does not serve /checkpoints yet")
+    session = client.create_session(config=TINY_CONFIG)
+    source = tmp_path / "model.pth"
+    source.write_bytes(bytes(range(256)) * 4096)  # 1 MiB
+    progress: list[tuple[int, int]] = []
+    uploaded = client.checkpoints.upload(
+        source,
+        session_id=session.session_id,
+        epoch=2,
+        metrics={"val_loss": 0.25},
+        on_progress=lambda done, total: progress.append((done, total)),
+    )
+    assert progress[-1] == (source.stat().st_size, source.stat().st_size)
+    listed = client.checkpoints.list(session_id=session.session_id)
+    assert [c.checkpoint_id for c in listed] == [uploaded.checkpoint_id]
+
+    target = client.checkpoints.download(uploaded.checkpoint_id, tmp_path / "copy.pth")
+    digest = hashlib.sha256(target.read_bytes()).hexdigest()
+    assert digest == hashlib.sha256(source.read_bytes()).hexdigest()
+
+    client.checkpoints.delete(uploaded.checkpoint_id)
+    with pytest.raises(NotFoundError):
+        client.checkpoints.download(uploaded.checkpoint_id, tmp_path / "gone.pth")
+    assert not (tmp_path / "gone.pth").exists()
+
+
+LATER_FEATURES: dict[str, Callable[[PIVOTClient], object]] = {
+    "/api/v1/monitor/resources": lambda c: c.resources().cpu,
+    "/api/v1/alerts": lambda c: c.alerts.list().alerts is not None,
+    "/api/v1/notifications": lambda c: c.notifications.list().notifications is not None,
+}
+
+
+@pytest.mark.parametrize("path", sorted(LATER_FEATURES))
+def test_later_features_once_served(
+    path: str, client: PIVOTClient, platform: LocalPlatform
+) -> None:
+    if path not in served_paths(platform.api_url):
+        pytest.skip(f"the API does not serve {path} yet")
+    assert LATER_FEATURES[path](client)

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 import boto3
 from botocore.config import Config as BotoConfig
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from kubernetes_asyncio import client
 from redis.asyncio import Redis
 
@@ -22,9 +22,13 @@ from pivot_api import __version__
 from pivot_api.errors import install_error_handlers
 from pivot_api.kube import SessionCache, SessionWriter, new_api_client
 from pivot_api.models import ErrorResponse
-from pivot_api.routers import health, metrics, sessions
+from pivot_api.observability import ObservabilityMiddleware, configure_logging, metrics_payload
+from pivot_api.routers import checkpoints, health, live, metrics, monitor, sessions
+from pivot_api.services.checkpoints import CheckpointService
 from pivot_api.services.health import HealthService
+from pivot_api.services.live import LiveService
 from pivot_api.services.metrics import MetricsService
+from pivot_api.services.resources import ResourceService
 from pivot_api.services.sessions import SessionService
 from pivot_api.settings import Settings
 
@@ -47,6 +51,15 @@ def _s3_client(settings: Settings):  # type: ignore[no-untyped-def]
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=10)
+    # Live streams hold blocking XREADs: their own pool, with a socket timeout that outlasts
+    # one heartbeat's wait, so short request timeouts stay on the request pool.
+    stream_redis = Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=2,
+        socket_timeout=settings.stream_heartbeat_s + 10,
+        # redis-py's default pool stops at 100 connections: one per client is needed.
+        max_connections=settings.stream_max_clients + 10,
+    )
     s3 = _s3_client(settings)
     kube: client.ApiClient | None = None
     cache: SessionCache | None = None
@@ -77,7 +90,25 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             settings.configs_dir,
             sync_timeout_s=settings.cache_sync_timeout_s,
         )
-        app.state.metrics = MetricsService(redis, app.state.sessions)
+        app.state.metrics = MetricsService(
+            redis, app.state.sessions, cache_points=settings.history_cache_points
+        )
+        app.state.live = LiveService(
+            stream_redis,
+            app.state.sessions,
+            heartbeat_s=settings.stream_heartbeat_s,
+            max_clients=settings.stream_max_clients,
+        )
+    app.state.resources = ResourceService(settings.disk_path)
+    app.state.checkpoints = CheckpointService(
+        s3,
+        settings.s3_bucket,
+        getattr(app.state, "sessions", None),
+        max_upload_bytes=settings.checkpoint_max_upload_bytes,
+        part_bytes=settings.checkpoint_part_bytes,
+        redirect_downloads=settings.checkpoint_download_redirect,
+        presign_expiry_s=settings.checkpoint_presign_expiry_s,
+    )
     try:
         yield
     finally:
@@ -86,8 +117,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if kube is not None:
             await kube.close()
         await redis.aclose()
+        await stream_redis.aclose()
         s3.close()
-        for name in ("sessions", "metrics", "health", "session_cache", "redis", "s3", "kube"):
+        for name in (
+            *("sessions", "metrics", "checkpoints", "live", "health", "resources"),
+            *("session_cache", "redis", "s3", "kube"),
+        ):
             setattr(app.state, name, None)
 
 
@@ -108,8 +143,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         },
     )
     app.state.settings = settings
+    configure_logging(settings.log_level, settings.log_format)
     install_error_handlers(app)
-    for router in (sessions.router, metrics.router, health.router):
+    app.add_middleware(ObservabilityMiddleware)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        """Prometheus exposition (see pivot_api.observability for multi-worker setups)."""
+        body, content_type = metrics_payload()
+        return Response(body, media_type=content_type)
+
+    for router in (
+        sessions.router,
+        metrics.router,
+        checkpoints.router,
+        live.router,
+        monitor.router,
+        health.router,
+    ):
         app.include_router(router, prefix=prefix)
     return app
 

@@ -4,34 +4,56 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
+from starlette.requests import HTTPConnection
 
 from pivot_api.errors import ServiceUnavailableError
+from pivot_api.services.checkpoints import CheckpointService
 from pivot_api.services.health import HealthService
+from pivot_api.services.live import LiveService
 from pivot_api.services.metrics import MetricsService
+from pivot_api.services.resources import ResourceService
 from pivot_api.services.sessions import SessionService
 
 
-def _state(request: Request, name: str) -> object:
+def _state(request: HTTPConnection, name: str) -> object:
     value = getattr(request.app.state, name, None)
     if value is None:
         raise ServiceUnavailableError(f"the API is not ready: {name} is not available")
     return value
 
 
-def session_service(request: Request) -> SessionService:
+def session_service(request: HTTPConnection) -> SessionService:
     service = _state(request, "sessions")
     assert isinstance(service, SessionService)
     return service
 
 
-def metrics_service(request: Request) -> MetricsService:
+def metrics_service(request: HTTPConnection) -> MetricsService:
     service = _state(request, "metrics")
     assert isinstance(service, MetricsService)
     return service
 
 
-def health_service(request: Request) -> HealthService:
+def checkpoint_service(request: HTTPConnection) -> CheckpointService:
+    service = _state(request, "checkpoints")
+    assert isinstance(service, CheckpointService)
+    return service
+
+
+def live_service(request: HTTPConnection) -> LiveService:
+    service = _state(request, "live")
+    assert isinstance(service, LiveService)
+    return service
+
+
+def resource_service(request: HTTPConnection) -> ResourceService:
+    service = _state(request, "resources")
+    assert isinstance(service, ResourceService)
+    return service
+
+
+def health_service(request: HTTPConnection) -> HealthService:
     service = _state(request, "health")
     assert isinstance(service, HealthService)
     return service
@@ -40,3 +62,6 @@ def health_service(request: Request) -> HealthService:
 Sessions = Annotated[SessionService, Depends(session_service)]
 Metrics = Annotated[MetricsService, Depends(metrics_service)]
 Health = Annotated[HealthService, Depends(health_service)]
+Checkpoints = Annotated[CheckpointService, Depends(checkpoint_service)]
+Live = Annotated[LiveService, Depends(live_service)]
+Resources = Annotated[ResourceService, Depends(resource_service)]

@@ -48,6 +48,11 @@ class ValidationError(PivotError):
     code = "VALIDATION_ERROR"
 
 
+class PayloadTooLargeError(PivotError):
+    status_code = 413
+    code = "PAYLOAD_TOO_LARGE"
+
+
 class ServiceUnavailableError(PivotError):
     status_code = 503
     code = "SERVICE_UNAVAILABLE"
@@ -87,6 +92,10 @@ def field_of(loc: tuple[Any, ...] | list[Any]) -> tuple[str, str | None]:
     ("config.epochs", "body")."""
     parts = list(loc)
     where = parts.pop(0) if parts and parts[0] in {"body", "query", "path", "header"} else None
+    if where in {"query", "path", "header"}:
+        # A parameter is one name; what may follow is a union member's tag
+        # ("constrained-int"), which is no field.
+        parts = parts[:1]
     return ".".join(str(p) for p in parts) or (where or ""), where
 
 

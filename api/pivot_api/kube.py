@@ -20,6 +20,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config.config_exception import ConfigException
 
+from pivot_api import __version__
 from pivot_api.errors import ServiceUnavailableError
 from pivot_schema.crd import GROUP, PLURAL, VERSION
 
@@ -38,7 +39,9 @@ async def new_api_client(kubeconfig: str | None) -> client.ApiClient:
             config.load_incluster_config(client_configuration=configuration)
         except ConfigException:
             await config.load_kube_config(client_configuration=configuration)
-    return client.ApiClient(configuration=configuration)
+    api = client.ApiClient(configuration=configuration)
+    api.user_agent = f"pivot-api/{__version__}"  # tells its requests apart (RBAC audit)
+    return api
 
 
 def _rv(obj: Obj) -> int | None:
@@ -95,6 +98,10 @@ class SessionCache:
 
     def all(self) -> list[Obj]:
         return list(self._objects.values())
+
+    @property
+    def size(self) -> int:
+        return len(self._objects)
 
     # ---- writes ----------------------------------------------------------------------------
 

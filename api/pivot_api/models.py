@@ -5,10 +5,17 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.json_schema import WithJsonSchema
 
 from pivot_schema import SessionStatus
+from pivot_schema.crd import TrainingConfig
 
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=63)]
+
+# An inline config is documented with the rules it is validated against (epochs required...).
+_CONFIG_SCHEMA: dict[str, Any] = {
+    k: v for k, v in TrainingConfig.model_json_schema().items() if k != "title"
+}
 
 
 class ErrorBody(BaseModel):
@@ -21,13 +28,33 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
+def _not_nullable(schema: dict[str, Any]) -> None:
+    """Document optional fields as absent-or-valued, not nullable: `{"config_path": null}`
+    is not a request anyone should send, and a null is what fuzzers try first."""
+    for prop in schema.get("properties", {}).values():
+        branches = prop.get("anyOf")
+        if branches and {"type": "null"} in branches:
+            rest = [b for b in branches if b != {"type": "null"}]
+            del prop["anyOf"]
+            if len(rest) == 1:
+                prop.update(rest[0])
+            else:
+                prop["anyOf"] = rest
+            if prop.get("default", 0) is None:
+                del prop["default"]
+    # The validator's rule, in the schema: exactly one config source.
+    schema["oneOf"] = [{"required": ["config_path"]}, {"required": ["config"]}]
+
+
 class CreateSessionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_not_nullable)
 
     config_path: str | None = Field(
         default=None, min_length=1, description="A YAML file inside the server's configs dir."
     )
-    config: dict[str, Any] | None = Field(default=None, description="An inline training config.")
+    config: Annotated[dict[str, Any], WithJsonSchema(_CONFIG_SCHEMA)] | None = Field(
+        default=None, description="An inline training config."
+    )
     session_name: str | None = Field(default=None, max_length=253)
     tags: list[Tag] | None = Field(default=None, max_length=64)
 
@@ -110,6 +137,9 @@ class MetricHistory(BaseModel):
     values: list[float | None]
     epochs: list[int]
     timestamps: list[str | None]
+    # Points in the range before downsampling, and whether `max_points` reduced them.
+    total_points: int
+    downsampled: bool = False
 
 
 ComponentState = Literal["healthy", "unhealthy"]
@@ -133,3 +163,62 @@ class HealthResponse(BaseModel):
     uptime_seconds: float
     system: SystemStats
     components: Components
+
+
+class Checkpoint(BaseModel):
+    checkpoint_id: str
+    session_id: str
+    epoch: int
+    metric_name: str | None = None
+    # None for a checkpoint without the session's metric (e.g. one taken mid-epoch).
+    metric_value: float | None = None
+    file_size_mb: float
+    file_path: str
+    is_best: bool
+    created_at: str
+    sha256: str
+    step: int = 0
+
+
+class CheckpointList(BaseModel):
+    checkpoints: list[Checkpoint]
+
+
+class CheckpointUploaded(BaseModel):
+    checkpoint_id: str
+    file_size_mb: float
+    uploaded_at: str
+
+
+class MessageResponse(BaseModel):
+    message: str
+
+
+class CpuStats(BaseModel):
+    percent: float
+    count: int
+    per_cpu: list[float]
+
+
+class UsageStats(BaseModel):
+    percent: float
+    used_gb: float
+    total_gb: float
+
+
+class GpuStats(BaseModel):
+    id: int
+    name: str
+    memory_percent: float
+    memory_used_gb: float
+    memory_total_gb: float
+    utilization: float | None = None
+    temperature: float | None = None
+
+
+class ResourcesResponse(BaseModel):
+    timestamp: str
+    cpu: CpuStats
+    memory: UsageStats
+    disk: UsageStats
+    gpu: list[GpuStats]

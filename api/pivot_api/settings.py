@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,3 +30,24 @@ class Settings(BaseSettings):
     cache_sync_timeout_s: float = Field(default=10.0, gt=0)
     # Server-side timeout of one watch request; the informer reconnects after it.
     watch_timeout_s: int = Field(default=300, ge=1)
+
+    # Largest checkpoint an upload may carry; a bigger one is refused with 413.
+    checkpoint_max_upload_bytes: int = Field(default=4 * 1024**3, ge=1)
+    # Part size of the S3 multipart upload an upload streams into (S3's minimum is 5 MiB).
+    checkpoint_part_bytes: int = Field(default=8 * 1024**2, ge=5 * 1024**2)
+    # Downloads answer 307 to a presigned S3 URL instead of streaming through the API.
+    checkpoint_download_redirect: bool = False
+    checkpoint_presign_expiry_s: int = Field(default=900, ge=1)
+    # Live streams: a heartbeat after this long without an event.
+    stream_heartbeat_s: float = Field(default=15.0, gt=0)
+    # Metric points each worker keeps decoded for history reads (a cache of the Redis
+    # streams, least recently used sessions dropped first); about 24 bytes a point.
+    history_cache_points: int = Field(default=5_000_000, ge=1000)
+    # The filesystem whose usage /monitor/resources reports as `disk`.
+    disk_path: Path = Path("/")
+    # Logs of the `pivot_api` loggers: one JSON object a line (with the request id), or text.
+    log_format: Literal["json", "text"] = "json"
+    log_level: str = "INFO"
+    # Live-stream clients one worker serves at once (each holds one Redis connection for its
+    # blocking read); one more is refused with 503.
+    stream_max_clients: int = Field(default=2000, ge=1)

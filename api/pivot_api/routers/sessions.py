@@ -3,6 +3,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
+from pydantic import Field
+from pydantic.json_schema import SkipJsonSchema
 
 from pivot_api.deps import Metrics, Sessions
 from pivot_api.models import (
@@ -46,7 +48,7 @@ async def list_sessions(
     sessions: Sessions,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
-    status: SessionStatus | None = None,
+    status: SessionStatus | SkipJsonSchema[None] = None,
 ) -> SessionList:
     """Sessions, newest first."""
     return await sessions.list(limit=limit, offset=offset, status=status)
@@ -79,7 +81,9 @@ async def stop_session(session_id: str, sessions: Sessions) -> StopSessionRespon
 async def session_metrics(
     session_id: str,
     metrics: Metrics,
-    metric_name: Annotated[str | None, Query(min_length=1)] = None,
+    metric_name: Annotated[
+        Annotated[str, Field(min_length=1)] | SkipJsonSchema[None], Query()
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
 ) -> SessionMetrics:
     """The latest `limit` epoch records, oldest first."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,6 +11,7 @@ from redis.exceptions import RedisError
 
 from pivot_api.errors import ServiceUnavailableError, ValidationError
 from pivot_api.models import MetricHistory, MetricRecord, SessionMetrics
+from pivot_api.services.series import SeriesCache, ts_text
 from pivot_api.services.sessions import SessionService
 from pivot_schema import keys
 
@@ -23,9 +25,16 @@ def _exclusive(stream_id: bytes | str | None) -> str:
 
 
 class MetricsService:
-    def __init__(self, redis: Redis, sessions: SessionService) -> None:
+    def __init__(
+        self, redis: Redis, sessions: SessionService, *, cache_points: int = 5_000_000
+    ) -> None:
         self._redis = redis
         self._sessions = sessions
+        self._series = SeriesCache(redis, max_points=cache_points)
+
+    @property
+    def cached_points(self) -> int:
+        return self._series.points
 
     async def _newest_first(self, key: str) -> AsyncIterator[dict[str, Any]]:
         upper = "+"
@@ -36,16 +45,6 @@ class MetricsService:
             if len(entries) < _PAGE:
                 return
             upper = _exclusive(entries[-1][0])
-
-    async def _oldest_first(self, key: str) -> AsyncIterator[dict[str, Any]]:
-        lower = "-"
-        while True:
-            entries = await self._redis.xrange(key, min=lower, max="+", count=_PAGE) or []
-            for _, fields in entries:
-                yield keys.decode_record(fields or {})
-            if len(entries) < _PAGE:
-                return
-            lower = _exclusive(entries[-1][0])
 
     async def records(
         self, session_id: str, *, metric_name: str | None, limit: int
@@ -83,34 +82,31 @@ class MetricsService:
         metric_name: str,
         start_epoch: int | None,
         end_epoch: int | None,
+        max_points: int | None = None,
     ) -> MetricHistory:
         """One metric as parallel lists, ordered by epoch. A trainer that resumed from a
-        checkpoint reports some epochs twice; the later record wins."""
+        checkpoint reports some epochs twice; the later record wins. With `max_points`, a
+        longer series is reduced to at most that many points that keep its shape."""
         if start_epoch is not None and end_epoch is not None and start_epoch > end_epoch:
             raise ValidationError(
                 "start_epoch must not be greater than end_epoch",
                 {"field": "start_epoch", "start_epoch": start_epoch, "end_epoch": end_epoch},
             )
         await self._sessions.lookup(session_id)
-        by_epoch: dict[int, dict[str, Any]] = {}
         try:
-            async for record in self._oldest_first(keys.metrics_stream(session_id)):
-                epoch = record.get("epoch")
-                if not isinstance(epoch, int) or not _is_number(record.get(metric_name, "")):
-                    continue
-                if start_epoch is not None and epoch < start_epoch:
-                    continue
-                if end_epoch is not None and epoch > end_epoch:
-                    continue
-                by_epoch[epoch] = record
+            series, total = await self._series.series(
+                session_id, metric_name, start_epoch, end_epoch, max_points
+            )
         except RedisError as exc:
             raise _redis_down(exc) from exc
-        epochs = sorted(by_epoch)
+        epochs, values, stamps = series.epochs, series.values, series.stamps
         return MetricHistory(
             metric_name=metric_name,
-            values=[by_epoch[e][metric_name] for e in epochs],
-            epochs=epochs,
-            timestamps=[by_epoch[e].get("timestamp") for e in epochs],
+            values=[None if math.isnan(v) else v for v in values.tolist()],
+            epochs=epochs.tolist(),
+            timestamps=[ts_text(t) for t in stamps.tolist()],
+            total_points=total,
+            downsampled=int(epochs.size) < total,
         )
 
 

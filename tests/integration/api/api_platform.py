@@ -97,3 +97,31 @@ async def serve(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncC
         httpx.AsyncClient(transport=transport, base_url="http://api") as http,
     ):
         yield app, http
+
+
+@contextlib.asynccontextmanager
+async def serve_http(settings: Settings) -> AsyncIterator[tuple[FastAPI, str]]:
+    """The app under a real uvicorn server on loopback (streaming responses and WebSockets
+    need a real connection), in this event loop. Yields the app and its base URL."""
+    import asyncio
+
+    import uvicorn
+
+    from pivot_local.procs import free_port
+
+    app = create_app(settings)
+    port = free_port("127.0.0.1")
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not task.done(), "uvicorn did not start"
+        await asyncio.sleep(0.01)
+    try:
+        yield app, f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

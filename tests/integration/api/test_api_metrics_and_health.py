@@ -83,6 +83,8 @@ async def test_history_gives_one_metric_as_parallel_lists(platform: Platform) ->
         "values": [0.95, 0.6],
         "epochs": [1, 3],
         "timestamps": [ts(1), ts(3)],
+        "total_points": 2,
+        "downsampled": False,
     }
 
 
@@ -101,6 +103,46 @@ async def test_history_keeps_the_last_report_of_a_repeated_epoch(platform: Platf
     await write_epochs(platform, sid, [keys.epoch_record(3, {"val_loss": 0.55}, ts(4))])
     body = (await platform.http.get(f"/api/v1/metrics/{sid}/history")).json()
     assert body["epochs"] == [1, 3] and body["values"] == [0.95, 0.55]
+
+
+async def test_history_reads_records_written_after_an_earlier_read(platform: Platform) -> None:
+    sid = await session_with_epochs(platform)
+    await platform.http.get(f"/api/v1/metrics/{sid}/history")
+    await write_epochs(platform, sid, [keys.epoch_record(4, {"val_loss": 0.5}, ts(4))])
+    body = (await platform.http.get(f"/api/v1/metrics/{sid}/history")).json()
+    assert body["epochs"] == [1, 3, 4] and body["timestamps"][-1] == ts(4)
+
+
+async def test_history_with_max_points_keeps_the_shape_and_is_deterministic(
+    platform: Platform,
+) -> None:
+    sid = (await platform.create())["session_id"]
+    values = [1.0 - e / 1000 for e in range(1, 1001)]
+    values[500] = 5.0  # a spike that must survive downsampling
+    values[700] = -5.0
+    pipe = platform.redis.pipeline()
+    for epoch, value in enumerate(values, start=1):
+        record = keys.epoch_record(epoch, {"val_loss": value}, "2025-12-19T10:30:00.123456Z")
+        pipe.xadd(keys.metrics_stream(sid), keys.encode_record(record))
+    await pipe.execute()
+    url = f"/api/v1/metrics/{sid}/history?max_points=50"
+    body = (await platform.http.get(url)).json()
+    assert body["total_points"] == 1000 and body["downsampled"] is True
+    assert 2 < len(body["epochs"]) <= 50
+    assert body["epochs"] == sorted(body["epochs"])
+    assert (body["epochs"][0], body["epochs"][-1]) == (1, 1000)
+    assert max(body["values"]) == 5.0 and min(body["values"]) == -5.0
+    assert set(body["timestamps"]) == {"2025-12-19T10:30:00.123456Z"}
+    assert (await platform.http.get(url)).json() == body
+    ranged = (await platform.http.get(f"{url}&start_epoch=900&end_epoch=1000")).json()
+    assert ranged["total_points"] == 101 and ranged["epochs"][0] == 900
+
+
+async def test_history_rejects_max_points_below_two_with_the_envelope(platform: Platform) -> None:
+    sid = await session_with_epochs(platform)
+    resp = await platform.http.get(f"/api/v1/metrics/{sid}/history?max_points=1")
+    assert resp.status_code == 422
+    assert resp.json()["error"]["details"]["field"] == "max_points"
 
 
 async def test_health_is_healthy_with_every_part_up(platform: Platform) -> None:

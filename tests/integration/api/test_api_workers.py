@@ -23,11 +23,18 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def uvicorn_api(
-    kubeconfig: str, namespace: str, configs_dir: Path, redis_server: Any, s3_server: Any
+    kubeconfig: str,
+    namespace: str,
+    configs_dir: Path,
+    redis_server: Any,
+    s3_server: Any,
+    tmp_path: Path,
 ) -> Iterator[str]:
     port = free_port("127.0.0.1")
+    (tmp_path / "prometheus").mkdir()
     env = dict(
         os.environ,
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"),
         PIVOT_KUBECONFIG=kubeconfig,
         PIVOT_NAMESPACE=namespace,
         PIVOT_CONFIGS_DIR=str(configs_dir),
@@ -69,6 +76,28 @@ async def test_every_worker_sees_a_session_right_after_it_is_created(uvicorn_api
             assert (await http.post(f"{api}/{sid}/start")).status_code == 200
     async with httpx.AsyncClient() as http:
         assert (await http.get(api)).json()["total"] == 10
+
+
+async def test_prometheus_metrics_add_up_every_workers_requests(uvicorn_api: str) -> None:
+    async with httpx.AsyncClient() as http:
+        sid = (
+            await http.post(
+                f"{uvicorn_api}/api/v1/training/sessions", json={"config_path": "train.yaml"}
+            )
+        ).json()["session_id"]
+    for _ in range(12):
+        async with httpx.AsyncClient() as http:  # a fresh connection: any worker may answer
+            await http.get(f"{uvicorn_api}/api/v1/training/sessions/{sid}")
+    for _ in range(3):  # whichever worker answers the scrape reports the sum
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"{uvicorn_api}/metrics")).text
+        line = next(
+            ln
+            for ln in text.splitlines()
+            if ln.startswith("pivot_api_requests_total{")
+            and 'route="/api/v1/training/sessions/{session_id}"' in ln
+        )
+        assert float(line.rsplit(" ", 1)[1]) == 12
 
 
 async def test_the_cache_follows_changes_across_watch_reconnects(

@@ -1,0 +1,192 @@
+"""Metric series as columns, and deterministic shape-preserving downsampling.
+
+Decoding a million JSON stream entries per history request would take seconds, so each worker
+keeps a derived column cache per session: epochs, values and timestamps of every metric, in
+packed arrays, caught up incrementally from the Redis stream (XRANGE after the last entry it
+has seen) on every request. Redis stays the truth: the cache only ever holds what the stream
+holds, is bounded (least recently used sessions are dropped), and a fresh or restarted worker
+rebuilds it from the stream. Nothing any other worker needs lives in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from array import array
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from redis.asyncio import Redis
+
+from pivot_schema import keys
+
+_PAGE = 5000
+_NO_TS = -(2**63)  # a record without a parseable timestamp
+
+
+def ts_us(value: Any) -> int:
+    if not isinstance(value, str):
+        return _NO_TS
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return _NO_TS
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    delta = when - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def ts_text(us: int) -> str | None:
+    """The API's timestamp form (ISO-8601, Z; microseconds only when non-zero), which is
+    also the trainer's: a timestamp read back is the string it wrote."""
+    if us == _NO_TS:
+        return None
+    seconds, micros = divmod(us, 1_000_000)
+    when = datetime.fromtimestamp(seconds, UTC).replace(microsecond=micros)
+    return when.isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class Column:
+    epochs: array = field(default_factory=lambda: array("q"))
+    values: array = field(default_factory=lambda: array("d"))  # NaN for a null value
+    stamps: array = field(default_factory=lambda: array("q"))
+
+
+@dataclass
+class SessionColumns:
+    cursor: str = "0-0"
+    columns: dict[str, Column] = field(default_factory=dict)
+    points: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def add(self, record: dict[str, Any]) -> None:
+        epoch = record.get("epoch")
+        if not isinstance(epoch, int) or isinstance(epoch, bool):
+            return
+        stamp = ts_us(record.get("timestamp"))
+        for name, value in record.items():
+            if name in keys.RESERVED_FIELDS:
+                continue
+            if value is None:
+                number = math.nan
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                number = float(value)
+            else:
+                continue
+            column = self.columns.get(name)
+            if column is None:
+                column = self.columns[name] = Column()
+            column.epochs.append(epoch)
+            column.values.append(number)
+            column.stamps.append(stamp)
+            self.points += 1
+
+
+@dataclass
+class Series:
+    epochs: np.ndarray
+    values: np.ndarray
+    stamps: np.ndarray
+
+
+class SeriesCache:
+    def __init__(self, redis: Redis, *, max_points: int) -> None:
+        self._redis = redis
+        self._max_points = max_points
+        self._sessions: OrderedDict[str, SessionColumns] = OrderedDict()
+
+    async def _catch_up(self, session_id: str) -> SessionColumns:
+        cols = self._sessions.get(session_id)
+        if cols is None:
+            cols = self._sessions[session_id] = SessionColumns()
+        self._sessions.move_to_end(session_id)
+        async with cols.lock:
+            key = keys.metrics_stream(session_id)
+            while True:
+                entries = await self._redis.xrange(key, min="(" + cols.cursor, max="+", count=_PAGE)
+                for raw_id, fields in entries or []:
+                    cols.add(keys.decode_record(fields or {}))
+                    cols.cursor = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                if len(entries or []) < _PAGE:
+                    break
+                await asyncio.sleep(0)  # a long catch-up must not starve other requests
+        self._evict()
+        return cols
+
+    @property
+    def points(self) -> int:
+        return sum(c.points for c in self._sessions.values())
+
+    def _evict(self) -> None:
+        total = sum(c.points for c in self._sessions.values())
+        while total > self._max_points and len(self._sessions) > 1:
+            _, dropped = self._sessions.popitem(last=False)
+            total -= dropped.points
+
+    async def series(
+        self,
+        session_id: str,
+        metric: str,
+        start_epoch: int | None,
+        end_epoch: int | None,
+        max_points: int | None = None,
+    ) -> tuple[Series, int]:
+        """One metric ordered by epoch, the last report of a repeated epoch winning (a trainer
+        that resumed from a checkpoint reports some epochs again), reduced to `max_points`;
+        and the number of points in the range before that."""
+        cols = await self._catch_up(session_id)
+        column = cols.columns.get(metric)
+        if column is None:
+            empty = np.empty(0, dtype=np.int64)
+            return Series(empty, np.empty(0), empty), 0
+        # No await from here on: the views below pin the arrays, which must not grow
+        # (a catch-up appending to an exported array would fail) until they are dropped.
+        epochs = np.frombuffer(column.epochs, dtype=np.int64)
+        values = np.frombuffer(column.values, dtype=np.float64)
+        stamps = np.frombuffer(column.stamps, dtype=np.int64)
+        if epochs.size > 1 and not bool(np.all(epochs[1:] > epochs[:-1])):
+            # Keep the last occurrence of each epoch, in epoch order.
+            rev = epochs[::-1]
+            uniq, first_in_rev = np.unique(rev, return_index=True)
+            idx = epochs.size - 1 - first_in_rev
+            epochs, values, stamps = uniq, values[idx], stamps[idx]
+        lo = 0 if start_epoch is None else int(np.searchsorted(epochs, start_epoch, "left"))
+        hi = epochs.size if end_epoch is None else int(np.searchsorted(epochs, end_epoch, "right"))
+        total = max(0, hi - lo)
+        if max_points is not None and total > max_points:
+            picked = lo + downsample(values[lo:hi], max_points)
+            # Fancy indexing copies only the picked points.
+            return Series(epochs[picked], values[picked], stamps[picked]), total
+        return Series(epochs[lo:hi].copy(), values[lo:hi].copy(), stamps[lo:hi].copy()), total
+
+
+def downsample(values: np.ndarray, max_points: int) -> np.ndarray:
+    """Indices of at most `max_points` points that keep the series' shape: the first and the
+    last point, and the minimum and the maximum of each of equal-width buckets in between
+    (min/max buckets, as in M4). Deterministic: the same series gives the same points."""
+    n = values.size
+    if n <= max_points:
+        return np.arange(n)
+    if max_points < 4:
+        return np.linspace(0, n - 1, max_points).round().astype(np.int64)
+    buckets = (max_points - 2) // 2
+    inner = values[1 : n - 1]
+    size = math.ceil(inner.size / buckets)
+    buckets = math.ceil(inner.size / size)
+    padded = buckets * size
+    # Nulls (NaN) and padding never win a bucket unless the bucket holds nothing else.
+    lows = np.full(padded, np.inf)
+    lows[: inner.size] = np.where(np.isnan(inner), np.inf, inner)
+    highs = np.full(padded, -np.inf)
+    highs[: inner.size] = np.where(np.isnan(inner), -np.inf, inner)
+    base = np.arange(buckets) * size
+    arg_min = base + lows.reshape(buckets, size).argmin(axis=1)
+    arg_max = base + highs.reshape(buckets, size).argmax(axis=1)
+    picked = np.unique(np.concatenate([arg_min, arg_max]))
+    picked = picked[picked < inner.size] + 1
+    return np.concatenate([[0], picked, [n - 1]]).astype(np.int64)

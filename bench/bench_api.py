@@ -1,0 +1,412 @@
+"""API benchmarks on loopback: everything measured is started here.
+
+1. GET /training/sessions/{id}: latency at C concurrent keep-alive clients (default 200).
+2. GET /training/sessions?limit=1000 with 1,000 sessions.
+3. /metrics/{id}/history of a 1,000,000-point series with max_points=1000, against MLflow's
+   get-history (full series) and get-history-bulk-interval (its own downsampled read, what the
+   MLflow UI plots from) on the same points loaded into a local `mlflow server` (SQLite).
+4. 500 concurrent SSE clients: XADD -> client receives the event, latency p50/p99.
+
+    .venv/bin/python bench/bench_api.py [--workers 2] [--points 1000000] [--skip-mlflow]
+
+The load generator is a minimal HTTP/1.1 client on raw asyncio sockets (httpx costs more CPU
+per request than the server does), run on the same 2 cores as the API: the numbers include
+the client's share of the CPU. Prints Markdown rows for bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform as py_platform
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import redis
+
+from pivot_local.kube import run_emulator_in_thread
+from pivot_local.procs import free_port
+from pivot_local.services import RedisServer, S3Server
+from pivot_schema import keys
+
+REPO = Path(__file__).resolve().parents[1]
+CRD = REPO / "crds" / "trainingsessions.pivot.dev.yaml"
+API = "/api/v1"
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def row(measure: str, samples_ms: list[float], note: str = "") -> str:
+    return (
+        f"| {measure} | {statistics.median(samples_ms):.2f} | {pct(samples_ms, 0.99):.2f} "
+        f"| {len(samples_ms)} | {note} |"
+    )
+
+
+# ---- a minimal keep-alive HTTP/1.1 client ---------------------------------------------------
+
+
+class Conn:
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode())
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = 0
+        chunked = False
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+            elif name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
+                chunked = True
+        if not chunked:
+            return status, await self.reader.readexactly(length)
+        body = b""
+        while True:
+            size = int((await self.reader.readuntil(b"\r\n")).strip(), 16)
+            body += await self.reader.readexactly(size + 2)
+            if size == 0:
+                return status, body
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def timed_gets(host: str, port: int, path: str, clients: int, per_client: int) -> list[float]:
+    samples: list[float] = []
+
+    async def one() -> None:
+        conn = Conn(host, port)
+        try:
+            for _ in range(per_client):
+                start = time.perf_counter()
+                status, _ = await conn.get(path)
+                samples.append((time.perf_counter() - start) * 1000)
+                assert status == 200, status
+        finally:
+            conn.close()
+
+    await asyncio.gather(*(one() for _ in range(clients)))
+    return samples
+
+
+# ---- the platform ---------------------------------------------------------------------------
+
+
+@contextmanager
+def api_server(workers: int) -> Iterator[tuple[str, int, redis.Redis]]:
+    redis_server = RedisServer().start()
+    s3 = S3Server().start()
+    configs = Path(tempfile.mkdtemp(prefix="pivot-bench-configs-"))
+    (configs / "train.yaml").write_text("epochs: 10\n")
+    with run_emulator_in_thread(crds=[CRD]) as emu:
+        kubeconfig = emu.write_kubeconfig(configs / "kubeconfig")
+        port = free_port("127.0.0.1")
+        env = dict(
+            os.environ,
+            PIVOT_KUBECONFIG=str(kubeconfig),
+            PIVOT_CONFIGS_DIR=str(configs),
+            PIVOT_REDIS_URL=redis_server.url,
+            PIVOT_S3_ENDPOINT=s3.endpoint,
+            PIVOT_S3_BUCKET=s3.bucket,
+            PIVOT_S3_ACCESS_KEY=s3.access_key,
+            PIVOT_S3_SECRET_KEY=s3.secret_key,
+            PIVOT_LOG_LEVEL="WARNING",  # an access line per request would measure logging
+        )
+        cmd = [sys.executable, "-m", "uvicorn", "pivot_api.app:app", "--workers", str(workers)]
+        cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+        cmd += ["--no-access-log", "--backlog", "4096"]
+        proc = subprocess.Popen(cmd, env=env)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}{API}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.1)
+        try:
+            yield "127.0.0.1", port, redis.Redis.from_url(redis_server.url)
+        finally:
+            proc.terminate()
+            proc.wait(15)
+            redis_server.stop()
+            s3.stop()
+
+
+async def create_sessions(host: str, port: int, n: int) -> list[str]:
+    ids: list[str] = []
+    sem = asyncio.Semaphore(16)
+    async with httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=60) as http:
+
+        async def one(i: int) -> None:
+            async with sem:
+                resp = await http.post(
+                    f"{API}/training/sessions",
+                    json={"config": {"epochs": 10}, "session_name": f"bench-{i}"},
+                )
+                resp.raise_for_status()
+                ids.append(resp.json()["session_id"])
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+        # Every worker's cache has every session once the list says so.
+        for _ in range(20):
+            async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as fresh:
+                total = (await fresh.get(f"{API}/training/sessions?limit=1")).json()["total"]
+            assert total == n, total
+    return ids
+
+
+# ---- history vs MLflow ----------------------------------------------------------------------
+
+
+def load_series(r: redis.Redis, sid: str, points: int) -> list[float]:
+    values = [1.0 / (1 + i / 1000) + (0.05 if i % 997 == 0 else 0.0) for i in range(points)]
+    key = keys.metrics_stream(sid)
+    for start in range(0, points, 10_000):
+        pipe = r.pipeline(transaction=False)
+        for i in range(start, min(points, start + 10_000)):
+            record = keys.epoch_record(i + 1, {"val_loss": values[i]}, "2026-11-25T00:00:00Z")
+            pipe.xadd(key, keys.encode_record(record))
+        pipe.execute()
+    return values
+
+
+async def bench_history(host: str, port: int, sid: str, workers: int) -> tuple[list[str], float]:
+    path = f"{API}/metrics/{sid}/history?metric_name=val_loss&max_points=1000"
+    conn = Conn(host, port)
+    start = time.perf_counter()
+    status, body = await conn.get(path)
+    cold_ms = (time.perf_counter() - start) * 1000
+    assert status == 200 and len(json.loads(body)["values"]) <= 1000
+    # Warm every worker's column cache (fresh connections land on different workers).
+    for _ in range(workers * 8):
+        fresh = Conn(host, port)
+        await fresh.get(path)
+        fresh.close()
+    samples = await timed_gets(host, port, path, clients=1, per_client=200)
+    conn.close()
+    return [row("history, 1M points, max_points=1000 (PIVOT, warm)", samples)], cold_ms
+
+
+def bench_mlflow(values: list[float]) -> list[str]:
+    port = free_port("127.0.0.1")
+    store = Path(tempfile.mkdtemp(prefix="pivot-bench-mlflow-"))
+    mlflow_bin = Path(sys.executable).parent / "mlflow"
+    cmd = [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--backend-store-uri", f"sqlite:///{store}/mlflow.db", "--workers", "1"]
+    cmd += ["--default-artifact-root", str(store / "artifacts")]
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its uvicorn and job runners go with it
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "mlflow did not start"
+            time.sleep(0.5)
+        http = httpx.Client(base_url=base, timeout=600)
+        exp = http.post("/api/2.0/mlflow/experiments/create", json={"name": "bench"}).json()
+        run = http.post(
+            "/api/2.0/mlflow/runs/create",
+            json={"experiment_id": exp["experiment_id"], "start_time": 0},
+        ).json()["run"]["info"]["run_id"]
+        load_start = time.perf_counter()
+        # The first 1000 points go through log-batch (the API a client uses); the rest are
+        # inserted into the same SQLite tables directly: log-batch ingests ~500 points/s
+        # here, which would make loading 1M points take half an hour. Reads are what we time.
+        metrics = [
+            {"key": "val_loss", "value": v, "timestamp": 1_700_000_000_000 + i, "step": i + 1}
+            for i, v in enumerate(values[:1000])
+        ]
+        http.post(
+            "/api/2.0/mlflow/runs/log-batch", json={"run_id": run, "metrics": metrics}
+        ).raise_for_status()
+        with sqlite3.connect(store / "mlflow.db") as db:
+            db.executemany(
+                "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
+                "VALUES ('val_loss', ?, ?, ?, ?, 0)",
+                (
+                    (v, 1_700_000_000_000 + i, run, i + 1)
+                    for i, v in enumerate(values[1000:], start=1000)
+                ),
+            )
+            db.execute(
+                "UPDATE latest_metrics SET value = ?, timestamp = ?, step = ? "
+                "WHERE run_uuid = ? AND key = 'val_loss'",
+                (values[-1], 1_700_000_000_000 + len(values) - 1, len(values), run),
+            )
+        load_s = time.perf_counter() - load_start
+        rows = []
+        full: list[float] = []
+        for _ in range(2):  # ~minutes each at 1M points
+            t0 = time.perf_counter()
+            got, token = 0, None
+            while True:  # get-history pages; a client reading the series reads every page
+                params = {"run_id": run, "metric_key": "val_loss", "max_results": 25_000}
+                if token:
+                    params["page_token"] = token
+                body = http.get("/api/2.0/mlflow/metrics/get-history", params=params).json()
+                got += len(body.get("metrics", []))
+                token = body.get("next_page_token")
+                if not token:
+                    break
+            full.append((time.perf_counter() - t0) * 1000)
+            assert got == len(values), got
+        rows.append(
+            row(
+                f"MLflow get-history, full {len(values)}-point series", full, f"load {load_s:.0f} s"
+            )
+        )
+        sampled: list[float] = []
+        for _ in range(10):
+            t0 = time.perf_counter()
+            resp = http.get(
+                "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval",
+                params={"run_ids": run, "metric_key": "val_loss", "max_results": 1000},
+            )
+            sampled.append((time.perf_counter() - t0) * 1000)
+            resp.raise_for_status()
+        rows.append(row("MLflow get-history-bulk-interval, max_results=1000", sampled))
+        return rows
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+# ---- SSE fan-out ----------------------------------------------------------------------------
+
+
+async def bench_sse(host: str, port: int, r: redis.Redis, sid: str, clients: int) -> list[str]:
+    latencies: list[float] = []
+    connected = 0
+    all_connected = asyncio.Event()
+    events_per_client = 20
+
+    async def client() -> None:
+        nonlocal connected
+        reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
+        writer.write(f"GET {API}/sse/training/{sid} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        await reader.readuntil(b"\r\n\r\n")
+        got = 0
+        while got < events_per_client:
+            line = await reader.readline()
+            if b"retry:" in line:
+                connected += 1
+                if connected == clients:
+                    all_connected.set()
+            if line.startswith(b"data: "):
+                raw = line[6:].decode()
+                body = raw[raw.index("{") : raw.rindex("}") + 1]
+                sent = json.loads(body).get("sent_at")
+                if sent is not None:
+                    latencies.append((time.time() - sent) * 1000)
+                    got += 1
+        writer.close()
+
+    tasks = [asyncio.create_task(client()) for _ in range(clients)]
+    await asyncio.wait_for(all_connected.wait(), 120)
+    await asyncio.sleep(1.0)  # every client is parked in its blocking read
+    key = keys.metrics_stream(sid)
+    for epoch in range(1, events_per_client + 1):
+        record = keys.epoch_record(epoch, {"val_loss": 0.5, "sent_at": time.time()})
+        await asyncio.to_thread(r.xadd, key, keys.encode_record(record))
+        await asyncio.sleep(0.25)
+    await asyncio.wait_for(asyncio.gather(*tasks), 120)
+    return [row(f"SSE XADD -> client, {clients} clients", latencies, "chunked frames parsed")]
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    rows: list[str] = []
+    with api_server(args.workers) as (host, port, r):
+        ids = await create_sessions(host, port, args.sessions)
+        sid = ids[0]
+        # 1. GET one session under concurrency (warm-up round first).
+        await timed_gets(host, port, f"{API}/training/sessions/{sid}", args.clients, 5)
+        samples = await timed_gets(
+            host, port, f"{API}/training/sessions/{sid}", args.clients, args.requests
+        )
+        rows.append(row(f"GET session, {args.clients} concurrent clients", samples))
+        # 2. The full list.
+        await timed_gets(host, port, f"{API}/training/sessions?limit=1000", 1, 5)
+        samples = await timed_gets(host, port, f"{API}/training/sessions?limit=1000", 1, 100)
+        rows.append(row(f"GET sessions?limit=1000 ({args.sessions} sessions), 1 client", samples))
+        # 3. History.
+        t0 = time.perf_counter()
+        values = await asyncio.to_thread(load_series, r, ids[1], args.points)
+        load_s = time.perf_counter() - t0
+        hist_rows, cold_ms = await bench_history(host, port, ids[1], args.workers)
+        rows += hist_rows
+        rows.append(
+            f"| history, first read (builds one worker's column cache) | {cold_ms:.0f} | "
+            f"| 1 | XADD of {args.points} points took {load_s:.0f} s |"
+        )
+        # 4. SSE.
+        rows += await bench_sse(host, port, r, ids[2], args.sse_clients)
+    if not args.skip_mlflow:
+        rows += await asyncio.to_thread(bench_mlflow, values)
+    print(
+        f"\n{time.strftime('%Y-%m-%d')}, {py_platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {py_platform.python_version()}, uvicorn --workers {args.workers} (uvloop):\n"
+    )
+    print("| measure | median (ms) | p99 (ms) | n | note |\n|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--sessions", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--requests", type=int, default=20, help="per client")
+    parser.add_argument("--points", type=int, default=1_000_000)
+    parser.add_argument("--sse-clients", type=int, default=500)
+    parser.add_argument("--skip-mlflow", action="store_true")
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()

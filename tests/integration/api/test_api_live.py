@@ -1,0 +1,282 @@
+"""Live streams over a real HTTP server: SSE and WebSocket fed by the trainer's Redis streams,
+resumable exactly once with Last-Event-ID / since."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from pivot_schema import keys
+
+from .api_platform import Platform, serve_http
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Live:
+    platform: Platform
+    base: str
+    app: Any
+
+    async def session(self) -> str:
+        sid = str((await self.platform.create())["session_id"])
+        await self.event(sid, keys.EVENT_STARTED)
+        return sid
+
+    async def epoch(self, sid: str, epoch: int, **metrics: float) -> None:
+        record = keys.epoch_record(epoch, metrics or {"train_loss": 1.0 / epoch})
+        await self.platform.redis.xadd(keys.metrics_stream(sid), keys.encode_record(record))
+
+    async def event(self, sid: str, kind: str, **fields: Any) -> None:
+        await self.platform.redis.xadd(
+            keys.events_stream(sid), keys.encode_record(keys.event_record(kind, **fields))
+        )
+
+
+@pytest.fixture
+async def live(platform: Platform) -> AsyncIterator[Live]:
+    settings = platform.app.state.settings.model_copy(update={"stream_heartbeat_s": 0.2})
+    async with serve_http(settings) as (app, base):
+        yield Live(platform, base, app)
+
+
+@dataclass
+class SseEvent:
+    event: str | None
+    id: str | None
+    data: dict[str, Any] | None
+    comment: str | None = None
+
+
+async def sse_events(resp: httpx.Response) -> AsyncIterator[SseEvent]:
+    """Parse an SSE body as an EventSource would (comments surfaced for heartbeats)."""
+    fields: dict[str, str] = {}
+    async for line in resp.aiter_lines():
+        if line.startswith(":"):
+            yield SseEvent(None, None, None, comment=line[1:].strip())
+        elif line == "":
+            if "data" in fields:
+                yield SseEvent(fields.get("event"), fields.get("id"), json.loads(fields["data"]))
+            fields = {}
+        else:
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")
+
+
+async def read_sse(
+    live: Live, sid: str, *, count: int | None = None, headers: dict[str, str] | None = None
+) -> list[SseEvent]:
+    """Events (not comments) until `count` of them, or until the server ends the stream."""
+    got: list[SseEvent] = []
+    async with (
+        httpx.AsyncClient(timeout=30) as http,
+        http.stream("GET", f"{live.base}/api/v1/sse/training/{sid}", headers=headers) as resp,
+    ):
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        async for ev in sse_events(resp):
+            if ev.comment is None:
+                got.append(ev)
+                if count is not None and len(got) == count:
+                    break
+    return got
+
+
+async def test_sse_reconnect_with_last_event_id_gets_every_event_exactly_once(
+    live: Live,
+) -> None:
+    sid = await live.session()
+    for epoch in (1, 2, 3):
+        await live.epoch(sid, epoch, train_loss=1.0 / epoch, val_loss=2.0 / epoch)
+    first = await read_sse(live, sid, count=4)  # started + three epochs
+    # The two streams interleave by time; within one millisecond their order is unknowable,
+    # so each stream's own order is what is asserted.
+    statuses = [e.data or {} for e in first if e.event == "status"]
+    assert [(d["event"], d["status"], d["session_id"]) for d in statuses] == [
+        ("started", "running", sid)
+    ]
+    epochs = [e.data for e in first if e.event == "metrics"]
+    assert [d["epoch"] for d in epochs] == [1, 2, 3]  # type: ignore[index]
+    assert epochs[0] == {**epochs[0], "train_loss": 1.0, "val_loss": 2.0}  # type: ignore[dict-item]
+    assert all(e.id for e in first)
+
+    await live.epoch(sid, 4)
+    await live.event(sid, keys.EVENT_CHECKPOINT, checkpoint_id=f"ckpt_{sid}_e00004", epoch=4)
+    await live.epoch(sid, 5)
+    await live.event(sid, keys.EVENT_COMPLETED)
+    rest = await read_sse(live, sid, headers={"Last-Event-ID": first[-1].id or ""})
+    assert [d["epoch"] for e in rest if e.event == "metrics" and (d := e.data)] == [4, 5]
+    assert [e.event for e in rest if e.event != "metrics"] == ["checkpoint", "status"]
+    assert rest[-1].data == {**rest[-1].data, "status": "completed"}  # type: ignore[dict-item]
+    ids = [e.id for e in first + rest]
+    assert len(set(ids)) == len(ids)
+
+    # Resuming from the middle replays exactly what followed it.
+    again = await read_sse(live, sid, headers={"Last-Event-ID": rest[0].id or ""})
+    assert [e.id for e in again] == [e.id for e in rest[1:]]
+
+
+async def test_sse_from_the_start_replays_the_session_and_closes_when_it_ends(
+    live: Live,
+) -> None:
+    sid = await live.session()
+    await live.epoch(sid, 1)
+    await live.event(sid, keys.EVENT_FAILED, error="CUDA out of memory")
+    events = await read_sse(live, sid)
+    assert sorted(str(e.event) for e in events) == ["metrics", "status", "status"]
+    assert events[-1].data == {**events[-1].data, "status": "failed", "error": "CUDA out of memory"}
+
+
+async def test_sse_sends_heartbeats_while_nothing_happens(live: Live) -> None:
+    sid = await live.session()
+    async with (
+        httpx.AsyncClient(timeout=30) as http,
+        http.stream("GET", f"{live.base}/api/v1/sse/training/{sid}") as resp,
+    ):
+        async for ev in sse_events(resp):
+            if ev.comment == "heartbeat":
+                break
+
+
+async def test_sse_ends_with_a_status_event_when_the_session_ends_without_a_trainer_event(
+    live: Live,
+) -> None:
+    sid = await live.session()
+    await live.platform.patch_status(sid, {"phase": "Failed", "message": "pod evicted"})
+    events = await read_sse(live, sid)
+    assert [e.event for e in events] == ["status", "status"]
+    assert events[-1].data == {"session_id": sid, "status": "failed"}
+    assert events[-1].id is None  # not a stream entry: a resume point stays as it was
+
+
+async def test_sse_errors_use_the_envelope(live: Live) -> None:
+    async with httpx.AsyncClient(base_url=live.base) as http:
+        missing = await http.get("/api/v1/sse/training/sess-nope")
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "NOT_FOUND"
+        sid = await live.session()
+        bad = await http.get(f"/api/v1/sse/training/{sid}", headers={"Last-Event-ID": "yes"})
+        assert bad.status_code == 422
+        assert bad.json()["error"]["details"]["field"] == "last-event-id"
+
+
+def ws_url(live: Live, sid: str, since: str | None = None) -> str:
+    url = live.base.replace("http://", "ws://") + f"/api/v1/ws/training/{sid}"
+    return url + (f"?since={since}" if since else "")
+
+
+async def read_ws(live: Live, sid: str, *, count: int | None = None, since: str | None = None):  # type: ignore[no-untyped-def]
+    got: list[dict[str, Any]] = []
+    async with websockets.connect(ws_url(live, sid, since)) as ws:
+        try:
+            async for raw in ws:
+                message = json.loads(raw)
+                if message["type"] == "heartbeat":
+                    continue
+                got.append(message)
+                if count is not None and len(got) == count:
+                    break
+        except websockets.ConnectionClosedOK:
+            pass
+    return got
+
+
+async def test_ws_messages_carry_epoch_loss_and_the_full_metrics(live: Live) -> None:
+    sid = await live.session()
+    await live.epoch(sid, 1, train_loss=0.9, val_loss=0.95, learning_rate=0.001)
+    await live.epoch(sid, 2, train_loss=0.7)
+    messages = await read_ws(live, sid, count=3)
+    assert [m["status"] for m in messages if m["type"] == "status"] == ["running"], messages
+    first, second = [m for m in messages if m["type"] == "metrics"]
+    assert (first["type"], first["epoch"], first["loss"]) == ("metrics", 1, 0.95)
+    assert first["metrics"] == {"train_loss": 0.9, "val_loss": 0.95, "learning_rate": 0.001}
+    assert (second["epoch"], second["loss"]) == (2, 0.7)  # no val_loss: train_loss
+
+
+async def test_ws_reconnect_with_since_gets_every_event_exactly_once(live: Live) -> None:
+    sid = await live.session()
+    await live.epoch(sid, 1)
+    await live.epoch(sid, 2)
+    first = await read_ws(live, sid, count=3)
+    await live.epoch(sid, 3)
+    await live.event(sid, keys.EVENT_STOPPED, epoch=3)
+    rest = await read_ws(live, sid, since=first[-1]["id"])
+    assert sorted((m["type"], m.get("epoch"), m.get("status") or "") for m in rest) == [
+        ("metrics", 3, ""),
+        ("status", 3, "stopped"),
+    ]
+    assert rest[-1]["type"] == "status"  # the final status event comes last
+    ids = [m["id"] for m in first + rest]
+    assert len(set(ids)) == len(ids)
+
+
+async def test_ws_errors_close_with_the_envelope(live: Live) -> None:
+    async with websockets.connect(ws_url(live, "sess-nope")) as ws:
+        message = json.loads(await ws.recv())
+        assert message["error"]["code"] == "NOT_FOUND"
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4404
+    sid = await live.session()
+    async with websockets.connect(ws_url(live, sid, "not-an-id")) as ws:
+        assert json.loads(await ws.recv())["error"]["code"] == "BAD_REQUEST"
+
+
+async def test_clients_that_disconnect_are_cleaned_up(live: Live) -> None:
+    sid = await live.session()
+    for _ in range(3):
+        await read_sse(live, sid, count=1)  # leaves while the server waits on Redis
+        await read_ws(live, sid, count=1)
+    while live.app.state.live.clients:  # the server notices each disconnect on its own
+        await asyncio.sleep(0.01)
+
+
+async def test_the_stream_clients_gauge_follows_connected_clients(live: Live) -> None:
+    sid = await live.session()
+
+    async def gauge() -> float:
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"{live.base}/metrics")).text
+        for line in text.splitlines():
+            if line.startswith('pivot_api_stream_clients{kind="sse"}'):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    idle = await gauge()
+    async with (
+        httpx.AsyncClient(timeout=30) as http,
+        http.stream("GET", f"{live.base}/api/v1/sse/training/{sid}") as resp,
+    ):
+        async for ev in sse_events(resp):
+            if ev.event == "status":
+                break
+        assert await gauge() == idle + 1
+    while await gauge() != idle:
+        await asyncio.sleep(0.01)
+
+
+async def test_a_client_beyond_the_limit_is_refused_with_503(platform: Platform) -> None:
+    settings = platform.app.state.settings.model_copy(
+        update={"stream_heartbeat_s": 0.2, "stream_max_clients": 1}
+    )
+    async with serve_http(settings) as (app, base):
+        live = Live(platform, base, app)
+        sid = await live.session()
+        async with (
+            httpx.AsyncClient(timeout=30) as http,
+            http.stream("GET", f"{base}/api/v1/sse/training/{sid}") as first,
+        ):
+            async for ev in sse_events(first):
+                if ev.event == "status":
+                    break
+            second = await http.get(f"{base}/api/v1/sse/training/{sid}")
+            assert second.status_code == 503
+            assert second.json()["error"]["code"] == "SERVICE_UNAVAILABLE"

@@ -255,7 +255,10 @@ async def test_the_stream_clients_gauge_follows_connected_clients(live: Live) ->
         httpx.AsyncClient(timeout=30) as http,
         http.stream("GET", f"{live.base}/api/v1/sse/training/{sid}") as resp,
     ):
-        async for ev in sse_events(resp):
+        # Hold the parser: an abandoned async generator is finalized at once, and closing
+        # it closes the connection under the assertion.
+        events = sse_events(resp)
+        async for ev in events:
             if ev.event == "status":
                 break
         assert await gauge() == idle + 1
@@ -274,9 +277,12 @@ async def test_a_client_beyond_the_limit_is_refused_with_503(platform: Platform)
             httpx.AsyncClient(timeout=30) as http,
             http.stream("GET", f"{base}/api/v1/sse/training/{sid}") as first,
         ):
-            async for ev in sse_events(first):
+            events = sse_events(first)  # held, so the first connection stays open
+            async for ev in events:
                 if ev.event == "status":
                     break
-            second = await http.get(f"{base}/api/v1/sse/training/{sid}")
+            # A bounded wait: were the first client gone, this stream would never end.
+            async with asyncio.timeout(15):
+                second = await http.get(f"{base}/api/v1/sse/training/{sid}")
             assert second.status_code == 503
             assert second.json()["error"]["code"] == "SERVICE_UNAVAILABLE"

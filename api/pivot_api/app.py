@@ -17,6 +17,7 @@ from botocore.config import Config as BotoConfig
 from fastapi import FastAPI, Response
 from kubernetes_asyncio import client
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from pivot_api import __version__
 from pivot_api.errors import install_error_handlers
@@ -24,10 +25,13 @@ from pivot_api.kube import SessionCache, SessionWriter, new_api_client
 from pivot_api.models import ErrorResponse
 from pivot_api.observability import ObservabilityMiddleware, configure_logging, metrics_payload
 from pivot_api.routers import checkpoints, health, live, metrics, monitor, sessions
+from pivot_api.services.background import BackgroundJobs
 from pivot_api.services.checkpoints import CheckpointService
 from pivot_api.services.health import HealthService
+from pivot_api.services.lifecycle import LifecycleWatcher
 from pivot_api.services.live import LiveService
 from pivot_api.services.metrics import MetricsService
+from pivot_api.services.platform_events import ApiKeys
 from pivot_api.services.resources import ResourceService
 from pivot_api.services.sessions import SessionService
 from pivot_api.settings import Settings
@@ -45,6 +49,19 @@ def _s3_client(settings: Settings):  # type: ignore[no-untyped-def]
         # Short timeouts and few retries: a dead store must fail a call, not hang a worker.
         config=BotoConfig(connect_timeout=2, read_timeout=30, retries={"max_attempts": 2}),
     )
+
+
+async def _start_background_jobs(app: FastAPI, jobs: BackgroundJobs) -> None:
+    """Leader jobs run in one worker among all that share the Redis; spawned ones in each."""
+    settings: Settings = app.state.settings
+    cache: SessionCache | None = getattr(app.state, "session_cache", None)
+    if cache is not None:
+        watcher = LifecycleWatcher(
+            cache, app.state.redis, app.state.api_keys, interval_s=settings.lifecycle_interval_s
+        )
+        with contextlib.suppress(RedisError, OSError):  # down now: the leader sets it later
+            await watcher.since()
+        jobs.lead("lifecycle", watcher.run)
 
 
 @contextlib.asynccontextmanager
@@ -109,9 +126,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redirect_downloads=settings.checkpoint_download_redirect,
         presign_expiry_s=settings.checkpoint_presign_expiry_s,
     )
+    keys = ApiKeys(settings.namespace)
+    app.state.api_keys = keys
+    jobs = BackgroundJobs(redis, keys, lease_ttl_s=settings.leader_lease_s)
+    app.state.jobs = jobs
+    if settings.background_jobs:
+        await _start_background_jobs(app, jobs)
     try:
         yield
     finally:
+        await jobs.stop()
         if cache is not None:
             await cache.stop()
         if kube is not None:
@@ -121,7 +145,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         s3.close()
         for name in (
             *("sessions", "metrics", "checkpoints", "live", "health", "resources"),
-            *("session_cache", "redis", "s3", "kube"),
+            *("session_cache", "redis", "s3", "kube", "jobs", "api_keys"),
         ):
             setattr(app.state, name, None)
 

@@ -1,6 +1,6 @@
 """One error hierarchy for the API, rendered once as the reference's error envelope.
 
-    {"error": {"code": "NOT_FOUND", "message": "...", "details": {...}}}
+{"error": {"code": "NOT_FOUND", "message": "...", "details": {...}}}
 """
 
 from __future__ import annotations

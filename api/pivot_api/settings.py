@@ -51,3 +51,10 @@ class Settings(BaseSettings):
     # Live-stream clients one worker serves at once (each holds one Redis connection for its
     # blocking read); one more is refused with 503.
     stream_max_clients: int = Field(default=2000, ge=1)
+
+    # Background work: lifecycle events, alert evaluation, webhook delivery. Jobs that must
+    # run once (not once per worker) hold a Redis lease of this length, renewed every third.
+    background_jobs: bool = True
+    leader_lease_s: float = Field(default=10.0, gt=0)
+    # How often the TrainingSession cache is scanned for lifecycle changes.
+    lifecycle_interval_s: float = Field(default=1.0, gt=0)

@@ -68,8 +68,6 @@ class Platform:
         return dict(resp.json())
 
 
-
-
 def platform_settings(
     *, kubeconfig: str, namespace: str, configs_dir: Path, redis_url: str, s3: Any
 ) -> Settings:
@@ -84,6 +82,7 @@ def platform_settings(
         namespace=namespace,
         configs_dir=configs_dir,
         health_timeout_s=1.0,
+        lifecycle_interval_s=0.1,
     )
 
 

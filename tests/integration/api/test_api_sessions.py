@@ -222,9 +222,9 @@ async def test_get_reflects_the_status_the_operator_writes(platform: Platform) -
 async def test_a_cr_applied_directly_shows_up_through_the_watch(platform: Platform) -> None:
     from pivot_schema.crd import GROUP, PLURAL, VERSION, TrainingSessionSpec, new_training_session
 
-    body = new_training_session("by-kubectl", TrainingSessionSpec.model_validate(
-        {"config": {"epochs": 3}}
-    ))
+    body = new_training_session(
+        "by-kubectl", TrainingSessionSpec.model_validate({"config": {"epochs": 3}})
+    )
     await platform.objects.create_namespaced_custom_object(
         GROUP, VERSION, platform.namespace, PLURAL, body
     )
@@ -247,7 +247,12 @@ async def test_list_is_newest_first_paginated_and_filtered(platform: Platform) -
     assert [s["session_id"] for s in page["sessions"]] == [ids[2], ids[1]]
     first = page["sessions"][0]
     assert set(first) == {
-        "session_id", "session_name", "status", "created_at", "current_epoch", "total_epochs",
+        "session_id",
+        "session_name",
+        "status",
+        "created_at",
+        "current_epoch",
+        "total_epochs",
         "tags",
     }
     rest = (await platform.http.get(f"{SESSIONS}?limit=2&offset=2")).json()

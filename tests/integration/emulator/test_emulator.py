@@ -20,8 +20,10 @@ from pivot_local.kube import KubeEmulator, run_emulator_in_thread
 
 pytestmark = pytest.mark.integration
 
-def http_json(method: str, url: str, body: Any = None,
-              ctype: str = "application/json") -> tuple[int, Any]:
+
+def http_json(
+    method: str, url: str, body: Any = None, ctype: str = "application/json"
+) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": ctype})
     try:
@@ -46,8 +48,9 @@ async def test_async_lifecycle_with_an_open_watch(tmp_path: Path) -> None:
     async with aiohttp.ClientSession() as http:
         async with http.get(url) as r:
             rv = (await r.json())["metadata"]["resourceVersion"]
-        async with http.get(url, params={"watch": "true", "resourceVersion": rv,
-                                         "allowWatchBookmarks": "true"}) as r:
+        async with http.get(
+            url, params={"watch": "true", "resourceVersion": rv, "allowWatchBookmarks": "true"}
+        ) as r:
             line = json.loads(await r.content.readline())
             assert line["type"] == "BOOKMARK"
             assert int(line["object"]["metadata"]["resourceVersion"]) >= int(rv)
@@ -59,9 +62,15 @@ async def test_async_lifecycle_with_an_open_watch(tmp_path: Path) -> None:
 def test_thread_runner_and_event_expiry() -> None:
     with run_emulator_in_thread(crds=[CRD], event_ttl=3600) as emu:
         for i in range(3):
-            status, _ = http_json("POST", f"{emu.url}/api/v1/namespaces/default/events", {
-                "metadata": {"name": f"e{i}"}, "reason": "R",
-                "involvedObject": {"kind": "Pod", "name": "p"}})
+            status, _ = http_json(
+                "POST",
+                f"{emu.url}/api/v1/namespaces/default/events",
+                {
+                    "metadata": {"name": f"e{i}"},
+                    "reason": "R",
+                    "involvedObject": {"kind": "Pod", "name": "p"},
+                },
+            )
             assert status == 201
         assert len(emu.store.objects[("", "events")]) == 3
         time.sleep(1.1)  # creationTimestamp has one-second resolution
@@ -75,15 +84,31 @@ def test_standalone_module(tmp_path: Path) -> None:
         port = s.getsockname()[1]
     kc = tmp_path / "kc"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pivot_local.kube", "--port", str(port), "--crd", str(CRD),
-         "--kubeconfig", str(kc)], stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "pivot_local.kube",
+            "--port",
+            str(port),
+            "--crd",
+            str(CRD),
+            "--kubeconfig",
+            str(kc),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         assert f"127.0.0.1:{port}" in proc.stdout.readline()
         kubectl = Path(sys.executable).with_name("kubectl")
         if kubectl.exists():
-            out = subprocess.run([str(kubectl), "--kubeconfig", str(kc), "get", "crd"],
-                                 capture_output=True, text=True, timeout=30)
+            out = subprocess.run(
+                [str(kubectl), "--kubeconfig", str(kc), "get", "crd"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
             assert "trainingsessions.pivot.dev" in out.stdout, out.stderr
     finally:
         proc.terminate()
@@ -99,8 +124,11 @@ def test_pod_logs_from_a_log_source(emulator: KubeEmulator, tmp_path: Path) -> N
     emulator.set_log_source(lambda ns, pod, c: logs if (pod, c) == ("logger", "main") else None)
     base = f"{emulator.url}/api/v1/namespaces/default/pods"
 
-    status, _ = http_json("POST", base, {"metadata": {"name": "logger"}, "spec": {
-        "containers": [{"name": "main", "image": "x"}]}})
+    status, _ = http_json(
+        "POST",
+        base,
+        {"metadata": {"name": "logger"}, "spec": {"containers": [{"name": "main", "image": "x"}]}},
+    )
     assert status == 201
     cmd = [str(kubectl), "--kubeconfig", str(emulator.kubeconfig), "logs", "logger"]
     try:
@@ -114,8 +142,12 @@ def test_pod_logs_from_a_log_source(emulator: KubeEmulator, tmp_path: Path) -> N
             f.write("line 3\n")
         time.sleep(0.5)
 
-        http_json("PATCH", f"{base}/logger/status", {"status": {"phase": "Succeeded"}},
-                  "application/merge-patch+json")
+        http_json(
+            "PATCH",
+            f"{base}/logger/status",
+            {"status": {"phase": "Succeeded"}},
+            "application/merge-patch+json",
+        )
         rest, _ = follow.communicate(timeout=10)
         assert rest == "line 1\nline 2\nline 3\n"
     finally:

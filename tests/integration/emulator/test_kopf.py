@@ -35,14 +35,18 @@ async def operator(kube: KubeTarget) -> AsyncIterator[Seen]:
     @kopf.on.login(registry=registry)
     async def login(**_: Any) -> kopf.ConnectionInfo:
         cfg = client.Configuration()
-        await config.load_kube_config(config_file=str(kube.kubeconfig),
-                                      client_configuration=cfg)
+        await config.load_kube_config(config_file=str(kube.kubeconfig), client_configuration=cfg)
         token = (cfg.api_key or {}).get("authorization", "").removeprefix("Bearer ").strip()
         return kopf.ConnectionInfo(
-            server=cfg.host, ca_path=cfg.ssl_ca_cert, insecure=not cfg.verify_ssl,
-            scheme="Bearer" if token else None, token=token or None,
-            certificate_path=cfg.cert_file, private_key_path=cfg.key_file,
-            default_namespace=NS)
+            server=cfg.host,
+            ca_path=cfg.ssl_ca_cert,
+            insecure=not cfg.verify_ssl,
+            scheme="Bearer" if token else None,
+            token=token or None,
+            certificate_path=cfg.cert_file,
+            private_key_path=cfg.key_file,
+            default_namespace=NS,
+        )
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -64,9 +68,20 @@ async def operator(kube: KubeTarget) -> AsyncIterator[Seen]:
     # kopf treats every task of its loop as its own (and cancels them on exit): give it a
     # loop of its own in a thread instead of the test session's loop.
     stop, ready = threading.Event(), threading.Event()
-    thread = threading.Thread(target=asyncio.run, daemon=True, args=(kopf.operator(
-        registry=registry, standalone=True, namespaces=[NS], clusterwide=False,
-        stop_flag=stop, ready_flag=ready),))
+    thread = threading.Thread(
+        target=asyncio.run,
+        daemon=True,
+        args=(
+            kopf.operator(
+                registry=registry,
+                standalone=True,
+                namespaces=[NS],
+                clusterwide=False,
+                stop_flag=stop,
+                ready_flag=ready,
+            ),
+        ),
+    )
     thread.start()
     assert await asyncio.to_thread(ready.wait, 10)
     yield seen
@@ -84,14 +99,25 @@ async def wait_for(cond: Any, within: float = 10.0) -> None:
 async def test_kopf_create_and_finalizer_cycle(api: client.ApiClient, operator: Seen) -> None:
     co = client.CustomObjectsApi(api)
     name = f"kopf-{uuid.uuid4().hex[:8]}"
-    await co.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingSession",
-        "metadata": {"name": name}, "spec": {"config": {"epochs": 2}}})
+    await co.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        NS,
+        PLURAL,
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "TrainingSession",
+            "metadata": {"name": name},
+            "spec": {"config": {"epochs": 2}},
+        },
+    )
 
     async def handled() -> bool:
         ts = await co.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
-        return (ts.get("status", {}).get("phase") == "Pending"
-                and ts["metadata"].get("annotations", {}).get("pivot.dev/seen") == "yes")
+        return (
+            ts.get("status", {}).get("phase") == "Pending"
+            and ts["metadata"].get("annotations", {}).get("pivot.dev/seen") == "yes"
+        )
 
     await wait_for(handled)
     ts = await co.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)

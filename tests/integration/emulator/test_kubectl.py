@@ -18,13 +18,19 @@ pytestmark = pytest.mark.integration
 KUBECTL = Path(sys.executable).with_name("kubectl")
 
 
-def kubectl(kube: KubeTarget, *args: str, check: bool = True, stdin: str | None = None,
-            timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def kubectl(
+    kube: KubeTarget, *args: str, check: bool = True, stdin: str | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
     exe = str(KUBECTL) if KUBECTL.exists() else shutil.which("kubectl")
     if exe is None:
         pytest.skip("kubectl not installed")
-    proc = subprocess.run([exe, "--kubeconfig", str(kube.kubeconfig), "-n", "default", *args],
-                          capture_output=True, text=True, input=stdin, timeout=timeout)
+    proc = subprocess.run(
+        [exe, "--kubeconfig", str(kube.kubeconfig), "-n", "default", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=timeout,
+    )
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -56,8 +62,16 @@ def test_apply_get_describe_delete(kube: KubeTarget, tmp_path: Path) -> None:
     assert obj["spec"]["config"]["epochs"] == 5 and obj["metadata"]["generation"] == 2
     assert "kubectl.kubernetes.io/last-applied-configuration" in obj["metadata"]["annotations"]
 
-    kubectl(kube, "patch", "ts", name, "--subresource=status", "--type=merge",
-            "-p", '{"status":{"phase":"Running","currentEpoch":2,"totalEpochs":5}}')
+    kubectl(
+        kube,
+        "patch",
+        "ts",
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        '{"status":{"phase":"Running","currentEpoch":2,"totalEpochs":5}}',
+    )
     table = kubectl(kube, "get", "ts").stdout.splitlines()
     assert table[0].split() == ["NAME", "PHASE", "EPOCH", "TOTAL", "PROGRESS", "VAL-LOSS", "AGE"]
     row = next(line.split() for line in table if line.startswith(name))
@@ -81,14 +95,42 @@ def test_wait_for_status_patched_elsewhere(kube: KubeTarget) -> None:
     kubectl(kube, "apply", "-f", "-", stdin=manifest(name, 2))
     exe = str(KUBECTL) if KUBECTL.exists() else "kubectl"
     waiter = subprocess.Popen(
-        [exe, "--kubeconfig", str(kube.kubeconfig), "-n", "default", "wait",
-         "--for=jsonpath={.status.phase}=Running", f"ts/{name}", "--timeout=20s"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            exe,
+            "--kubeconfig",
+            str(kube.kubeconfig),
+            "-n",
+            "default",
+            "wait",
+            "--for=jsonpath={.status.phase}=Running",
+            f"ts/{name}",
+            "--timeout=20s",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        kubectl(kube, "patch", "ts", name, "--subresource=status", "--type=merge",
-                "-p", '{"status":{"phase":"Pending"}}')
-        kubectl(kube, "patch", "ts", name, "--subresource=status", "--type=merge",
-                "-p", '{"status":{"phase":"Running"}}')
+        kubectl(
+            kube,
+            "patch",
+            "ts",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            '{"status":{"phase":"Pending"}}',
+        )
+        kubectl(
+            kube,
+            "patch",
+            "ts",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            '{"status":{"phase":"Running"}}',
+        )
         out, err = waiter.communicate(timeout=25)
     finally:
         waiter.kill()
@@ -117,9 +159,20 @@ def test_discovery_and_builtins(kube: KubeTarget) -> None:
     assert "default" in kubectl(kube, "get", "namespaces").stdout
     name = f"kp-{uuid.uuid4().hex[:8]}"
     # Built-ins through apply (JSON bodies); describe reads through kubectl's typed client.
-    kubectl(kube, "apply", "-f", "-", stdin=json.dumps({
-        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
-        "data": {"a": "1"}}))
+    kubectl(
+        kube,
+        "apply",
+        "-f",
+        "-",
+        stdin=json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": name},
+                "data": {"a": "1"},
+            }
+        ),
+    )
     assert name in kubectl(kube, "get", "cm").stdout
     assert "a:" in kubectl(kube, "describe", "cm", name).stdout
     kubectl(kube, "delete", "cm", name)

@@ -30,8 +30,9 @@ async def test_history_stays_at_cap_and_old_resumes_expire(emulator: KubeEmulato
 
         async def worker() -> None:
             for i in queue:
-                async with http.patch(f"{base}/{name}", data=json.dumps({"data": {"i": str(i)}}),
-                                      headers=headers) as r:
+                async with http.patch(
+                    f"{base}/{name}", data=json.dumps({"data": {"i": str(i)}}), headers=headers
+                ) as r:
                     assert r.status == 200
 
         started = time.monotonic()
@@ -41,8 +42,9 @@ async def test_history_stays_at_cap_and_old_resumes_expire(emulator: KubeEmulato
         assert len(emulator.store.objects[("", "configmaps")]) < 1000
 
         # A resume from before the ring is answered like a compacted etcd: ERROR 410 Expired.
-        async with http.get(base, params={"watch": "1", "resourceVersion": first_rv,
-                                          "timeoutSeconds": "1"}) as r:
+        async with http.get(
+            base, params={"watch": "1", "resourceVersion": first_rv, "timeoutSeconds": "1"}
+        ) as r:
             line = json.loads(await r.content.readline())
         assert line["type"] == "ERROR" and line["object"]["code"] == 410
         assert line["object"]["reason"] == "Expired"

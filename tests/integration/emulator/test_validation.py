@@ -18,8 +18,12 @@ MERGE = "application/merge-patch+json"
 
 
 def body(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingSession",
-            "metadata": {"name": name}, "spec": spec}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "TrainingSession",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
 
 
 def invalid(e: ApiException) -> dict[str, Any]:
@@ -34,16 +38,25 @@ def co(api: client.ApiClient) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(api)
 
 
-@pytest.mark.parametrize(("spec", "field", "reason"), [
-    ({"config": {"epochs": 0}}, "spec.config.epochs", "FieldValueInvalid"),
-    ({"config": {"epochs": "3"}}, "spec.config.epochs", "FieldValueTypeInvalid"),
-    ({"config": {}}, "spec.config.epochs", "FieldValueRequired"),
-    ({"config": {"epochs": 1, "learning_rate": 0}}, "spec.config.learning_rate",
-     "FieldValueInvalid"),
-    ({"config": {"epochs": 1}, "checkpoint": {"mode": "median"}}, "spec.checkpoint.mode",
-     "FieldValueNotSupported"),
-    ({"config": {"epochs": 1}, "resources": {"cpu": True}}, "spec.resources.cpu", None),
-])
+@pytest.mark.parametrize(
+    ("spec", "field", "reason"),
+    [
+        ({"config": {"epochs": 0}}, "spec.config.epochs", "FieldValueInvalid"),
+        ({"config": {"epochs": "3"}}, "spec.config.epochs", "FieldValueTypeInvalid"),
+        ({"config": {}}, "spec.config.epochs", "FieldValueRequired"),
+        (
+            {"config": {"epochs": 1, "learning_rate": 0}},
+            "spec.config.learning_rate",
+            "FieldValueInvalid",
+        ),
+        (
+            {"config": {"epochs": 1}, "checkpoint": {"mode": "median"}},
+            "spec.checkpoint.mode",
+            "FieldValueNotSupported",
+        ),
+        ({"config": {"epochs": 1}, "resources": {"cpu": True}}, "spec.resources.cpu", None),
+    ],
+)
 async def test_create_rejects_invalid_spec(
     co: client.CustomObjectsApi, spec: dict[str, Any], field: str, reason: str | None
 ) -> None:
@@ -61,12 +74,22 @@ async def test_create_rejects_invalid_spec(
 async def test_update_and_patch_are_validated(co: client.CustomObjectsApi) -> None:
     name = f"val-{uuid.uuid4().hex[:8]}"
     ts = await co.create_namespaced_custom_object(
-        GROUP, VERSION, NS, PLURAL,
-        body(name, {"config": {"epochs": 2}, "resources": {"cpu": "500m", "memory": 1024}}))
+        GROUP,
+        VERSION,
+        NS,
+        PLURAL,
+        body(name, {"config": {"epochs": 2}, "resources": {"cpu": "500m", "memory": 1024}}),
+    )
     with pytest.raises(ApiException) as ei:
-        await co.patch_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name,
-                                                {"spec": {"config": {"epochs": 0}}},
-                                                _content_type=MERGE)
+        await co.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            NS,
+            PLURAL,
+            name,
+            {"spec": {"config": {"epochs": 0}}},
+            _content_type=MERGE,
+        )
     assert "spec.config.epochs" in invalid(ei.value)["message"]
     ts["spec"]["config"]["epochs"] = "many"
     with pytest.raises(ApiException) as ei:
@@ -74,25 +97,44 @@ async def test_update_and_patch_are_validated(co: client.CustomObjectsApi) -> No
     invalid(ei.value)
     with pytest.raises(ApiException) as ei:
         await co.patch_namespaced_custom_object_status(
-            GROUP, VERSION, NS, PLURAL, name, {"status": {"phase": "Exploded"}},
-            _content_type=MERGE)
+            GROUP, VERSION, NS, PLURAL, name, {"status": {"phase": "Exploded"}}, _content_type=MERGE
+        )
     status = invalid(ei.value)
     assert status["details"]["causes"][0]["field"] == "status.phase"
     assert "Unsupported value" in status["message"]
     with pytest.raises(ApiException) as ei:
         await co.patch_namespaced_custom_object_status(
-            GROUP, VERSION, NS, PLURAL, name, {"status": {"progress": 1.5}}, _content_type=MERGE)
+            GROUP, VERSION, NS, PLURAL, name, {"status": {"progress": 1.5}}, _content_type=MERGE
+        )
     invalid(ei.value)
     with pytest.raises(ApiException) as ei:
         await co.patch_namespaced_custom_object_status(
-            GROUP, VERSION, NS, PLURAL, name, {"status": {"startedAt": "yesterday"}},
-            _content_type=MERGE)
+            GROUP,
+            VERSION,
+            NS,
+            PLURAL,
+            name,
+            {"status": {"startedAt": "yesterday"}},
+            _content_type=MERGE,
+        )
     assert "status.startedAt" in invalid(ei.value)["message"]
     ok = await co.patch_namespaced_custom_object_status(
-        GROUP, VERSION, NS, PLURAL, name,
-        {"status": {"phase": "Running", "progress": 0.5, "latestMetrics": {"val_loss": 0.1},
-                    "startedAt": "2026-01-02T03:04:05Z", "message": None}},
-                    _content_type=MERGE)
+        GROUP,
+        VERSION,
+        NS,
+        PLURAL,
+        name,
+        {
+            "status": {
+                "phase": "Running",
+                "progress": 0.5,
+                "latestMetrics": {"val_loss": 0.1},
+                "startedAt": "2026-01-02T03:04:05Z",
+                "message": None,
+            }
+        },
+        _content_type=MERGE,
+    )
     assert ok["status"]["progress"] == 0.5 and "message" not in ok["status"]
     current = await co.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
     assert current["spec"]["config"]["epochs"] == 2  # rejected writes changed nothing
@@ -102,18 +144,34 @@ async def test_update_and_patch_are_validated(co: client.CustomObjectsApi) -> No
 async def test_unknown_fields_are_pruned_unless_preserved(co: client.CustomObjectsApi) -> None:
     name = f"prune-{uuid.uuid4().hex[:8]}"
     ts = await co.create_namespaced_custom_object(
-        GROUP, VERSION, NS, PLURAL,
-        body(name, {"config": {"epochs": 1, "my_knob": {"depth": 3}}, "bogus": 1,
-                    "image": None}))
+        GROUP,
+        VERSION,
+        NS,
+        PLURAL,
+        body(name, {"config": {"epochs": 1, "my_knob": {"depth": 3}}, "bogus": 1, "image": None}),
+    )
     assert "bogus" not in ts["spec"] and "image" not in ts["spec"]  # nulls are pruned too
     assert ts["spec"]["config"]["my_knob"] == {"depth": 3}  # config preserves unknown keys
     ts = await co.patch_namespaced_custom_object_status(
-        GROUP, VERSION, NS, PLURAL, name, {"status": {"phase": "Pending", "kopf": {"x": 1}}},
-        _content_type=MERGE)
+        GROUP,
+        VERSION,
+        NS,
+        PLURAL,
+        name,
+        {"status": {"phase": "Pending", "kopf": {"x": 1}}},
+        _content_type=MERGE,
+    )
     assert ts["status"] == {"phase": "Pending"}
     with pytest.raises(ApiException) as ei:
         await co.patch_namespaced_custom_object(
-            GROUP, VERSION, NS, PLURAL, name, {"spec": {"bogus": 2}},
-            field_validation="Strict", _content_type=MERGE)
+            GROUP,
+            VERSION,
+            NS,
+            PLURAL,
+            name,
+            {"spec": {"bogus": 2}},
+            field_validation="Strict",
+            _content_type=MERGE,
+        )
     assert ei.value.status == 400 and 'unknown field \\"spec.bogus\\"' in ei.value.body
     await co.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)

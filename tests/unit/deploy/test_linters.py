@@ -88,23 +88,30 @@ def dockerignore_excludes(path: str) -> bool:
     its patterns are plain names and `**/` globs, matched per path prefix as Docker does."""
     from fnmatch import fnmatch
 
-    patterns = [line.strip() for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip()
+        for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     parts = path.split("/")
     prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
     for pattern in patterns:
         bare = pattern.removeprefix("**/")
         for prefix in prefixes:
-            if fnmatch(prefix, pattern) or (pattern != bare and fnmatch(prefix.split("/")[-1],
-                                                                         bare)):
+            if fnmatch(prefix, pattern) or (
+                pattern != bare and fnmatch(prefix.split("/")[-1], bare)
+            ):
                 return True
     return False
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_everything_the_dockerfiles_copy_is_in_the_build_context(dockerfile: Path) -> None:
-    copies = [line.split()[1:-1] for line in dockerfile.read_text().splitlines()
-              if line.startswith("COPY ") and "--from=" not in line]
+    copies = [
+        line.split()[1:-1]
+        for line in dockerfile.read_text().splitlines()
+        if line.startswith("COPY ") and "--from=" not in line
+    ]
     assert copies
     for sources in copies:
         for src in sources:

@@ -29,3 +29,10 @@ LOCAL_RANK = "LOCAL_RANK"
 DEFAULT_MASTER_PORT = 29500
 TORCHRUN = "torchrun"
 TRAINER_MODULE = "pivot_trainer"
+
+# The trainer's telemetry buffer: records queued in memory while Redis is unreachable, then an
+# on-disk spool (one directory per session below PIVOT_SPOOL_DIR, default a temp folder; mount
+# an emptyDir there so it survives a container restart) bounded by PIVOT_SPOOL_MAX_BYTES.
+SPOOL_DIR = "PIVOT_SPOOL_DIR"
+SPOOL_MAX_BYTES = "PIVOT_SPOOL_MAX_BYTES"
+SINK_MEMORY_RECORDS = "PIVOT_SINK_MEMORY_RECORDS"

@@ -11,6 +11,7 @@ import sys
 import traceback
 from collections.abc import Iterator
 from types import FrameType
+from typing import Any
 
 from pivot_schema import keys
 from pivot_schema.storage import CheckpointManifest
@@ -80,11 +81,21 @@ def _chain(
     yield from rest
 
 
+def make_sink(rt: Runtime) -> RecordSink:
+    """Only rank 0 writes to Redis: a sink without a URL records nothing."""
+    opts: dict[str, Any] = {}
+    if rt.spool_max_bytes is not None:
+        opts["spool_max_bytes"] = rt.spool_max_bytes
+    if rt.sink_memory_records is not None:
+        opts["memory_records"] = rt.sink_memory_records
+    url = rt.redis_url if rt.is_main else None
+    return RecordSink(url, rt.session_id, spool_dir=rt.spool_dir, **opts)
+
+
 def run(cfg: TrainConfig, rt: Runtime) -> int:
     stop = StopFlag()
     stop.install()
-    # Only rank 0 writes to Redis: a sink without a URL records nothing.
-    sink = RecordSink(rt.redis_url if rt.is_main else None, rt.session_id)
+    sink = make_sink(rt)
     try:
         return _train(cfg, rt, sink, stop)
     except ConfigError as exc:

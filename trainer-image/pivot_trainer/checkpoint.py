@@ -25,6 +25,8 @@ from pivot_schema import keys, storage
 from pivot_schema.storage import CheckpointManifest
 from pivot_trainer.runtime import Runtime
 
+SINGLE_PUT_BYTES = 8 * 2**20  # boto3's default multipart threshold
+
 _ORDER = re.compile(r"_e(?P<epoch>\d+)(?:s(?P<step>\d+))?$")
 
 
@@ -156,8 +158,13 @@ class CheckpointStore:
         digest: list[str] = []
         hasher = threading.Thread(target=lambda: digest.append(hashlib.sha256(data).hexdigest()))
         hasher.start()
-        # upload_fileobj goes through the transfer manager: multipart for large models.
-        self.client.upload_fileobj(io.BytesIO(data), self.bucket, object_key)
+        if len(data) < SINGLE_PUT_BYTES:
+            # One PUT: the transfer manager's thread pool and futures cost more CPU than a
+            # small object's upload (and that CPU is taken from the training loop).
+            self.client.put_object(Bucket=self.bucket, Key=object_key, Body=data)
+        else:
+            # upload_fileobj goes through the transfer manager: multipart for large models.
+            self.client.upload_fileobj(io.BytesIO(data), self.bucket, object_key)
         hasher.join()
         manifest = CheckpointManifest(
             checkpoint_id=ckpt_id,

@@ -75,6 +75,7 @@ class TrainConfig:
     num_workers: int = 0
     log_every_steps: int = 10
     compile: bool = False
+    sync_batchnorm: bool = True  # distributed: BatchNorm statistics over the global batch
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     ignored_keys: tuple[str, ...] = ()
@@ -204,6 +205,7 @@ def parse_config(raw: str | dict[str, Any] | None) -> TrainConfig:
         num_workers=_int(raw, "num_workers", 0, 0, 64),
         log_every_steps=_int(raw, "log_every_steps", 10, 0, 10**9),
         compile=_bool(raw, "compile", False),
+        sync_batchnorm=_bool(raw, "sync_batchnorm", True),
         dataset=_dataset(raw.get("dataset")),
         checkpoint=_checkpoint(raw.get("checkpoint")),
         ignored_keys=tuple(

@@ -26,6 +26,10 @@ class Runtime:
     local_rank: int = 0
     master_addr: str | None = None
     master_port: int | None = None
+    # Telemetry buffer (see pivot_trainer.sink): None picks the sink's defaults.
+    spool_dir: str | None = None
+    spool_max_bytes: int | None = None
+    sink_memory_records: int | None = None
 
     @property
     def distributed(self) -> bool:
@@ -76,6 +80,8 @@ def read_env(environ: dict[str, str] | None = None) -> Runtime:
     if world_size > 1 and master_addr is None:
         raise ConfigError(f"{env_names.WORLD_SIZE}={world_size} needs {env_names.MASTER_ADDR}")
     master_port = _env_int(get, env_names.MASTER_PORT, env_names.DEFAULT_MASTER_PORT, 1)
+    spool_max = get(env_names.SPOOL_MAX_BYTES)
+    memory = get(env_names.SINK_MEMORY_RECORDS)
     return Runtime(
         session_id=session_id,
         redis_url=get(env_names.REDIS_URL),
@@ -90,6 +96,13 @@ def read_env(environ: dict[str, str] | None = None) -> Runtime:
         local_rank=local_rank,
         master_addr=master_addr,
         master_port=master_port if world_size > 1 else None,
+        spool_dir=get(env_names.SPOOL_DIR),
+        spool_max_bytes=None
+        if spool_max is None
+        else _env_int(get, env_names.SPOOL_MAX_BYTES, 0, 0),
+        sink_memory_records=None
+        if memory is None
+        else _env_int(get, env_names.SINK_MEMORY_RECORDS, 0, 1),
     )
 
 

@@ -2,59 +2,120 @@
 
 Every record is queued in memory first and removed only after Redis answered for it; batches
 go out in one pipelined round trip. While Redis is unreachable, sends back off exponentially
-and training goes on; `close` gives the queue a bounded last chance.
+and training goes on; beyond `memory_records` the oldest queued records move to an on-disk
+spool (`pivot_trainer.spool`, bounded by bytes), which is sent first once Redis is back and
+which a restarted trainer in the same pod directory picks up. `close` gives the queue a bounded
+last chance, then spools what is left.
 
-Metric and step records are written through a script that appends a record only if it is
-newer (by `keys.METRICS_ORDER` / `keys.STEPS_ORDER`) than the stream's last one, so resending
-a batch whose reply was lost, or a restarted run re-emitting an epoch, never duplicates a
-point. Events are at-least-once. Nothing is dropped unless the buffer overflows (logged).
+Appends are idempotent, so resending (a reply lost in an outage, a spool replayed after a kill)
+never duplicates a point: metric and step records go through a script that appends a record
+only if it is newer (by `keys.METRICS_ORDER` / `keys.STEPS_ORDER`) than the stream's last one,
+which also covers a restarted run re-emitting an epoch; events and GPU samples carry a `rid`
+field (`run:seq`, unique per sink) and are appended only if the stream's last entry is not the
+same run at the same or a later seq.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import sys
+import tempfile
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import redis
 
 from pivot_schema import keys
+from pivot_trainer.spool import Record, Spool, SpoolLocked
 
 EVENTS_MAXLEN = keys.EVENTS_MAXLEN
-BUFFER_LIMIT = 1_000_000
-BATCH = 512  # records per pipelined round trip
+MEMORY_RECORDS = 100_000  # queued in memory before an outage spills to disk
+SPOOL_MAX_BYTES = 512 * 2**20
+MEMORY_ONLY_LIMIT = 1_000_000  # without a spool: the oldest records beyond this are dropped
+BATCH = 2048  # records per pipelined round trip
 INTERVAL_S = 0.25  # how often the background thread sends what has queued
+RID_FIELD = "rid"  # beside keys.DATA_FIELD; readers decode DATA_FIELD only
 
-# KEYS[1]: stream. ARGV[1]: k, the number of ordering fields; ARGV[2..k+1]: their names;
-# ARGV[k+2..]: records (JSON), oldest first. Appends each record that is newer than the
-# stream's last one (compared field by field) and returns how many it appended.
+
+def default_spool_dir() -> Path:
+    return Path(tempfile.gettempdir()) / "pivot-spool"
+
+
+# KEYS[1]: stream. ARGV[1]: k, the number of ordering fields; ARGV[2..k+1]: their names
+# (top-level numeric fields); ARGV[k+2]: the records (JSON, which never holds a raw newline)
+# joined by newlines, oldest first: one argument, so a batch costs the client a few arguments
+# rather than one per record. Appends each record that is newer than the stream's last one
+# (compared field by field) and returns how many it appended.
 _APPEND_IF_NEWER = f"""
 local k = tonumber(ARGV[1])
-local function newer(a, b)
-  for i = 2, k + 1 do
-    local x, y = tonumber(a[ARGV[i]]) or 0, tonumber(b[ARGV[i]]) or 0
-    if x ~= y then return x > y end
-  end
-  return false
+local patterns = {{}}
+for j = 1, k do patterns[j] = '"' .. ARGV[j + 1] .. '":(%-?[%d%.eE%+]+)' end
+local function rank(record)
+  local r = {{}}
+  for j = 1, k do r[j] = tonumber(string.match(record, patterns[j])) or 0 end
+  return r
 end
 local last = nil
 local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 if #top > 0 then
   local fields = top[1][2]
   for i = 1, #fields, 2 do
-    if fields[i] == '{keys.DATA_FIELD}' then last = cjson.decode(fields[i + 1]) end
+    if fields[i] == '{keys.DATA_FIELD}' then last = rank(fields[i + 1]) end
   end
 end
 local added = 0
-for i = k + 2, #ARGV do
-  local record = cjson.decode(ARGV[i])
-  if last == nil or newer(record, last) then
-    redis.call('XADD', KEYS[1], '*', '{keys.DATA_FIELD}', ARGV[i])
-    last = record
+for record in string.gmatch(ARGV[k + 2], '[^\\n]+') do
+  local r = rank(record)
+  local newer = last == nil
+  if not newer then
+    for j = 1, k do
+      if r[j] ~= last[j] then newer = r[j] > last[j]; break end
+    end
+  end
+  if newer then
+    redis.call('XADD', KEYS[1], '*', '{keys.DATA_FIELD}', record)
+    last = r
+    added = added + 1
+  end
+end
+return added
+"""
+
+# KEYS[1]: stream. ARGV[1]: MAXLEN (0: untrimmed); ARGV[2..]: (rid, record) pairs, oldest
+# first. A rid is `run:seq`; a record is appended unless the stream's last entry has the same
+# run and a seq at least as large (it was appended before). Returns how many it appended.
+_APPEND_ONCE = f"""
+local maxlen = tonumber(ARGV[1])
+local run, seq = nil, -1
+local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #top > 0 then
+  local fields = top[1][2]
+  for i = 1, #fields, 2 do
+    if fields[i] == '{RID_FIELD}' then
+      local r, s = string.match(fields[i + 1], '^(.*):(%d+)$')
+      if r then run, seq = r, tonumber(s) end
+    end
+  end
+end
+local added = 0
+for i = 2, #ARGV, 2 do
+  local r, s = string.match(ARGV[i], '^(.*):(%d+)$')
+  s = tonumber(s)
+  if r ~= run or s > seq then
+    if maxlen > 0 then
+      redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*',
+        '{keys.DATA_FIELD}', ARGV[i + 1], '{RID_FIELD}', ARGV[i])
+    else
+      redis.call('XADD', KEYS[1], '*', '{keys.DATA_FIELD}', ARGV[i + 1], '{RID_FIELD}', ARGV[i])
+    end
+    run, seq = r, s
     added = added + 1
   end
 end
@@ -62,12 +123,22 @@ return added
 """
 
 
-@dataclass
-class _Pending:
-    stream: str
-    fields: dict[str, str]
-    maxlen: int | None
-    order: Sequence[str] = ()  # non-empty: append only if newer (idempotent)
+_second: tuple[int, str] = (-1, "")
+
+
+def _timestamp() -> str:
+    """keys.utcnow_iso's format (always with microseconds) at a tenth of its cost: the
+    date-time text is formatted once per second."""
+    global _second
+    secs, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    if _second[0] != secs:
+        text = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second = (secs, text)
+    return f"{_second[1]}.{micros:06d}Z"
+
+
+def _json(record: dict[str, Any]) -> str:
+    return keys.encode_record(record)[keys.DATA_FIELD]
 
 
 class RecordSink:
@@ -78,27 +149,58 @@ class RecordSink:
         *,
         backoff_initial: float = 0.5,
         backoff_max: float = 15.0,
+        spool_dir: str | Path | None = None,
+        spool_max_bytes: int = SPOOL_MAX_BYTES,
+        memory_records: int = MEMORY_RECORDS,
     ) -> None:
+        """`spool_dir` holds one directory per session (default: a `pivot-spool` folder in
+        the temp dir); spooling is off when that directory is in use by a live process."""
         self.session_id = session_id
         self._client: redis.Redis | None = (
             redis.Redis.from_url(url, socket_timeout=3.0, socket_connect_timeout=2.0)
             if url
             else None
         )
-        self._script = self._client.register_script(_APPEND_IF_NEWER) if self._client else None
-        self._queue: deque[_Pending] = deque()
-        self._lock = threading.Lock()  # guards the queue's head against a concurrent append
+        self._shas: tuple[str, str] | None = None  # the scripts' SHA1s, once loaded
+        # Appended by the logging thread, popped only by the sender: deque ops are atomic, so
+        # the hot path takes no lock.
+        self._queue: deque[Record] = deque()
         self._send_lock = threading.Lock()  # one sender at a time (thread, flush, close)
+        self._memory_records = max(1, memory_records)
+        self._run = uuid.uuid4().hex[:12]
+        self._seq = itertools.count(1)
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._backoff = backoff_initial
         self._next_try = 0.0
+        self._down = False
         self._warned = False
         self._wake = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.sent = 0
         self.duplicates = 0
+        self.dropped = 0  # records given up by a bound (logged when it happens)
+        self._metrics_key = keys.metrics_stream(session_id)
+        self._steps_key = keys.steps_stream(session_id)
+        self._gpu_key = keys.gpu_stream(session_id)
+        self._events_key = keys.events_stream(session_id)
+        self.spool: Spool | None = None
+        if self._client is not None:
+            directory = Path(spool_dir or default_spool_dir()) / session_id
+            try:
+                self.spool = Spool(directory, spool_max_bytes)
+            except (SpoolLocked, OSError) as exc:
+                print(
+                    f"pivot-trainer: no disk spool ({exc}); buffering in memory only",
+                    file=sys.stderr,
+                )
+            if self.spool:
+                print(
+                    f"pivot-trainer: {self.spool.records} record(s) left in {directory} by an "
+                    "earlier run; sending them first",
+                    file=sys.stderr,
+                )
 
     @property
     def enabled(self) -> bool:
@@ -106,51 +208,70 @@ class RecordSink:
 
     @property
     def pending(self) -> int:
+        """Records not yet confirmed by Redis, in memory and on disk."""
+        return len(self._queue) + (self.spool.records if self.spool else 0)
+
+    @property
+    def in_memory(self) -> int:
         return len(self._queue)
+
+    @property
+    def spool_dropped(self) -> int:
+        return self.spool.dropped if self.spool else 0
 
     # -- recording (microseconds: only a queue append) ----------------------------------
 
     def metric(self, epoch: int, metrics: dict[str, float]) -> None:
-        record = keys.epoch_record(epoch, metrics)
-        self._enqueue(keys.metrics_stream(self.session_id), record, None, keys.METRICS_ORDER)
+        if self._client is None:
+            return
+        data = _json(keys.epoch_record(epoch, metrics))
+        self._put(Record(self._metrics_key, data, None, keys.METRICS_ORDER))
 
     def step(self, epoch: int, step: int, global_step: int, train_loss: float) -> None:
-        record = keys.step_record(epoch, step, global_step, train_loss)
-        self._enqueue(keys.steps_stream(self.session_id), record, None, keys.STEPS_ORDER)
+        if self._client is None:
+            return
+        # keys.step_record's JSON, formatted directly: this runs every N steps, and json.dumps
+        # of a dict costs more than the rest of the call. repr of a finite float is JSON.
+        epoch, step, global_step = int(epoch), int(step), int(global_step)
+        loss = repr(float(train_loss)) if math.isfinite(train_loss) else "null"
+        data = (
+            f'{{"epoch":{epoch},"step":{step},"global_step":{global_step},'
+            f'"timestamp":"{_timestamp()}","train_loss":{loss}}}'
+        )
+        self._put(Record(self._steps_key, data, None, keys.STEPS_ORDER, droppable=True))
 
     def gpu(self, gpus: list[dict[str, Any]]) -> None:
-        self._enqueue(keys.gpu_stream(self.session_id), keys.gpu_record(gpus), keys.GPU_MAXLEN)
+        if self._client is None:
+            return
+        data = _json(keys.gpu_record(gpus))
+        self._put(Record(self._gpu_key, data, keys.GPU_MAXLEN, rid=self._rid(), droppable=True))
 
     def event(self, event_type: str, **fields: Any) -> None:
-        record = keys.event_record(event_type, **fields)
-        self._enqueue(keys.events_stream(self.session_id), record, EVENTS_MAXLEN)
+        if self._client is None:
+            return
+        data = _json(keys.event_record(event_type, **fields))
+        self._put(Record(self._events_key, data, EVENTS_MAXLEN, rid=self._rid()))
+
+    def _rid(self) -> str:
+        return f"{self._run}:{next(self._seq)}"
+
+    def _put(self, record: Record) -> None:
+        self._queue.append(record)
+        if self._down and len(self._queue) > self._memory_records:
+            self._wake.set()  # the sender moves the excess to disk
 
     def last_metric_epoch(self) -> int:
         """The newest epoch already in the metrics stream (0 if none or unreachable)."""
         if self._client is None:
             return 0
         try:
-            entries = self._client.xrevrange(keys.metrics_stream(self.session_id), count=1)
+            entries = self._client.xrevrange(self._metrics_key, count=1)
         except redis.RedisError:
             return 0
         if not entries:
             return 0
         epoch = keys.decode_record(entries[0][1]).get("epoch")
         return int(epoch) if isinstance(epoch, int | float) else 0
-
-    def _enqueue(
-        self, stream: str, record: dict[str, Any], maxlen: int | None, order: Sequence[str] = ()
-    ) -> None:
-        if self._client is None:
-            return
-        item = _Pending(stream, keys.encode_record(record), maxlen, order)
-        with self._lock:
-            if len(self._queue) >= BUFFER_LIMIT:
-                self._queue.popleft()
-                print(
-                    "pivot-trainer: redis buffer full, dropped the oldest record", file=sys.stderr
-                )
-            self._queue.append(item)
 
     # -- sending -------------------------------------------------------------------------
 
@@ -175,28 +296,43 @@ class RecordSink:
         else:
             self._wake.set()
 
-    def _send(self, batch: list[_Pending]) -> None:
-        assert self._client is not None and self._script is not None
+    def _send(self, batch: Sequence[Record], *, retry: bool = True) -> None:
+        assert self._client is not None
+        if self._shas is None:
+            # EVALSHA directly: redis-py's Script objects check SCRIPT EXISTS on every
+            # pipeline execute, a second round trip per batch.
+            load = self._client.script_load
+            self._shas = (str(load(_APPEND_IF_NEWER)), str(load(_APPEND_ONCE)))
+        if_newer, once = self._shas
         pipe = self._client.pipeline(transaction=False)
-        # Consecutive idempotent records of one stream go in one script call.
-        calls: list[list[_Pending]] = []
+        # Consecutive records of one stream go in one script call.
+        calls: list[list[Record]] = []
         for item in batch:
             run = calls[-1] if calls else None
-            if item.order and run and run[0].order == item.order and run[0].stream == item.stream:
+            if run and run[0].stream == item.stream:
                 run.append(item)
             else:
                 calls.append([item])
         for run in calls:
             item = run[0]
+            args: list[str | int]
             if item.order:
-                records = [i.fields[keys.DATA_FIELD] for i in run]
-                args: list[str | int] = [len(item.order), *item.order, *records]
-                self._script(keys=[item.stream], args=args, client=pipe)
-            elif item.maxlen is None:
-                pipe.xadd(item.stream, item.fields)  # type: ignore[arg-type]
+                args = [len(item.order), *item.order, "\n".join(i.data for i in run)]
+                pipe.evalsha(if_newer, 1, item.stream, *args)
             else:
-                pipe.xadd(item.stream, item.fields, maxlen=item.maxlen, approximate=True)  # type: ignore[arg-type]
+                args = [item.maxlen or 0]
+                for i in run:
+                    args += (i.rid, i.data)
+                pipe.evalsha(once, 1, item.stream, *args)
         results = pipe.execute(raise_on_error=False)
+        if any(isinstance(r, redis.exceptions.NoScriptError) for r in results):
+            # A restarted Redis forgot the scripts: load them again and resend the batch
+            # (the calls that did run discard their records the second time).
+            self._shas = None
+            if retry:
+                self._send(batch, retry=False)
+                return
+            raise redis.ConnectionError("redis keeps forgetting the sink's scripts")
         for run, result in zip(calls, results, strict=True):
             if isinstance(result, redis.ConnectionError | redis.TimeoutError):
                 raise result
@@ -204,36 +340,63 @@ class RecordSink:
                 # Will never succeed (e.g. a key of another type): report it, don't block on it.
                 print(f"pivot-trainer: redis refused records for {run[0].stream}: {result}")
                 continue
-            added = int(result) if run[0].order else len(run)
+            added = int(result)
             self.sent += added
             self.duplicates += len(run) - added
 
+    def _send_all(self) -> None:
+        """Spool first (it is older), then memory; each batch forgotten once Redis took it."""
+        while self.spool:
+            batch, end = self.spool.peek(BATCH)
+            self._send(batch)
+            self.spool.consume(len(batch), end)
+        queue = self._queue
+        while queue:
+            batch = [queue[i] for i in range(min(BATCH, len(queue)))]
+            self._send(batch)
+            for _ in batch:
+                queue.popleft()
+
+    def _relieve(self) -> None:
+        """In an outage: move the oldest queued records beyond the memory bound to disk (to
+        half the bound, so this runs once per many records), or drop them with no spool."""
+        queue = self._queue
+        if len(queue) <= self._memory_records:
+            return
+        if self.spool is not None:
+            n = len(queue) - self._memory_records // 2
+            self.spool.append(queue.popleft() for _ in range(n))
+        elif len(queue) > MEMORY_ONLY_LIMIT:
+            n = len(queue) - MEMORY_ONLY_LIMIT
+            for _ in range(n):
+                queue.popleft()
+            self.dropped += n
+            print(f"pivot-trainer: buffer full, dropped {n} oldest record(s)", file=sys.stderr)
+
     def flush(self, *, force: bool = False) -> bool:
-        """Send queued records in order; True when the queue is empty. Never raises."""
-        if self._client is None or not self._queue:
+        """Send queued records in order; True when nothing is pending. Never raises."""
+        if self._client is None or not self.pending:
             return True
-        if not force and time.monotonic() < self._next_try:
-            return False
         with self._send_lock:
+            if not force and time.monotonic() < self._next_try:
+                self._relieve()
+                return False
             try:
-                while self._queue:
-                    with self._lock:
-                        batch = [self._queue[i] for i in range(min(BATCH, len(self._queue)))]
-                    self._send(batch)
-                    with self._lock:
-                        for _ in batch:
-                            self._queue.popleft()
-            except redis.RedisError as exc:
+                self._send_all()
+            except (redis.RedisError, OSError) as exc:
+                self._down = True
                 if not self._warned:
                     print(
                         f"pivot-trainer: redis unavailable ({exc}); buffering "
-                        f"{len(self._queue)} record(s) and retrying",
+                        f"{self.pending} record(s) and retrying",
                         file=sys.stderr,
                     )
                     self._warned = True
                 self._next_try = time.monotonic() + self._backoff
                 self._backoff = min(self._backoff * 2, self._backoff_max)
+                self._relieve()
                 return False
+            self._down = False
         if self._warned:
             print("pivot-trainer: redis reachable again; buffered records sent", file=sys.stderr)
         self._warned = False
@@ -244,7 +407,8 @@ class RecordSink:
         self, timeout: float, *, hurry: Callable[[], bool] | None = None, hurry_timeout: float = 3.0
     ) -> bool:
         """Flush with retries for at most `timeout` seconds (`hurry_timeout` from the moment
-        `hurry()` turns true, e.g. on SIGTERM); True when everything was sent."""
+        `hurry()` turns true, e.g. on SIGTERM); True when everything was sent. What is left
+        stays in the spool for the next start in this pod directory."""
         if self._thread is not None:
             self._stopping = True
             self._wake.set()
@@ -262,12 +426,21 @@ class RecordSink:
             if wait <= 0:
                 break
             time.sleep(wait)
-        sent = not self._queue
+        sent = not self.pending
         if not sent:
+            where = "unsent"
+            if self.spool is not None:
+                try:
+                    self.spool.append(self._queue.popleft() for _ in range(len(self._queue)))
+                    where = f"kept in {self.spool.dir} for the next start"
+                except OSError as exc:
+                    where = f"lost ({exc})"
             print(
-                f"pivot-trainer: giving up on {len(self._queue)} record(s): redis unreachable",
+                f"pivot-trainer: redis unreachable: {self.pending} record(s) {where}",
                 file=sys.stderr,
             )
+        if self.spool is not None:
+            self.spool.close()
         if self._client is not None:
             self._client.close()
         return sent

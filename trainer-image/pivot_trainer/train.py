@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ from pivot_trainer.froc import FrocCounts
 from pivot_trainer.gpu import GpuMonitor
 from pivot_trainer.losses import build_loss
 from pivot_trainer.metrics import SegCounts
-from pivot_trainer.model import UNet
+from pivot_trainer.model import UNet, convert_sync_batchnorm
 from pivot_trainer.runtime import Runtime, cpu_budget
 from pivot_trainer.schedule import build_optimizer, build_scheduler, sync_lr
 from pivot_trainer.sink import RecordSink
@@ -64,6 +64,24 @@ def pick_device(requested: str | None, local_rank: int = 0) -> torch.device:
     if requested == "cuda":
         return torch.device("cuda", local_rank)  # one GPU per process on a node
     return torch.device(requested)
+
+
+@dataclass(frozen=True)
+class Precision:
+    autocast: bool  # run forward passes under torch.autocast(dtype)
+    dtype: torch.dtype
+    loss_scaling: bool  # fp16 needs a GradScaler; bf16 has fp32's range and does not
+    channels_last: bool  # NHWC tensors: the layout cuDNN's tensor-core convolutions want
+    pin_memory: bool  # page-locked host batches, so non_blocking copies overlap compute
+
+
+def choose_precision(device: torch.device, bf16_supported: bool) -> Precision:
+    """bf16 autocast where the GPU has it (no loss scaling needed); fp16 plus a GradScaler on
+    older GPUs; plain fp32 (no autocast, default layout, no pinning) on CPU."""
+    if device.type != "cuda":
+        return Precision(False, torch.bfloat16, False, False, False)
+    dtype = torch.bfloat16 if bf16_supported else torch.float16
+    return Precision(True, dtype, not bf16_supported, True, True)
 
 
 def shard(order: list[int], rank: int, world: int) -> list[int]:
@@ -122,11 +140,9 @@ class Trainer:
         self.device = pick_device(rt.device, rt.local_rank)
         self.cuda = self.device.type == "cuda"
         self.dist = rt.distributed
-        # bf16 autocast where the GPU has it (no loss scaling needed); fp16 plus a GradScaler
-        # on older GPUs; full fp32 on CPU.
-        bf16 = self.cuda and torch.cuda.is_bf16_supported()
-        self.amp_dtype = torch.bfloat16 if bf16 or not self.cuda else torch.float16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.cuda and not bf16)
+        self.precision = choose_precision(self.device, self.cuda and torch.cuda.is_bf16_supported())
+        self.amp_dtype = self.precision.dtype
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision.loss_scaling)
         self.gpu_monitor = GpuMonitor(sink)
 
         # Position: `epoch` full epochs done plus `step` batches of the next one.
@@ -150,13 +166,21 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
         random.seed(cfg.seed)
-        self.model = UNet(1, cfg.base_channels).to(self.device)
-        if self.cuda:
+        self.model: torch.nn.Module = UNet(1, cfg.base_channels).to(self.device)
+        if self.precision.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        if self.cuda:
             torch.backends.cudnn.benchmark = True
         # `net` trains (DDP averages gradients across ranks); `model` is the plain module that
         # checkpoints hold and validation runs (no collectives, so ranks may validate unevenly).
         self.net: torch.nn.Module = self.model
+        if self.dist and cfg.sync_batchnorm:
+            # Per-rank BatchNorm statistics would come from a fraction of the global batch (a
+            # different model from the single-process run); sync them across the gang.
+            self.model, converted = convert_sync_batchnorm(self.model, cuda=self.cuda)
+            self.net = self.model
+            if converted and self.rt.is_main:
+                print(f"pivot-trainer: {converted} BatchNorm layers synchronised across ranks")
         if self.dist:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -358,7 +382,9 @@ class Trainer:
 
     def _to_device(self, x: torch.Tensor, image: bool) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
-        return x.contiguous(memory_format=torch.channels_last) if image and self.cuda else x
+        if image and self.precision.channels_last:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
 
     def _loader(self, dataset: Any, indices: list[int]) -> torch.utils.data.DataLoader[Any]:
         return torch.utils.data.DataLoader(
@@ -366,7 +392,7 @@ class Trainer:
             batch_size=self.cfg.batch_size,
             sampler=indices,
             num_workers=self.cfg.num_workers,
-            pin_memory=self.cuda,
+            pin_memory=self.precision.pin_memory,
             worker_init_fn=_ignore_sigterm if self.cfg.num_workers else None,
         )
 
@@ -381,7 +407,7 @@ class Trainer:
         self.net.train()
         for x, y in self._loader(train_set, todo):
             x, y = self._to_device(x, True), self._to_device(y, False)
-            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.cuda):
+            with torch.autocast(self.device.type, self.amp_dtype, self.precision.autocast):
                 logits = self.net(x)
             loss = self.loss_fn(logits.float(), y)
             self.optimizer.zero_grad(set_to_none=True)
@@ -439,7 +465,7 @@ class Trainer:
         indices = list(range(len(val_set)))[self.rt.rank :: self.rt.world_size]
         for x, y in self._loader(val_set, indices):
             x, y = self._to_device(x, True), self._to_device(y, False)
-            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.cuda):
+            with torch.autocast(self.device.type, self.amp_dtype, self.precision.autocast):
                 logits = self.model(x)
             counts.update(logits, y, float(self.loss_fn(logits.float(), y).item()))
             froc.update(logits, y)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import signal
 import subprocess
+from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
 import pivot_trainer
 from pivot_local.procs import free_port
 from pivot_local.services import RedisServer, S3Server
 from pivot_schema import storage
+from pivot_trainer.model import CpuSyncBatchNorm, convert_sync_batchnorm
 from tests.integration.trainer.test_trainer_run import (
     TINY,
     assert_verifies,
@@ -71,6 +76,7 @@ def test_two_process_gloo_gang_trains_and_only_rank_0_writes(
     for code, output in results:
         assert code == 0, output
     assert "rank 0/2" in results[0][1] and "rank 1/2" in results[1][1]
+    assert "10 BatchNorm layers synchronised across ranks" in results[0][1]
 
     # Each epoch, step point, event and checkpoint exactly once: rank 1 wrote nothing.
     records = metrics(url, sid)
@@ -115,3 +121,63 @@ def test_sigterm_on_one_rank_stops_the_gang_and_both_resume_from_rank_0s_checkpo
     started = [e for e in events(url, sid) if e["type"] == "started"]
     assert len(started) == 2 and started[-1]["resumed_from"] == stopped["checkpoint_id"]
     assert [e["type"] for e in events(url, sid)][-1] == "completed"
+
+
+def _batch_and_bn() -> tuple[torch.Tensor, torch.Tensor, nn.BatchNorm2d]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 3, 5, 5, generator=g) * 2 + 1
+    weights = torch.randn(8, 3, 5, 5, generator=g)  # a loss that tells samples apart
+    bn = nn.BatchNorm2d(3)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5, generator=g)
+        bn.bias.uniform_(-0.5, 0.5, generator=g)
+    return x, weights, bn
+
+
+def _sync_bn_rank(rank: int, port: int, out: str) -> None:
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2
+    )
+    try:
+        x, weights, bn = _batch_and_bn()
+        sync, converted = convert_sync_batchnorm(bn, cuda=False)
+        assert converted == 1 and isinstance(sync, CpuSyncBatchNorm)
+        part = x[rank * 4 : (rank + 1) * 4].clone().requires_grad_()
+        y = sync(part)
+        (y * weights[rank * 4 : (rank + 1) * 4]).sum().backward()
+        assert part.grad is not None and sync.weight.grad is not None
+        result = {"y": y.detach(), "dx": part.grad, "dw": sync.weight.grad}
+        result |= {"mean": sync.running_mean, "var": sync.running_var}
+        torch.save(result, f"{out}/{rank}.pt")
+        # Both ranks past their last collective before either tears gloo down: a rank that
+        # leaves early can abort its peer's pending work ("terminate called…", SIGABRT).
+        torch.distributed.barrier()
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_sync_batchnorm_on_gloo_equals_batchnorm_over_the_global_batch(tmp_path: Path) -> None:
+    torch.multiprocessing.spawn(_sync_bn_rank, args=(free_port(), str(tmp_path)), nprocs=2)
+    ranks = [torch.load(tmp_path / f"{r}.pt") for r in (0, 1)]
+    x, weights, bn = _batch_and_bn()
+    x.requires_grad_()
+    ref = copy.deepcopy(bn)
+    y = ref(x)
+    (y * weights).sum().backward()
+    assert x.grad is not None and ref.weight.grad is not None
+    torch.testing.assert_close(torch.cat([r["y"] for r in ranks]), y.detach())
+    torch.testing.assert_close(torch.cat([r["dx"] for r in ranks]), x.grad)
+    # Each rank holds its share of the weight gradient; DDP adds them up.
+    torch.testing.assert_close(ranks[0]["dw"] + ranks[1]["dw"], ref.weight.grad)
+    for r in ranks:
+        torch.testing.assert_close(r["mean"], ref.running_mean)
+        torch.testing.assert_close(r["var"], ref.running_var)
+
+
+def test_sync_batchnorm_can_be_turned_off(redis_server: RedisServer, s3_server: S3Server) -> None:
+    sid = new_session()
+    config = {**TINY, "epochs": 1, "sync_batchnorm": False}
+    results = finish(start_gang(trainer_env(redis_server.url, s3_server, sid, config)))
+    for code, output in results:
+        assert code == 0, output
+    assert "synchronised" not in results[0][1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import redis
@@ -16,10 +17,10 @@ from pivot_trainer.sink import RecordSink
 pytestmark = pytest.mark.integration
 
 
-def test_records_are_buffered_while_redis_is_down_and_sent_in_order() -> None:
+def test_records_are_buffered_while_redis_is_down_and_sent_in_order(tmp_path: Path) -> None:
     port, sid = free_port(), f"t-{uuid.uuid4().hex[:10]}"
     url = f"redis://127.0.0.1:{port}/0"
-    sink = RecordSink(url, sid, backoff_initial=0.05)
+    sink = RecordSink(url, sid, backoff_initial=0.05, spool_dir=tmp_path)
     server = RedisServer(port=port)
     try:
         sink.event(keys.EVENT_STARTED, epoch=1)
@@ -47,17 +48,19 @@ def test_records_are_buffered_while_redis_is_down_and_sent_in_order() -> None:
         server.stop()
 
 
-def test_close_gives_up_within_its_timeout() -> None:
-    sink = RecordSink(f"redis://127.0.0.1:{free_port()}/0", "t-gone", backoff_initial=0.05)
+def test_close_gives_up_within_its_timeout(tmp_path: Path) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    sink = RecordSink(url, "t-gone", backoff_initial=0.05, spool_dir=tmp_path)
     sink.metric(1, {"train_loss": 1.0})
     started = time.monotonic()
     assert sink.close(0.5) is False
     assert time.monotonic() - started < 3
 
 
-def test_close_hurries_once_asked_to() -> None:
+def test_close_hurries_once_asked_to(tmp_path: Path) -> None:
     # A finished run waits long for Redis, unless SIGTERM arrives meanwhile.
-    sink = RecordSink(f"redis://127.0.0.1:{free_port()}/0", "t-gone", backoff_initial=0.05)
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    sink = RecordSink(url, "t-gone", backoff_initial=0.05, spool_dir=tmp_path)
     sink.metric(1, {"train_loss": 1.0})
     started = time.monotonic()
     assert (

@@ -105,6 +105,13 @@ def test_step_logging_compile_and_val_froc_checkpoint_metric() -> None:
         parse_config({"epochs": 1, "compile": "yes"})
 
 
+def test_sync_batchnorm_is_on_unless_turned_off() -> None:
+    assert parse_config({"epochs": 1}).sync_batchnorm is True
+    assert parse_config({"epochs": 1, "sync_batchnorm": False}).sync_batchnorm is False
+    with pytest.raises(ConfigError, match="'sync_batchnorm' must be true or false"):
+        parse_config({"epochs": 1, "sync_batchnorm": 1})
+
+
 BASE_ENV = {"PIVOT_SESSION_ID": "s-1"}
 
 
@@ -140,3 +147,19 @@ def test_one_process_per_pod_takes_its_rank_from_the_node_rank() -> None:
 def test_bad_distributed_env_is_a_config_error(extra: dict[str, str], needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         read_env({**BASE_ENV, **extra})
+
+
+def test_telemetry_buffer_settings_come_from_env() -> None:
+    rt = read_env(BASE_ENV)
+    assert (rt.spool_dir, rt.spool_max_bytes, rt.sink_memory_records) == (None, None, None)
+    rt = read_env(
+        {
+            **BASE_ENV,
+            "PIVOT_SPOOL_DIR": "/spool",
+            "PIVOT_SPOOL_MAX_BYTES": "1048576",
+            "PIVOT_SINK_MEMORY_RECORDS": "500",
+        }
+    )
+    assert (rt.spool_dir, rt.spool_max_bytes, rt.sink_memory_records) == ("/spool", 2**20, 500)
+    with pytest.raises(ConfigError, match="PIVOT_SINK_MEMORY_RECORDS must be at least 1"):
+        read_env({**BASE_ENV, "PIVOT_SINK_MEMORY_RECORDS": "0"})

@@ -1,0 +1,70 @@
+"""A throwaway `mlflow server` on loopback (SQLite store, one worker) for the peer rows of the
+benchmarks: started in its own process group so its uvicorn and job runners stop with it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from pivot_local.procs import free_port
+
+
+@dataclass(frozen=True)
+class MlflowServer:
+    base_url: str
+    store: Path  # holds mlflow.db (the SQLite backend store) and artifacts/
+
+    def client(self, timeout: float = 600) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=timeout)
+
+    def new_run(self, http: httpx.Client, experiment: str = "bench") -> str:
+        """A fresh run in a new experiment; its run_id."""
+        exp = http.post("/api/2.0/mlflow/experiments/create", json={"name": experiment})
+        exp.raise_for_status()
+        run = http.post(
+            "/api/2.0/mlflow/runs/create",
+            json={"experiment_id": exp.json()["experiment_id"], "start_time": 0},
+        )
+        run.raise_for_status()
+        return str(run.json()["run"]["info"]["run_id"])
+
+
+@contextmanager
+def mlflow_server(start_timeout: float = 120) -> Iterator[MlflowServer]:
+    port = free_port("127.0.0.1")
+    store = Path(tempfile.mkdtemp(prefix="pivot-bench-mlflow-"))
+    mlflow_bin = Path(sys.executable).parent / "mlflow"
+    cmd = [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--backend-store-uri", f"sqlite:///{store}/mlflow.db", "--workers", "1"]
+    cmd += ["--default-artifact-root", str(store / "artifacts")]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + start_timeout
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "mlflow did not start"
+            time.sleep(0.5)
+        yield MlflowServer(base, store)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)

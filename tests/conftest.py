@@ -2,13 +2,45 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from pivot_local.cluster import apply_manifests
 from pivot_local.kube import KubeEmulator, run_emulator_in_thread
 from pivot_local.services import RedisServer, S3Server
+
+CRDS = sorted((Path(__file__).resolve().parents[1] / "crds").glob("*.yaml"))
+# A kubeconfig of a real cluster (kind in CI): the tests that use the Kubernetes API run there.
+REAL_KUBECONFIG = os.environ.get("PIVOT_TEST_KUBECONFIG") or None
+NEEDS_PROCESS_KUBELET = (
+    "needs pods run as local processes by pivot_local's kubelet (PIVOT_TEST_KUBECONFIG is set)"
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "process_kubelet: runs trainers through the process kubelet (emulator only)"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if REAL_KUBECONFIG:
+        skip = pytest.mark.skip(reason=NEEDS_PROCESS_KUBELET)
+        for item in items:
+            if item.get_closest_marker("process_kubelet"):
+                item.add_marker(skip)
+
+
+@dataclass(frozen=True)
+class KubeTarget:
+    """Where the Kubernetes API tests run: a real cluster or the session's emulator."""
+
+    kubeconfig: Path
+    emulator: KubeEmulator | None  # None against a real cluster
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +67,15 @@ def kube_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeEmul
     with run_emulator_in_thread(crds=[crd]) as emu:
         emu.write_kubeconfig(tmp_path_factory.mktemp("kube") / "kubeconfig")
         yield emu
+
+
+@pytest.fixture(scope="session")
+def kube_target(request: pytest.FixtureRequest) -> KubeTarget:
+    """PIVOT_TEST_KUBECONFIG's cluster (CRDs server-side applied, idempotent on a shared
+    cluster; every test makes its own namespace) or else the emulator."""
+    if REAL_KUBECONFIG:
+        apply_manifests(REAL_KUBECONFIG, CRDS)
+        return KubeTarget(Path(REAL_KUBECONFIG), None)
+    emu: KubeEmulator = request.getfixturevalue("kube_emulator")
+    assert emu.kubeconfig is not None
+    return KubeTarget(emu.kubeconfig, emu)

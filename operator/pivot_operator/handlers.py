@@ -51,8 +51,9 @@ def _now() -> datetime:
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    # Progress and the diff base live in annotations: status is ours and the CRD prunes
-    # unknown status fields, so kopf's default `status.kopf` would be dropped.
+    # Only the deletion handler keeps kopf state (reconcile is a stateless event handler). It
+    # lives in annotations: status is ours and the CRD prunes unknown status fields, so kopf's
+    # default `status.kopf` would be dropped.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=ANNOTATION_PREFIX
     )
@@ -77,6 +78,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.telemetry = Telemetry(CONFIG.redis_url)
     memo.locks = {}
     memo.due = {}
+    memo.wakeups = {}
     metrics.serve(CONFIG.metrics_port)
 
 
@@ -226,16 +228,55 @@ async def _sync(
             break
     if synced is not None and synced.requeue_after is not None:
         memo.due[(namespace, name)] = time.monotonic() + synced.requeue_after
+        _wake(memo, namespace, name)
     return synced
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def _wake(memo: kopf.Memo, namespace: str, name: str) -> None:
+    """Have the session's daemon look again now (a new due time, a changed CR)."""
+    wakeup: asyncio.Event | None = memo.wakeups.get((namespace, name))
+    if wakeup is not None:
+        wakeup.set()
+
+
+def spec_unobserved(body: kopf.Body | dict[str, Any]) -> bool:
+    """The CR's spec (generation) is not yet answered by its status: it is new or changed."""
+    status = body.get("status") or {}
+    if status.get("phase") in TERMINAL_PHASES:
+        return False
+    return bool(status.get("observedGeneration") != (body.get("metadata") or {}).get("generation"))
+
+
+# The initial listing (the operator's start) reconciles every session; later events only a
+# new or changed spec. A stateless event handler instead of on.create/resume/update: kopf then
+# writes no progress or diff-base annotations per session (one PATCH each, plus the watch event
+# it causes), status.observedGeneration being the record of what was handled.
+_TRIGGERS = {None: "resume", "ADDED": "create", "MODIFIED": "update"}
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
 async def reconcile(
-    name: str, namespace: str | None, memo: kopf.Memo, logger: kopf.Logger, reason: str, **_: Any
+    event: kopf.RawEvent,
+    body: kopf.Body,
+    name: str,
+    namespace: str | None,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **_: Any,
 ) -> None:
-    await sync(memo, namespace or "default", name, logger, trigger=str(reason))
+    # kopf has already put this event's body into the daemon's view: let it look.
+    _wake(memo, namespace or "default", name)
+    kind = event.get("type")
+    if kind not in _TRIGGERS or (kind is not None and not spec_unobserved(body)):
+        return
+    try:
+        await sync(memo, namespace or "default", name, logger, trigger=_TRIGGERS[kind])
+    except Exception as exc:
+        # Event handlers are not retried by kopf: the session's daemon retries it shortly.
+        retry_in = memo.config.backoff_base_seconds
+        memo.due[(namespace or "default", name)] = time.monotonic() + retry_in
+        _wake(memo, namespace or "default", name)
+        logger.warning(f"sync of {name} failed, retrying: {exc!r}")
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_SESSION: kopf.PRESENT, LABEL_MANAGED_BY: MANAGED_BY})
@@ -265,9 +306,26 @@ async def supervise(
     telemetry while it runs (patched only on change), a periodic resync, and the TTL of a
     finished session. `body` is kopf's live view of the CR, so looking costs no request;
     it sleeps on `stopped`, so it ends with the session or the operator."""
-    config: OperatorConfig = memo.config
     namespace = namespace or "default"
     key = (namespace, name)
+    wakeup = memo.wakeups[key] = asyncio.Event()
+    try:
+        await _supervise(memo, key, body, stopped, wakeup, logger)
+    finally:
+        if memo.wakeups.get(key) is wakeup:
+            del memo.wakeups[key]
+
+
+async def _supervise(
+    memo: kopf.Memo,
+    key: tuple[str, str],
+    body: kopf.Body,
+    stopped: kopf.DaemonStopped,
+    wakeup: asyncio.Event,
+    logger: kopf.Logger,
+) -> None:
+    config: OperatorConfig = memo.config
+    namespace, name = key
     last_sync = last_progress = time.monotonic()
     while not stopped:
         spec, status = dict(body.get("spec") or {}), dict(body.get("status") or {})
@@ -280,7 +338,16 @@ async def supervise(
                 logger.info(f"session {name} finished; deleting it (ttlSecondsAfterFinished)")
                 await memo.kube.delete_session(namespace, name)
             return
-        await stopped.wait(1.0)
+        # Sleep until the next thing is due, not on a fixed tick: a thousand waiting sessions
+        # would otherwise wake the operator a thousand times a second. A sync that sets an
+        # earlier due time, and every event of the CR, wake it sooner.
+        now = time.monotonic()
+        deadlines = [last_sync + config.resync_seconds]
+        if (due := memo.due.get(key)) is not None:
+            deadlines.append(due)
+        if status.get("phase") == Phase.RUNNING:
+            deadlines.append(last_progress + config.progress_interval_seconds)
+        await _nap(stopped, wakeup, max(0.05, min(deadlines) - now))
         if stopped:
             return
         now = time.monotonic()
@@ -296,6 +363,19 @@ async def supervise(
         ):
             await _track_progress(memo, body, logger)
             last_progress = now
+
+
+async def _nap(stopped: kopf.DaemonStopped, wakeup: asyncio.Event, seconds: float) -> None:
+    """Wait `seconds`, or less if the daemon is stopped or woken."""
+    if not wakeup.is_set():
+        stop = asyncio.ensure_future(stopped.wait(seconds))  # ends after timeout or on stop
+        woken = asyncio.ensure_future(wakeup.wait())
+        try:
+            await asyncio.wait({stop, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            woken.cancel()
+    wakeup.clear()
 
 
 async def _track_progress(

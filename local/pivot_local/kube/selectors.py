@@ -48,31 +48,40 @@ def _holds(op: str, key: str, values: frozenset[str], labels: dict[str, str]) ->
     return key not in labels  # "!exists"
 
 
-def parse_label_selector(expr: str | None) -> Predicate:
+class LabelSelector:
+    """A compiled label selector: call it on an object. `equals` lists its `key=value`
+    requirements, which the store answers from its label index instead of a scan."""
+
+    def __init__(self, reqs: list[tuple[str, str, frozenset[str]]]) -> None:
+        self.reqs = reqs
+        self.equals = tuple(
+            (key, next(iter(values))) for op, key, values in reqs if op == "in" and len(values) == 1
+        )
+
+    def __call__(self, obj: dict[str, Any]) -> bool:
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        return all(_holds(op, key, values, labels) for op, key, values in self.reqs)
+
+
+def parse_label_selector(expr: str | None) -> LabelSelector:
     """Compile a label selector into a predicate on an object."""
-    if not expr:
-        return lambda _obj: True
     reqs: list[tuple[str, str, frozenset[str]]] = []
-    for req in _split_top(expr):
+    for req in _split_top(expr or ""):
         if m := _SET_RE.match(req):
             values = frozenset(v.strip() for v in m.group(3).split(",") if v.strip())
             reqs.append((m.group(2), m.group(1), values))
         elif m := _EQ_RE.match(req):
             # "a=b" is "a in (b)"; "a!=b" is "a notin (b)" (true when the label is absent).
-            reqs.append(("notin" if m.group(2) == "!=" else "in", m.group(1),
-                         frozenset([m.group(3)])))
+            reqs.append(
+                ("notin" if m.group(2) == "!=" else "in", m.group(1), frozenset([m.group(3)]))
+            )
         elif req.startswith("!") and _KEY_RE.fullmatch(req[1:]):
             reqs.append(("!exists", req[1:], frozenset()))
         elif _KEY_RE.fullmatch(req):
             reqs.append(("exists", req, frozenset()))
         else:
             raise SelectorError(f"unable to parse requirement: {req!r}")
-
-    def pred(obj: dict[str, Any]) -> bool:
-        labels = (obj.get("metadata") or {}).get("labels") or {}
-        return all(_holds(op, key, values, labels) for op, key, values in reqs)
-
-    return pred
+    return LabelSelector(reqs)
 
 
 def field_value(obj: dict[str, Any], path: str) -> str:

@@ -24,6 +24,7 @@ from .resources import ResourceType, builtin_types, types_from_crd
 
 Obj = dict[str, Any]
 Pred = Callable[[Obj], bool]
+Key = tuple[str, str]  # (namespace or "", name)
 
 _GEN_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 
@@ -103,6 +104,12 @@ class Store:
         # Events at or below this RV are no longer in the ring: resuming from there is 410.
         self.compacted: dict[tuple[str, str], int] = {}
         self.watchers: dict[tuple[str, str], set[Watcher]] = {}
+        # Indexes kept beside `objects` (by _put/_drop) so that label-selected lists, owner
+        # lookups for garbage collection and namespace sweeps do not scan every object.
+        self._by_label: dict[tuple[str, str], dict[tuple[str, str], set[Key]]] = {}
+        self._by_ns: dict[tuple[str, str], dict[str, set[Key]]] = {}
+        self._by_owner: dict[str, set[tuple[tuple[str, str], Key]]] = {}
+        self._uids: set[str] = set()
         self.start_time = dt.datetime.now(dt.UTC)
         for rt in builtin_types():
             self.register(rt)
@@ -116,6 +123,8 @@ class Store:
         self.types[rt.key] = rt
         if old is None:
             self.objects[rt.key] = {}
+            self._by_label[rt.key] = {}
+            self._by_ns[rt.key] = {}
             self.history[rt.key] = deque(maxlen=self.history_limit)
             self.compacted[rt.key] = self.rv
             self.watchers[rt.key] = set()
@@ -124,7 +133,11 @@ class Store:
         for w in self.watchers.pop(key, set()):
             w.close()
         self.types.pop(key, None)
+        for okey in list(self.objects.get(key, ())):
+            self._drop(key, okey)
         self.objects.pop(key, None)
+        self._by_label.pop(key, None)
+        self._by_ns.pop(key, None)
         self.history.pop(key, None)
         self.compacted.pop(key, None)
 
@@ -133,6 +146,16 @@ class Store:
         if rt is None or version not in rt.versions:
             return None
         return rt
+
+    def index_entries(self) -> int:
+        """Keys held by the label, namespace, owner and uid indexes (they must shrink back when
+        objects go, or memory grows with every label value ever written)."""
+        return (
+            sum(len(ix) for ix in self._by_label.values())
+            + sum(len(ix) for ix in self._by_ns.values())
+            + len(self._by_owner)
+            + len(self._uids)
+        )
 
     def history_len(self, group: str, plural: str) -> int:
         return len(self.history.get((group, plural), ()))
@@ -146,9 +169,16 @@ class Store:
         return obj
 
     def list_objects(self, rt: ResourceType, ns: str | None, label: Pred, fld: Pred) -> list[Obj]:
+        objs = self.objects[rt.key]
+        keys: set[Key] | None = None
+        for pair in getattr(label, "equals", ()):
+            found = self._by_label[rt.key].get(pair, set())
+            keys = found if keys is None else keys & found
+        if keys is None and ns is not None:
+            keys = self._by_ns[rt.key].get(ns, set())
+        candidates = objs.items() if keys is None else ((k, objs[k]) for k in keys)
         items = [
-            o for (ons, _), o in self.objects[rt.key].items()
-            if (ns is None or ons == ns) and label(o) and fld(o)
+            o for (ons, _), o in candidates if (ns is None or ons == ns) and label(o) and fld(o)
         ]
         items.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
         return items
@@ -166,7 +196,8 @@ class Store:
         else:
             if since < self.compacted[rt.key]:
                 raise errors.gone(
-                    f"too old resource version: {since} ({self.compacted[rt.key] + 1})")
+                    f"too old resource version: {since} ({self.compacted[rt.key] + 1})"
+                )
             for ev in self.history[rt.key]:
                 if ev.rv > since:
                     w.offer(ev)
@@ -210,25 +241,40 @@ class Store:
             if meta.get("namespace") not in (None, "", ns):
                 raise errors.bad_request(
                     "the namespace of the provided object does not match the namespace sent "
-                    "on the request")
+                    "on the request"
+                )
             meta["namespace"] = ns
             nsobj = self.objects[("", "namespaces")].get(("", ns or ""))
             if nsobj is None:
                 raise errors.not_found("namespaces", ns or "", "", "namespaces")
             if nsobj["metadata"].get("deletionTimestamp") and not dry_run:
-                raise ApiError(403, "Forbidden", f"{rt.plural} \"{meta.get('name') or ''}\" is "
-                               f"forbidden: unable to create new content in namespace {ns} "
-                               "because it is being terminated")
+                raise ApiError(
+                    403,
+                    "Forbidden",
+                    f'{rt.plural} "{meta.get("name") or ""}" is '
+                    f"forbidden: unable to create new content in namespace {ns} "
+                    "because it is being terminated",
+                )
         else:
             meta.pop("namespace", None)
         if not meta.get("name"):
             if meta.get("generateName"):
                 meta["name"] = meta["generateName"] + "".join(
-                    random.choice(_GEN_CHARS) for _ in range(5))
+                    random.choice(_GEN_CHARS) for _ in range(5)
+                )
             else:
-                raise errors.invalid(rt.kind, rt.group, "", [{
-                    "reason": "FieldValueRequired", "field": "metadata.name",
-                    "message": "Required value: name or generateName is required"}])
+                raise errors.invalid(
+                    rt.kind,
+                    rt.group,
+                    "",
+                    [
+                        {
+                            "reason": "FieldValueRequired",
+                            "field": "metadata.name",
+                            "message": "Required value: name or generateName is required",
+                        }
+                    ],
+                )
         name = meta["name"]
         causes = meta_causes(rt.key, meta)
         if causes:
@@ -238,8 +284,12 @@ class Store:
         version = _version_of(obj, rt)
         obj["apiVersion"] = rt.api_version(version)
         obj["kind"] = rt.kind
-        for k in ("deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion",
-                  "managedFields"):
+        for k in (
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "resourceVersion",
+            "managedFields",
+        ):
             meta.pop(k, None)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now_iso()
@@ -253,7 +303,7 @@ class Store:
             return obj
         meta = obj["metadata"]
         meta["resourceVersion"] = self._next_rv()
-        self.objects[rt.key][(ns or "", name)] = obj
+        self._put(rt.key, (ns or "", name), obj)
         self._emit(rt, "ADDED", obj, None)
         if rt.key == ("apiextensions.k8s.io", "customresourcedefinitions"):
             self._crd_established(obj)
@@ -279,14 +329,24 @@ class Store:
         meta = new.setdefault("metadata", {})
         if meta.get("name") not in (None, name):
             raise errors.bad_request(
-                f'the name of the object ({meta.get("name")}) does not match the name on the '
-                f"URL ({name})")
+                f"the name of the object ({meta.get('name')}) does not match the name on the "
+                f"URL ({name})"
+            )
         rv = meta.get("resourceVersion")
         if rv in (None, ""):
             if require_rv:
-                raise errors.invalid(rt.kind, rt.group, name, [{
-                    "reason": "FieldValueInvalid", "field": "metadata.resourceVersion",
-                    "message": "Invalid value: 0x0: must be specified for an update"}])
+                raise errors.invalid(
+                    rt.kind,
+                    rt.group,
+                    name,
+                    [
+                        {
+                            "reason": "FieldValueInvalid",
+                            "field": "metadata.resourceVersion",
+                            "message": "Invalid value: 0x0: must be specified for an update",
+                        }
+                    ],
+                )
         elif str(rv) != old["metadata"]["resourceVersion"]:
             raise errors.conflict(rt.qualified, name, rt.group, rt.plural)
         if subresource == "status":
@@ -305,8 +365,15 @@ class Store:
                     new.pop("status", None)
             old_meta = old["metadata"]
             meta = new["metadata"]
-            for k in ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp",
-                      "deletionGracePeriodSeconds", "generation"):
+            for k in (
+                "name",
+                "namespace",
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+            ):
                 if k in old_meta:
                     meta[k] = old_meta[k]
                 else:
@@ -315,10 +382,19 @@ class Store:
             if old_meta.get("deletionTimestamp"):
                 added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
                 if added:
-                    raise errors.invalid(rt.kind, rt.group, name, [{
-                        "reason": "FieldValueForbidden", "field": "metadata.finalizers",
-                        "message": "Forbidden: no new finalizers can be added if the object is "
-                        "being deleted"}])
+                    raise errors.invalid(
+                        rt.kind,
+                        rt.group,
+                        name,
+                        [
+                            {
+                                "reason": "FieldValueForbidden",
+                                "field": "metadata.finalizers",
+                                "message": "Forbidden: no new finalizers can be added if "
+                                "the object is being deleted",
+                            }
+                        ],
+                    )
         if rt.key == ("", "pods") and subresource is None:
             _check_pod_spec_update(old, new)
         causes = meta_causes(rt.key, new["metadata"])
@@ -338,10 +414,13 @@ class Store:
         if dry_run:
             return new
         new["metadata"]["resourceVersion"] = self._next_rv()
-        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers") \
-                and not _awaiting_kubelet(rt, new):
+        if (
+            new["metadata"].get("deletionTimestamp")
+            and not new["metadata"].get("finalizers")
+            and not _awaiting_kubelet(rt, new)
+        ):
             return self._remove(rt, new)
-        self.objects[rt.key][(ns or "", name)] = new
+        self._put(rt.key, (ns or "", name), new)
         self._emit(rt, "MODIFIED", new, old)
         if rt.key == ("apiextensions.k8s.io", "customresourcedefinitions") and subresource is None:
             self.on_crd_update(new)
@@ -351,21 +430,35 @@ class Store:
         """pods/binding: set spec.nodeName and the PodScheduled condition in one write."""
         pod = self.get(rt, ns, name)
         if (pod.get("spec") or {}).get("nodeName"):
-            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on pods/binding '
-                           f'"{name}": pod {name} is already assigned to node '
-                           f'"{pod["spec"]["nodeName"]}"')
+            raise ApiError(
+                409,
+                "Conflict",
+                f"Operation cannot be fulfilled on pods/binding "
+                f'"{name}": pod {name} is already assigned to node '
+                f'"{pod["spec"]["nodeName"]}"',
+            )
         if pod["metadata"].get("deletionTimestamp"):
-            raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on pods/binding '
-                           f'"{name}": pod {name} is being deleted, cannot be assigned to a host')
+            raise ApiError(
+                409,
+                "Conflict",
+                f"Operation cannot be fulfilled on pods/binding "
+                f'"{name}": pod {name} is being deleted, cannot be assigned to a host',
+            )
         new = copy.deepcopy(pod)
         new.setdefault("spec", {})["nodeName"] = node
         status = new.setdefault("status", {})
         conds = [c for c in status.get("conditions", []) if c.get("type") != "PodScheduled"]
-        conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
-                      "lastTransitionTime": now_iso()})
+        conds.append(
+            {
+                "type": "PodScheduled",
+                "status": "True",
+                "lastProbeTime": None,
+                "lastTransitionTime": now_iso(),
+            }
+        )
         status["conditions"] = conds
         new["metadata"]["resourceVersion"] = self._next_rv()
-        self.objects[rt.key][(ns or "", name)] = new
+        self._put(rt.key, (ns or "", name), new)
         self._emit(rt, "MODIFIED", new, pod)
         return new
 
@@ -374,10 +467,13 @@ class Store:
         obj = self.get(rt, ns, name)
         meta = obj["metadata"]
         if opts.precondition_uid and opts.precondition_uid != meta["uid"]:
-            raise ApiError(409, "Conflict",
-                           f'Operation cannot be fulfilled on {rt.qualified} "{name}": '
-                           f"Precondition failed: UID in precondition: {opts.precondition_uid}, "
-                           f"UID in object meta: {meta['uid']}")
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {rt.qualified} "{name}": '
+                f"Precondition failed: UID in precondition: {opts.precondition_uid}, "
+                f"UID in object meta: {meta['uid']}",
+            )
         if opts.precondition_rv and opts.precondition_rv != meta["resourceVersion"]:
             raise errors.conflict(rt.qualified, name, rt.group, rt.plural)
         if opts.dry_run:
@@ -393,7 +489,7 @@ class Store:
                 new = copy.deepcopy(obj)
                 new["metadata"]["deletionGracePeriodSeconds"] = grace
                 new["metadata"]["resourceVersion"] = self._next_rv()
-                self.objects[rt.key][(ns or "", name)] = new
+                self._put(rt.key, (ns or "", name), new)
                 self._emit(rt, "MODIFIED", new, obj)
                 return new
             return obj
@@ -410,7 +506,7 @@ class Store:
         nm["resourceVersion"] = self._next_rv()
         if is_ns:
             new.setdefault("status", {})["phase"] = "Terminating"
-        self.objects[rt.key][(ns or "", name)] = new
+        self._put(rt.key, (ns or "", name), new)
         self._emit(rt, "MODIFIED", new, obj)
         if is_ns:
             # The namespace goes once its contents are gone (which finalizers may hold up).
@@ -436,7 +532,7 @@ class Store:
     def _remove(self, rt: ResourceType, obj: Obj) -> Obj:
         meta = obj["metadata"]
         key = (meta.get("namespace", ""), meta["name"])
-        old = self.objects[rt.key].pop(key, None)
+        old = self._drop(rt.key, key)
         final = copy.deepcopy(obj)
         final["metadata"]["resourceVersion"] = self._next_rv()
         self._emit(rt, "DELETED", final, old)
@@ -448,13 +544,50 @@ class Store:
             self._maybe_finish_namespace(ns)
         return final
 
+    def _put(self, rt_key: tuple[str, str], key: Key, obj: Obj) -> None:
+        objs = self.objects[rt_key]
+        old = objs.get(key)
+        if old is not None:
+            self._unindex(rt_key, key, old)
+        objs[key] = obj
+        meta = obj["metadata"]
+        by_label = self._by_label[rt_key]
+        for pair in (meta.get("labels") or {}).items():
+            by_label.setdefault(pair, set()).add(key)
+        self._by_ns[rt_key].setdefault(key[0], set()).add(key)
+        for ref in meta.get("ownerReferences") or []:
+            self._by_owner.setdefault(str(ref.get("uid")), set()).add((rt_key, key))
+        self._uids.add(meta["uid"])
+
+    def _drop(self, rt_key: tuple[str, str], key: Key) -> Obj | None:
+        old = self.objects[rt_key].pop(key, None)
+        if old is not None:
+            self._unindex(rt_key, key, old)
+        return old
+
+    def _unindex(self, rt_key: tuple[str, str], key: Key, obj: Obj) -> None:
+        meta = obj["metadata"]
+
+        def discard(index: dict[Any, set[Any]], ikey: Any, member: Any) -> None:
+            members = index.get(ikey)
+            if members is not None:
+                members.discard(member)
+                if not members:  # empty sets would pile up with every label value ever seen
+                    del index[ikey]
+
+        for pair in (meta.get("labels") or {}).items():
+            discard(self._by_label[rt_key], pair, key)
+        discard(self._by_ns[rt_key], key[0], key)
+        for ref in meta.get("ownerReferences") or []:
+            discard(self._by_owner, str(ref.get("uid")), (rt_key, key))
+        self._uids.discard(meta["uid"])
+
     def _dependents(self, uid: str) -> list[tuple[ResourceType, Obj]]:
         out = []
-        for key, objs in self.objects.items():
-            for o in objs.values():
-                refs = o["metadata"].get("ownerReferences") or []
-                if any(r.get("uid") == uid for r in refs):
-                    out.append((self.types[key], o))
+        for rt_key, key in sorted(self._by_owner.get(uid, ())):
+            o = self.objects[rt_key].get(key)
+            if o is not None:
+                out.append((self.types[rt_key], o))
         return out
 
     def _collect_dependents(self, uid: str) -> None:
@@ -476,35 +609,43 @@ class Store:
             if not m["ownerReferences"]:
                 del m["ownerReferences"]
             m["resourceVersion"] = self._next_rv()
-            self.objects[rt.key][(m.get("namespace", ""), m["name"])] = new
+            self._put(rt.key, (m.get("namespace", ""), m["name"]), new)
             self._emit(rt, "MODIFIED", new, o)
 
     def _uid_exists(self, uid: str | None) -> bool:
-        return any(o["metadata"]["uid"] == uid for objs in self.objects.values()
-                   for o in objs.values())
+        return uid in self._uids
 
     def _empty_namespace(self, ns: str) -> None:
         for key in list(self.objects):
-            rt = self.types[key]
-            if not rt.namespaced:
+            rt = self.types.get(key)
+            if rt is None or not rt.namespaced:
                 continue
-            for (ons, name) in list(self.objects[key]):
-                if ons == ns and (ons, name) in self.objects[key]:
-                    self.delete(rt, ns, name, DeleteOptions())
+            for okey in sorted(self._by_ns.get(key, {}).get(ns, ())):
+                if okey in self.objects.get(key, {}):
+                    self.delete(rt, ns, okey[1], DeleteOptions())
         self._maybe_finish_namespace(ns)
 
     def _maybe_finish_namespace(self, ns: str) -> None:
         nsobj = self.objects[("", "namespaces")].get(("", ns))
-        if nsobj is None or not nsobj["metadata"].get("deletionTimestamp") \
-                or nsobj["metadata"].get("finalizers"):
+        if (
+            nsobj is None
+            or not nsobj["metadata"].get("deletionTimestamp")
+            or nsobj["metadata"].get("finalizers")
+        ):
             return
-        if any(k[0] == ns for key, objs in self.objects.items()
-               if self.types[key].namespaced for k in objs):
+        if any(self._by_ns[key].get(ns) for key in self.objects if self.types[key].namespaced):
             return
         self._remove(self.types[("", "namespaces")], nsobj)
 
-    def _validate(self, rt: ResourceType, version: str, obj: Obj, name: str,
-                  field_validation: str = "Warn", warnings: list[str] | None = None) -> Obj:
+    def _validate(
+        self,
+        rt: ResourceType,
+        version: str,
+        obj: Obj,
+        name: str,
+        field_validation: str = "Warn",
+        warnings: list[str] | None = None,
+    ) -> Obj:
         validator = rt.validators.get(version)
         if validator is None:
             return obj
@@ -513,8 +654,9 @@ class Store:
             if unknown and field_validation == "Strict":
                 listed = ", ".join(f'unknown field "{u}"' for u in unknown)
                 raise errors.bad_request(
-                    f"{rt.kind} in version \"{version}\" cannot be handled as a {rt.kind}: "
-                    f"strict decoding error: {listed}")
+                    f'{rt.kind} in version "{version}" cannot be handled as a {rt.kind}: '
+                    f"strict decoding error: {listed}"
+                )
             if warnings is not None:
                 warnings.extend(f'unknown field "{u}"' for u in unknown)
         obj = validator.prune(obj)
@@ -547,9 +689,18 @@ class Store:
             try:
                 types_from_crd(obj)
             except (KeyError, TypeError, IndexError) as e:
-                raise errors.invalid(rt.kind, rt.group, obj["metadata"]["name"], [{
-                    "reason": "FieldValueInvalid", "field": "spec",
-                    "message": f"Invalid value: incomplete CRD spec ({e})"}]) from e
+                raise errors.invalid(
+                    rt.kind,
+                    rt.group,
+                    obj["metadata"]["name"],
+                    [
+                        {
+                            "reason": "FieldValueInvalid",
+                            "field": "spec",
+                            "message": f"Invalid value: incomplete CRD spec ({e})",
+                        }
+                    ],
+                ) from e
         self._fixups(rt, obj)
 
     def _fixups(self, rt: ResourceType, obj: Obj) -> None:
@@ -561,7 +712,8 @@ class Store:
                     # A real server fails to decode the body: raw strings belong in stringData.
                     raise errors.bad_request(
                         f'Secret in version "v1" cannot be handled as a Secret: illegal base64 '
-                        f'data in data["{k}"]') from e
+                        f'data in data["{k}"]'
+                    ) from e
         if rt.key == ("", "secrets") and "stringData" in obj:
             # The server folds the write-only stringData into data.
             data = obj.setdefault("data", {}) or {}
@@ -578,15 +730,25 @@ class Store:
             "acceptedNames": crd["spec"]["names"],
             "storedVersions": [v["name"] for v in crd["spec"]["versions"] if v.get("storage")],
             "conditions": [
-                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
-                 "message": "no conflicts found", "lastTransitionTime": ts},
-                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
-                 "message": "the initial names have been accepted", "lastTransitionTime": ts},
+                {
+                    "type": "NamesAccepted",
+                    "status": "True",
+                    "reason": "NoConflicts",
+                    "message": "no conflicts found",
+                    "lastTransitionTime": ts,
+                },
+                {
+                    "type": "Established",
+                    "status": "True",
+                    "reason": "InitialNamesAccepted",
+                    "message": "the initial names have been accepted",
+                    "lastTransitionTime": ts,
+                },
             ],
         }
         new["metadata"]["resourceVersion"] = self._next_rv()
         key = ("apiextensions.k8s.io", "customresourcedefinitions")
-        self.objects[key][("", crd["metadata"]["name"])] = new
+        self._put(key, ("", crd["metadata"]["name"]), new)
         self._emit(self.types[key], "MODIFIED", new, crd)
 
     def _crd_removed(self, crd: Obj) -> None:
@@ -635,8 +797,10 @@ def _version_of(obj: Obj, rt: ResourceType) -> str:
 
 def _has_generation(rt: ResourceType) -> bool:
     # Kinds whose server strategy tracks metadata.generation (ConfigMaps, Secrets... do not).
-    return rt.is_custom or rt.key in (("", "pods"),
-                                      ("apiextensions.k8s.io", "customresourcedefinitions"))
+    return rt.is_custom or rt.key in (
+        ("", "pods"),
+        ("apiextensions.k8s.io", "customresourcedefinitions"),
+    )
 
 
 def _content(obj: Obj) -> Obj:
@@ -658,16 +822,27 @@ def _check_pod_spec_update(old: Obj, new: Obj) -> None:
         spec = {k: v for k, v in (spec or {}).items() if k not in _POD_MUTABLE}
         for key in ("containers", "initContainers"):
             if isinstance(spec.get(key), list):
-                spec[key] = [{k: v for k, v in c.items() if k != "image"}
-                             if isinstance(c, dict) else c for c in spec[key]]
+                spec[key] = [
+                    {k: v for k, v in c.items() if k != "image"} if isinstance(c, dict) else c
+                    for c in spec[key]
+                ]
         return spec
 
     if frozen(old.get("spec")) != frozen(new.get("spec")):
         name = old["metadata"]["name"]
-        raise errors.invalid("Pod", "", name, [{
-            "reason": "FieldValueForbidden", "field": "spec",
-            "message": "Forbidden: pod updates may not change fields other than "
-            "`spec.containers[*].image`,`spec.initContainers[*].image`,"
-            "`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing "
-            "tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it "
-            "was previously negative)"}])
+        raise errors.invalid(
+            "Pod",
+            "",
+            name,
+            [
+                {
+                    "reason": "FieldValueForbidden",
+                    "field": "spec",
+                    "message": "Forbidden: pod updates may not change fields other than "
+                    "`spec.containers[*].image`,`spec.initContainers[*].image`,"
+                    "`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to "
+                    "existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be "
+                    "set to 1 if it was previously negative)",
+                }
+            ],
+        )

@@ -1,36 +1,24 @@
 """Targets for the emulator's behaviour tests: the emulator, or a real cluster.
 
-With PIVOT_TEST_KUBECONFIG set the same tests run against that cluster (which must have the
-TrainingSession CRD installed); tests of emulator internals are skipped there.
+With PIVOT_TEST_KUBECONFIG set the same tests run against that cluster (the CRDs are
+server-side applied first): that is what shows the emulator behaves like a real server. Only
+tests of emulator internals (the `emulator` fixture) are skipped there.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from kubernetes_asyncio import client, config
 
 from pivot_local.kube import KubeEmulator
-
-
-@dataclass
-class KubeTarget:
-    kubeconfig: Path
-    emulator: KubeEmulator | None  # None against a real cluster
+from tests.conftest import KubeTarget
 
 
 @pytest.fixture(scope="session")
-def kube(request: pytest.FixtureRequest) -> KubeTarget:
-    real = os.environ.get("PIVOT_TEST_KUBECONFIG")
-    if real:
-        return KubeTarget(Path(real), None)
-    emu: KubeEmulator = request.getfixturevalue("kube_emulator")
-    assert emu.kubeconfig is not None
-    return KubeTarget(emu.kubeconfig, emu)
+def kube(kube_target: KubeTarget) -> KubeTarget:
+    return kube_target
 
 
 @pytest.fixture(scope="session")

@@ -360,6 +360,34 @@ async def test_label_and_field_selectors(api: client.ApiClient) -> None:
     )
 
 
+async def test_label_selected_lists_follow_relabels_and_deletions(
+    api: client.ApiClient,
+) -> None:
+    core = client.CoreV1Api(api)
+    run = uuid.uuid4().hex[:8]
+    for i in range(3):
+        await core.create_namespaced_pod(NS, pod_body(f"rel-{run}-{i}", {"run": run, "n": "a"}))
+
+    async def names(sel: str) -> set[str]:
+        res = await core.list_namespaced_pod(NS, label_selector=sel)
+        return {p.metadata.name.rsplit("-", 1)[1] for p in res.items}
+
+    await core.patch_namespaced_pod(f"rel-{run}-1", NS, {"metadata": {"labels": {"n": "b"}}})
+    assert await names(f"run={run},n=a") == {"0", "2"}
+    assert await names(f"run={run},n=b") == {"1"}
+    await core.patch_namespaced_pod(f"rel-{run}-2", NS, {"metadata": {"labels": {"run": None}}})
+    assert await names(f"run={run}") == {"0", "1"}
+    await core.delete_namespaced_pod(f"rel-{run}-0", NS, grace_period_seconds=0)
+    await eventually(lambda: _listed_only(core, f"run={run}", {f"rel-{run}-1"}))
+    for i in (1, 2):
+        await core.delete_namespaced_pod(f"rel-{run}-{i}", NS, grace_period_seconds=0)
+
+
+async def _listed_only(core: client.CoreV1Api, sel: str, expected: set[str]) -> bool:
+    res = await core.list_namespaced_pod(NS, label_selector=sel)
+    return {p.metadata.name for p in res.items} == expected
+
+
 async def test_watch_resumes_after_resource_version(api: client.ApiClient) -> None:
     co = client.CustomObjectsApi(api)
     name = uniq("ts")

@@ -51,3 +51,25 @@ async def test_history_stays_at_cap_and_old_resumes_expire(emulator: KubeEmulato
         async with http.delete(f"{base}/{name}") as r:
             assert r.status == 200
     print(f"{UPDATES} updates in {elapsed:.1f}s ({UPDATES / elapsed:.0f}/s)")
+
+
+async def test_indexes_shrink_back_when_objects_go(emulator: KubeEmulator) -> None:
+    """Every object indexed by its own label value and owner: deleting the owner (garbage
+    collection) and the rest leaves the indexes as they were."""
+    run = uuid.uuid4().hex[:8]
+    base = f"{emulator.url}/api/v1/namespaces/default/configmaps"
+    before = emulator.store.index_entries()
+    async with aiohttp.ClientSession() as http:
+        async with http.post(base, json={"metadata": {"name": f"owner-{run}"}}) as r:
+            owner = (await r.json())["metadata"]
+        ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": owner["name"], "uid": owner["uid"]}
+        for i in range(50):
+            meta = {"name": f"dep-{run}-{i}", "labels": {"i": f"{run}-{i}"}}
+            async with http.post(base, json={"metadata": {**meta, "ownerReferences": [ref]}}) as r:
+                assert r.status == 201
+        assert emulator.store.index_entries() > before + 100
+        async with http.delete(f"{base}/owner-{run}") as r:
+            assert r.status == 200
+        async with http.get(base, params={"labelSelector": f"i={run}-7"}) as r:
+            assert (await r.json())["items"] == []
+    assert emulator.store.index_entries() == before

@@ -1,5 +1,9 @@
 """One local platform (no API: the operator is what is under test) with quick operator knobs:
-short backoff, a short Schedulable timeout and frequent telemetry."""
+short backoff, a short Schedulable timeout and frequent telemetry.
+
+With PIVOT_TEST_KUBECONFIG set the operator (a local process) runs against that cluster in a
+namespace of this test run; tests marked `process_kubelet` (trainers that really run) are
+skipped there, the rest (pods never bound, status, Events) run unchanged."""
 
 from __future__ import annotations
 
@@ -19,11 +23,13 @@ from pivot_local.platform import LocalPlatform
 from pivot_local.procs import free_port
 from pivot_schema import keys
 from pivot_schema.crd import API_VERSION, KIND
+from tests.conftest import REAL_KUBECONFIG
 from tests.e2e.conftest import TINY_CONFIG, logs_of, wait_for
 
 __all__ = ["TINY_CONFIG", "logs_of", "wait_for"]
 
-NS = "default"
+# A shared cluster gets a namespace per test run (the operator watches only that one).
+NS = f"pivot-op-{uuid.uuid4().hex[:6]}" if REAL_KUBECONFIG else "default"
 SESSIONS = f"/apis/pivot.dev/v1alpha1/namespaces/{NS}/trainingsessions"
 KUBECTL = str(Path(sys.executable).parent / "kubectl")
 METRICS_PORT = free_port()
@@ -40,16 +46,24 @@ OPERATOR_ENV = {
 
 
 @pytest.fixture(scope="session")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
+def platform(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalPlatform]:
+    if REAL_KUBECONFIG:
+        request.getfixturevalue("kube_target")  # the CRDs installed
     with LocalPlatform(
-        data_dir=tmp_path_factory.mktemp("pivot-op"), with_api=False, extra_env=OPERATOR_ENV
+        data_dir=tmp_path_factory.mktemp("pivot-op"),
+        with_api=False,
+        extra_env=OPERATOR_ENV,
+        namespace=NS,
+        kubeconfig=REAL_KUBECONFIG,
     ) as p:
         yield p
 
 
 @pytest.fixture()
 def kube(platform: LocalPlatform) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=platform.kube.url, timeout=30) as client:
+    with platform.http() as client:
         yield client
 
 

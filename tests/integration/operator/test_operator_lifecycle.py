@@ -29,6 +29,7 @@ from .conftest import (
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.process_kubelet
 def test_session_completes_and_kubectl_wait_and_describe_tell_the_story(
     platform: LocalPlatform, kube: httpx.Client
 ) -> None:
@@ -75,6 +76,7 @@ def _unschedulable(kube: httpx.Client, name: str) -> dict[str, Any] | None:
     return None
 
 
+@pytest.mark.process_kubelet
 def test_always_failing_trainer_is_retried_backoff_limit_times_then_fails_with_a_reason(
     platform: LocalPlatform, kube: httpx.Client
 ) -> None:
@@ -98,6 +100,7 @@ def test_always_failing_trainer_is_retried_backoff_limit_times_then_fails_with_a
     assert sum(e["reason"] == "ExitCode" for e in events) == 3
 
 
+@pytest.mark.process_kubelet
 def test_ttl_deletes_a_finished_session_and_the_finalizer_cleans_redis_and_s3(
     platform: LocalPlatform, kube: httpx.Client, rds: redis.Redis
 ) -> None:
@@ -113,6 +116,7 @@ def test_ttl_deletes_a_finished_session_and_the_finalizer_cleans_redis_and_s3(
     assert listed.get("KeyCount", 0) == 0
 
 
+@pytest.mark.process_kubelet
 def test_deleting_a_session_keeps_checkpoints_unless_asked(
     platform: LocalPlatform, kube: httpx.Client, rds: redis.Redis
 ) -> None:

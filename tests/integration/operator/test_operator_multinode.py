@@ -59,6 +59,7 @@ def test_gang_has_indexed_pods_a_headless_service_and_is_replaced_as_a_whole(
         delete_session(kube, name)
 
 
+@pytest.mark.process_kubelet
 @pytest.mark.skipif(
     not _trainer_speaks_ddp(),
     reason="pivot_trainer does not read WORLD_SIZE yet (DDP lands with the trainer issue)",
@@ -86,6 +87,7 @@ dist.destroy_process_group()
 """
 
 
+@pytest.mark.process_kubelet
 def test_kubelet_gives_a_gang_cluster_dns_and_its_own_rendezvous_port(
     platform: LocalPlatform, kube: httpx.Client
 ) -> None:

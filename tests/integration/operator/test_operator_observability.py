@@ -9,7 +9,7 @@ from pivot_local.platform import LocalPlatform
 
 from .conftest import LIVENESS_PORT, METRICS_PORT, create_session, unique, wait_for, wait_phase
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.process_kubelet]
 
 
 def _get(url: str) -> httpx.Response | None:

@@ -13,7 +13,7 @@ from pivot_local.procs import terminate
 
 from .conftest import create_session, unique, wait_for, wait_phase
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.process_kubelet]
 
 
 def _log(platform: LocalPlatform, name: str) -> str:

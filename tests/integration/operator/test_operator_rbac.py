@@ -10,7 +10,8 @@ from pivot_operator.rbac import allows
 
 from .conftest import create_session, delete_session, get_session, unique, wait_for, wait_phase
 
-pytestmark = pytest.mark.integration
+# Reads the emulator's request audit; on a real cluster the chart's RBAC is enforced anyway.
+pytestmark = [pytest.mark.integration, pytest.mark.process_kubelet]
 OPERATOR_CLIENTS = {"pivot-operator", "kopf"}
 
 

@@ -29,7 +29,7 @@ from .conftest import (
     wait_phase,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.process_kubelet]
 EPOCHS = 10
 
 

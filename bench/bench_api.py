@@ -1,6 +1,10 @@
 """API benchmarks on loopback: everything measured is started here.
 
-1. GET /training/sessions/{id}: latency at C concurrent keep-alive clients (default 200).
+1. GET /training/sessions/{id} with C keep-alive connections (default 200), the load generator
+   in a process of its own: closed loop (each connection sends its next request when the
+   previous one answered: throughput-bound, median ~ C / throughput) and open loop (requests
+   scheduled at a fixed total rate, latency counted from the scheduled instant, so a slow
+   server is not hidden by a client that waits for it).
 2. GET /training/sessions?limit=1000 with 1,000 sessions.
 3. /metrics/{id}/history of a 1,000,000-point series with max_points=1000, against MLflow's
    get-history (full series) and get-history-bulk-interval (its own downsampled read, what the
@@ -8,10 +12,11 @@
 4. 500 concurrent SSE clients: XADD -> client receives the event, latency p50/p99.
 
     .venv/bin/python bench/bench_api.py [--workers 2] [--points 1000000] [--skip-mlflow]
+        [--only get,list,history,sse] [--rate 1000]
 
-The load generator is a minimal HTTP/1.1 client on raw asyncio sockets (httpx costs more CPU
-per request than the server does), run on the same 2 cores as the API: the numbers include
-the client's share of the CPU. Prints Markdown rows for bench/README.md.
+The load generators are minimal HTTP/1.1 clients on raw asyncio sockets (httpx costs more CPU
+per request than the server does), on the same 2 cores as the API: the numbers include the
+clients' share of the CPU. Prints Markdown rows for bench/README.md.
 """
 
 from __future__ import annotations
@@ -19,9 +24,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import platform as py_platform
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -34,6 +39,7 @@ from pathlib import Path
 
 import httpx
 import redis
+from _mlflow import mlflow_server  # bench/ is the script's directory
 
 from pivot_local.kube import run_emulator_in_thread
 from pivot_local.procs import free_port
@@ -66,10 +72,13 @@ class Conn:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def get(self, path: str) -> tuple[int, bytes]:
+    async def connect(self) -> None:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        assert self.reader is not None
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        await self.connect()
+        assert self.reader is not None and self.writer is not None
         self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode())
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1])
@@ -113,6 +122,61 @@ async def timed_gets(host: str, port: int, path: str, clients: int, per_client: 
     return samples
 
 
+async def open_loop_gets(
+    host: str, port: int, path: str, clients: int, rate: float, seconds: float
+) -> list[float]:
+    """Requests at `rate` per second in all, spread over `clients` connections (request i on
+    connection i % clients at t0 + i / rate); each latency runs from its scheduled instant, so
+    time spent waiting for a busy connection or a late server counts."""
+    samples: list[float] = []
+    total = int(rate * seconds)
+    # perf_counter, not loop.time(): uvloop's clock has millisecond resolution.
+    t0 = time.perf_counter() + 1.0
+
+    async def one(j: int) -> None:
+        conn = Conn(host, port)
+        try:
+            await conn.connect()  # before t0: connection setup is not what is measured
+            for i in range(j, total, clients):
+                due = t0 + i / rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                status, _ = await conn.get(path)
+                samples.append((time.perf_counter() - due) * 1000)
+                assert status == 200, status
+        finally:
+            conn.close()
+
+    await asyncio.gather(*(one(j) for j in range(clients)))
+    return samples
+
+
+def _client_process(kind: str, args: tuple[object, ...], out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    runner = timed_gets if kind == "closed" else open_loop_gets
+    out.put(asyncio.run(runner(*args)))  # type: ignore[arg-type]
+
+
+def in_client_process(kind: str, *args: object) -> list[float]:
+    """Run a load generator in a separate process (the server's event loops and the client's
+    do not share one Python interpreter's GIL) and return its samples."""
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    proc = ctx.Process(target=_client_process, args=(kind, args, out))
+    proc.start()
+    try:
+        samples: list[float] = out.get(timeout=600)
+    finally:
+        proc.join(30)
+    return samples
+
+
 # ---- the platform ---------------------------------------------------------------------------
 
 
@@ -135,6 +199,8 @@ def api_server(workers: int) -> Iterator[tuple[str, int, redis.Redis]]:
             PIVOT_S3_ACCESS_KEY=s3.access_key,
             PIVOT_S3_SECRET_KEY=s3.secret_key,
             PIVOT_LOG_LEVEL="WARNING",  # an access line per request would measure logging
+            # Thousands of requests from one IP: the rate limiter would answer 429.
+            PIVOT_RATE_LIMIT_ENABLED="false",
         )
         cmd = [sys.executable, "-m", "uvicorn", "pivot_api.app:app", "--workers", str(workers)]
         cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
@@ -215,35 +281,9 @@ async def bench_history(host: str, port: int, sid: str, workers: int) -> tuple[l
 
 
 def bench_mlflow(values: list[float]) -> list[str]:
-    port = free_port("127.0.0.1")
-    store = Path(tempfile.mkdtemp(prefix="pivot-bench-mlflow-"))
-    mlflow_bin = Path(sys.executable).parent / "mlflow"
-    cmd = [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--backend-store-uri", f"sqlite:///{store}/mlflow.db", "--workers", "1"]
-    cmd += ["--default-artifact-root", str(store / "artifacts")]
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its uvicorn and job runners go with it
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "mlflow did not start"
-            time.sleep(0.5)
-        http = httpx.Client(base_url=base, timeout=600)
-        exp = http.post("/api/2.0/mlflow/experiments/create", json={"name": "bench"}).json()
-        run = http.post(
-            "/api/2.0/mlflow/runs/create",
-            json={"experiment_id": exp["experiment_id"], "start_time": 0},
-        ).json()["run"]["info"]["run_id"]
+    with mlflow_server() as server, server.client() as http:
+        run = server.new_run(http)
+        store = server.store
         load_start = time.perf_counter()
         # The first 1000 points go through log-batch (the API a client uses); the rest are
         # inserted into the same SQLite tables directly: log-batch ingests ~500 points/s
@@ -276,7 +316,11 @@ def bench_mlflow(values: list[float]) -> list[str]:
             t0 = time.perf_counter()
             got, token = 0, None
             while True:  # get-history pages; a client reading the series reads every page
-                params = {"run_id": run, "metric_key": "val_loss", "max_results": 25_000}
+                params: dict[str, str | int] = {
+                    "run_id": run,
+                    "metric_key": "val_loss",
+                    "max_results": 25_000,
+                }
                 if token:
                     params["page_token"] = token
                 body = http.get("/api/2.0/mlflow/metrics/get-history", params=params).json()
@@ -302,12 +346,6 @@ def bench_mlflow(values: list[float]) -> list[str]:
             resp.raise_for_status()
         rows.append(row("MLflow get-history-bulk-interval, max_results=1000", sampled))
         return rows
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 # ---- SSE fan-out ----------------------------------------------------------------------------
@@ -354,36 +392,61 @@ async def bench_sse(host: str, port: int, r: redis.Redis, sid: str, clients: int
 
 async def main_async(args: argparse.Namespace) -> None:
     rows: list[str] = []
+    load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
     with api_server(args.workers) as (host, port, r):
         ids = await create_sessions(host, port, args.sessions)
         sid = ids[0]
-        # 1. GET one session under concurrency (warm-up round first).
-        await timed_gets(host, port, f"{API}/training/sessions/{sid}", args.clients, 5)
-        samples = await timed_gets(
-            host, port, f"{API}/training/sessions/{sid}", args.clients, args.requests
-        )
-        rows.append(row(f"GET session, {args.clients} concurrent clients", samples))
-        # 2. The full list.
-        await timed_gets(host, port, f"{API}/training/sessions?limit=1000", 1, 5)
-        samples = await timed_gets(host, port, f"{API}/training/sessions?limit=1000", 1, 100)
-        rows.append(row(f"GET sessions?limit=1000 ({args.sessions} sessions), 1 client", samples))
-        # 3. History.
-        t0 = time.perf_counter()
-        values = await asyncio.to_thread(load_series, r, ids[1], args.points)
-        load_s = time.perf_counter() - t0
-        hist_rows, cold_ms = await bench_history(host, port, ids[1], args.workers)
-        rows += hist_rows
-        rows.append(
-            f"| history, first read (builds one worker's column cache) | {cold_ms:.0f} | "
-            f"| 1 | XADD of {args.points} points took {load_s:.0f} s |"
-        )
-        # 4. SSE.
-        rows += await bench_sse(host, port, r, ids[2], args.sse_clients)
-    if not args.skip_mlflow:
+        only = set(args.only.split(","))
+        if "get" in only:
+            # 1. GET one session under concurrency (warm-up round first), the client in a
+            # process of its own.
+            path = f"{API}/training/sessions/{sid}"
+            await asyncio.to_thread(in_client_process, "closed", host, port, path, args.clients, 5)
+            samples = await asyncio.to_thread(
+                in_client_process, "closed", host, port, path, args.clients, args.requests
+            )
+            rows.append(
+                row(f"GET session, {args.clients} clients, closed loop", samples, "own process")
+            )
+            for rate in [float(x) for x in args.rate.split(",") if x]:
+                samples = await asyncio.to_thread(
+                    in_client_process, "open", host, port, path, args.clients, rate, args.seconds
+                )
+                rows.append(
+                    row(
+                        f"GET session, {args.clients} connections, open loop {rate:.0f} req/s",
+                        samples,
+                        "own process",
+                    )
+                )
+        if "list" in only:
+            # 2. The full list.
+            await timed_gets(host, port, f"{API}/training/sessions?limit=1000", 1, 5)
+            samples = await timed_gets(host, port, f"{API}/training/sessions?limit=1000", 1, 100)
+            rows.append(
+                row(f"GET sessions?limit=1000 ({args.sessions} sessions), 1 client", samples)
+            )
+        values: list[float] = []
+        if "history" in only:
+            # 3. History.
+            t0 = time.perf_counter()
+            values = await asyncio.to_thread(load_series, r, ids[1], args.points)
+            load_s = time.perf_counter() - t0
+            hist_rows, cold_ms = await bench_history(host, port, ids[1], args.workers)
+            rows += hist_rows
+            rows.append(
+                f"| history, first read (builds one worker's column cache) | {cold_ms:.0f} | "
+                f"| 1 | XADD of {args.points} points took {load_s:.0f} s |"
+            )
+        if "sse" in only:
+            # 4. SSE.
+            rows += await bench_sse(host, port, r, ids[2], args.sse_clients)
+    if values and not args.skip_mlflow:
         rows += await asyncio.to_thread(bench_mlflow, values)
     print(
         f"\n{time.strftime('%Y-%m-%d')}, {py_platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {py_platform.python_version()}, uvicorn --workers {args.workers} (uvloop):\n"
+        f"Python {py_platform.python_version()}, uvicorn --workers {args.workers} (uvloop), "
+        f"load average before {load_before}:\n"
     )
     print("| measure | median (ms) | p99 (ms) | n | note |\n|---|---|---|---|---|")
     print("\n".join(rows))
@@ -398,6 +461,13 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--sse-clients", type=int, default=500)
     parser.add_argument("--skip-mlflow", action="store_true")
+    parser.add_argument(
+        "--only", default="get,list,history,sse", help="comma-separated: get,list,history,sse"
+    )
+    parser.add_argument(
+        "--rate", default="1000", help="open-loop GET session rates, req/s (comma-separated)"
+    )
+    parser.add_argument("--seconds", type=float, default=10.0, help="per open-loop rate")
     args = parser.parse_args()
     try:
         import uvloop

@@ -24,16 +24,23 @@ from pivot_api.errors import install_error_handlers
 from pivot_api.kube import SessionCache, SessionWriter, new_api_client
 from pivot_api.models import ErrorResponse
 from pivot_api.observability import ObservabilityMiddleware, configure_logging, metrics_payload
+from pivot_api.routers import alerts as alerts_router
 from pivot_api.routers import checkpoints, health, live, metrics, monitor, sessions
+from pivot_api.routers import notifications as notifications_router
+from pivot_api.routers import webhooks as webhooks_router
+from pivot_api.security import install_security
+from pivot_api.services.alerts import AlertEvaluator, AlertStore
 from pivot_api.services.background import BackgroundJobs
 from pivot_api.services.checkpoints import CheckpointService
 from pivot_api.services.health import HealthService
 from pivot_api.services.lifecycle import LifecycleWatcher
 from pivot_api.services.live import LiveService
 from pivot_api.services.metrics import MetricsService
-from pivot_api.services.platform_events import ApiKeys
+from pivot_api.services.notifications import NotificationStore
+from pivot_api.services.platform_events import ApiKeys, EventConsumer
 from pivot_api.services.resources import ResourceService
 from pivot_api.services.sessions import SessionService
+from pivot_api.services.webhooks import WebhookService
 from pivot_api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,6 +69,27 @@ async def _start_background_jobs(app: FastAPI, jobs: BackgroundJobs) -> None:
         with contextlib.suppress(RedisError, OSError):  # down now: the leader sets it later
             await watcher.since()
         jobs.lead("lifecycle", watcher.run)
+    # Webhooks: every worker fans bus events out to the outboxes; one (the leader) delivers.
+    webhooks: WebhookService = app.state.webhooks
+    fan_out = EventConsumer(app.state.redis, app.state.api_keys, "webhooks", webhooks.fan_out)
+    with contextlib.suppress(RedisError, OSError):  # the group exists before the first event
+        await fan_out.ensure_group()
+    jobs.spawn("webhook-fan-out", fan_out.run)
+    jobs.lead("webhooks", webhooks.run_scheduler)
+    # Alerts: one worker evaluates the rules; notifications are made once per event by a
+    # consumer group read in every worker (its group exists before the first event).
+    evaluator = AlertEvaluator(
+        app.state.alerts,
+        cache=cache,
+        sessions=getattr(app.state, "sessions", None),
+        disk_path=settings.disk_path,
+        interval_s=settings.alert_interval_s,
+    )
+    jobs.lead("alerts", evaluator.run)
+    notify = app.state.notifications.consumer()
+    with contextlib.suppress(RedisError, OSError):
+        await notify.ensure_group()
+    jobs.spawn("notifications", notify.run)
 
 
 @contextlib.asynccontextmanager
@@ -116,7 +144,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             heartbeat_s=settings.stream_heartbeat_s,
             max_clients=settings.stream_max_clients,
         )
-    app.state.resources = ResourceService(settings.disk_path)
+    app.state.resources = ResourceService(
+        settings.disk_path, redis=redis, sessions=getattr(app.state, "sessions", None)
+    )
     app.state.checkpoints = CheckpointService(
         s3,
         settings.s3_bucket,
@@ -130,22 +160,38 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.api_keys = keys
     jobs = BackgroundJobs(redis, keys, lease_ttl_s=settings.leader_lease_s)
     app.state.jobs = jobs
+    app.state.webhooks = WebhookService(redis, keys, settings)
+    app.state.alerts = AlertStore(
+        redis,
+        keys,
+        resolved_retention_s=settings.alert_resolved_retention_s,
+        max_resolved=settings.alert_max_resolved,
+    )
+    app.state.notifications = NotificationStore(
+        redis, keys, max_notifications=settings.notification_max
+    )
     if settings.background_jobs:
         await _start_background_jobs(app, jobs)
     try:
         yield
     finally:
         await jobs.stop()
+        await app.state.webhooks.aclose()
         if cache is not None:
             await cache.stop()
         if kube is not None:
             await kube.close()
+        if getattr(app.state, "live", None) is not None:
+            await app.state.live.aclose()  # the shared stream reads, before their pool
         await redis.aclose()
         await stream_redis.aclose()
+        if app.state.rate_limiter is not None:
+            await app.state.rate_limiter.aclose()
         s3.close()
         for name in (
             *("sessions", "metrics", "checkpoints", "live", "health", "resources"),
             *("session_cache", "redis", "s3", "kube", "jobs", "api_keys"),
+            *("alerts", "notifications"),
         ):
             setattr(app.state, name, None)
 
@@ -169,6 +215,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     configure_logging(settings.log_level, settings.log_format)
     install_error_handlers(app)
+    install_security(app, settings)  # inside the observability middleware
     app.add_middleware(ObservabilityMiddleware)
 
     @app.get("/metrics", include_in_schema=False)
@@ -186,6 +233,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         health.router,
     ):
         app.include_router(router, prefix=prefix)
+    app.include_router(webhooks_router.router, prefix=prefix)
+    app.include_router(alerts_router.router, prefix=prefix)
+    app.include_router(notifications_router.router, prefix=prefix)
     return app
 
 

@@ -1,4 +1,7 @@
-"""Dependencies: services built from what the lifespan put on app.state."""
+"""Dependencies: services built from what the lifespan put on app.state.
+
+They are `async def` on purpose: FastAPI runs a plain `def` dependency in a worker thread,
+a thread hop per request that cost more than the rest of a GET session together."""
 
 from __future__ import annotations
 
@@ -23,37 +26,37 @@ def _state(request: HTTPConnection, name: str) -> object:
     return value
 
 
-def session_service(request: HTTPConnection) -> SessionService:
+async def session_service(request: HTTPConnection) -> SessionService:
     service = _state(request, "sessions")
     assert isinstance(service, SessionService)
     return service
 
 
-def metrics_service(request: HTTPConnection) -> MetricsService:
+async def metrics_service(request: HTTPConnection) -> MetricsService:
     service = _state(request, "metrics")
     assert isinstance(service, MetricsService)
     return service
 
 
-def checkpoint_service(request: HTTPConnection) -> CheckpointService:
+async def checkpoint_service(request: HTTPConnection) -> CheckpointService:
     service = _state(request, "checkpoints")
     assert isinstance(service, CheckpointService)
     return service
 
 
-def live_service(request: HTTPConnection) -> LiveService:
+async def live_service(request: HTTPConnection) -> LiveService:
     service = _state(request, "live")
     assert isinstance(service, LiveService)
     return service
 
 
-def resource_service(request: HTTPConnection) -> ResourceService:
+async def resource_service(request: HTTPConnection) -> ResourceService:
     service = _state(request, "resources")
     assert isinstance(service, ResourceService)
     return service
 
 
-def health_service(request: HTTPConnection) -> HealthService:
+async def health_service(request: HTTPConnection) -> HealthService:
     service = _state(request, "health")
     assert isinstance(service, HealthService)
     return service

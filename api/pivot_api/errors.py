@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
@@ -139,3 +140,25 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
+
+
+async def deny(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """The envelope from ASGI middleware, before any route runs. A WebSocket is refused with
+    the same HTTP response where the server supports it (uvicorn does), else closed with 1008."""
+    response = envelope(status, code, message, details)
+    if headers:
+        response.headers.update(headers)
+    extensions = scope.get("extensions") or {}
+    if scope["type"] == "websocket" and "websocket.http.response" not in extensions:
+        await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
+        return
+    await response(scope, receive, send)

@@ -138,6 +138,11 @@ class ObservabilityMiddleware:
             REQUESTS.labels(method, route, str(status)).inc()
             _update_cache_gauges(scope.get("app"))
             LATENCY.labels(method, route).observe(elapsed)
+            extra: dict[str, Any] = {}
+            # Who it was: the API key's name (pivot_api.auth), never the key.
+            key_name = (scope.get("state") or {}).get("api_key_name")
+            if key_name:
+                extra["api_key"] = key_name
             self.log.info(
                 "%s %s %s",
                 method,
@@ -149,6 +154,7 @@ class ObservabilityMiddleware:
                     "route": route,
                     "status": status,
                     "duration_ms": round(elapsed * 1000, 3),
+                    **extra,
                 },
             )
             request_id.reset(token)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pivot_api.ratelimit import parse_limits
 
 
 class Settings(BaseSettings):
@@ -58,3 +60,54 @@ class Settings(BaseSettings):
     leader_lease_s: float = Field(default=10.0, gt=0)
     # How often the TrainingSession cache is scanned for lifecycle changes.
     lifecycle_interval_s: float = Field(default=1.0, gt=0)
+
+    # Alerts: every enabled rule is evaluated this often (by one worker). Resolved alerts
+    # are kept this long, and at most this many; notifications likewise, by count.
+    alert_interval_s: float = Field(default=10.0, gt=0)
+    alert_resolved_retention_s: float = Field(default=7 * 86400, gt=0)
+    alert_max_resolved: int = Field(default=10_000, ge=1)
+    notification_max: int = Field(default=10_000, ge=1)
+
+    # Webhooks. A failed delivery is retried after a random delay in [0, min(max_delay,
+    # base * 2**(attempt-1))] (exponential backoff, full jitter): with the defaults, about
+    # six hours on average before the event is dead-lettered after the last attempt.
+    webhook_max_attempts: int = Field(default=20, ge=1)
+    webhook_retry_base_s: float = Field(default=10.0, gt=0)
+    webhook_retry_max_delay_s: float = Field(default=3600.0, gt=0)
+    webhook_connect_timeout_s: float = Field(default=5.0, gt=0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_dns_timeout_s: float = Field(default=2.0, gt=0)
+    # Deliveries in flight at once (each endpoint has at most one: they go out in order).
+    webhook_concurrency: int = Field(default=64, ge=1)
+    # How often the delivery scheduler looks for due retries when nothing wakes it.
+    webhook_poll_s: float = Field(default=0.5, gt=0)
+    # Entries kept per webhook: the delivery log, and the dead-letter list.
+    webhook_log_size: int = Field(default=500, ge=1)
+    webhook_dead_letter_size: int = Field(default=10_000, ge=1)
+    # Webhooks one install may register.
+    webhook_max_count: int = Field(default=1000, ge=1)
+    # CIDRs and host names webhooks may reach although they are loopback, private or
+    # link-local (JSON list in PIVOT_WEBHOOK_ALLOWLIST, e.g. '["10.1.0.0/16","hooks.corp"]').
+    webhook_allowlist: list[str] = Field(default_factory=list)
+
+    # API keys (format and scopes: pivot_api.auth). Off for a bare `uvicorn pivot_api.app:app`
+    # run, as the reference has it; the Helm chart turns them on.
+    auth_enabled: bool = False
+    api_keys: SecretStr = SecretStr("")
+    # A file with more keys in the same format (a mounted Secret); re-read when it changes.
+    api_keys_file: Path | None = None
+    # Per client IP, through Redis, in the `limits` notation; /health, /metrics and the
+    # docs are exempt.
+    rate_limit_enabled: bool = True
+    rate_limits: str = "100/minute;1000/hour"
+    # Proxies in front of the API that append to X-Forwarded-For (an ingress: 1). With 0 the
+    # header is ignored and the peer address is the client.
+    rate_limit_trusted_proxies: int = Field(default=0, ge=0)
+    # Redis timeout of one rate-limit check; past it the request passes (fail open).
+    rate_limit_timeout_s: float = Field(default=0.5, gt=0)
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _valid_rate_limits(cls, value: str) -> str:
+        parse_limits(value)
+        return value

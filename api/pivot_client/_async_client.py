@@ -42,6 +42,7 @@ from pivot_client.types import (
     Alert,
     AlertList,
     AlertRule,
+    AlertRuleList,
     CheckpointList,
     CreatedSession,
     Health,
@@ -53,13 +54,19 @@ from pivot_client.types import (
     NotificationList,
     Resources,
     Session,
+    SessionGpuHistory,
     SessionMetrics,
     SessionPage,
     SessionSummary,
     StartedSession,
+    StepHistory,
     StoppedSession,
     UploadedCheckpoint,
     Webhook,
+    WebhookDeadLetterList,
+    WebhookDeliveryList,
+    WebhookList,
+    WebhookRedelivered,
     WebhookTestResult,
 )
 
@@ -229,6 +236,26 @@ class AsyncPIVOTClient:
             MetricHistory, "GET", f"/metrics/{session_id}/history", params=params
         )
 
+    async def step_history(
+        self,
+        session_id: str,
+        *,
+        metric_name: str | None = None,
+        start_step: int | None = None,
+        end_step: int | None = None,
+        max_points: int | None = None,
+    ) -> StepHistory:
+        """A step-level metric (default train_loss) by global step."""
+        params = {
+            "metric_name": metric_name,
+            "start_step": start_step,
+            "end_step": end_step,
+            "max_points": max_points,
+        }
+        return await self._request(
+            StepHistory, "GET", f"/metrics/{session_id}/steps", params=params
+        )
+
     def stream_events(
         self, session_id: str, *, last_event_id: str | None = None, max_reconnects: int = 5
     ) -> AsyncEventStream[LiveEvent]:
@@ -266,6 +293,15 @@ class AsyncPIVOTClient:
             await self._sleep(poll_interval)
 
     # -- monitoring -------------------------------------------------------------------------
+
+    async def session_gpu(self, session_id: str, *, limit: int | None = None) -> SessionGpuHistory:
+        """The session trainer's latest GPU telemetry samples, oldest first."""
+        return await self._request(
+            SessionGpuHistory,
+            "GET",
+            f"/monitor/sessions/{session_id}/gpu",
+            params={"limit": limit},
+        )
 
     async def resources(self) -> Resources:
         return await self._request(Resources, "GET", "/monitor/resources")
@@ -431,9 +467,20 @@ class AsyncCheckpoints(_AsyncResource):
 
 
 class AsyncAlerts(_AsyncResource):
-    async def list(self, *, status: str | None = None, severity: str | None = None) -> AlertList:
-        params = {"status": status, "severity": severity}
+    async def list(
+        self,
+        *,
+        status: str | None = None,
+        severity: str | None = None,
+        session_id: str | None = None,
+        limit: int | None = None,
+    ) -> AlertList:
+        """Alerts, newest first; `status` is active, acknowledged or resolved."""
+        params = {"status": status, "severity": severity, "session_id": session_id, "limit": limit}
         return await self._client._request(AlertList, "GET", "/alerts", params=params)
+
+    async def get(self, alert_id: str) -> Alert:
+        return await self._client._request(Alert, "GET", f"/alerts/{alert_id}")
 
     async def acknowledge(
         self, alert_id: str, *, acknowledged_by: str, notes: str | None = None
@@ -443,25 +490,97 @@ class AsyncAlerts(_AsyncResource):
             Alert, "POST", f"/alerts/{alert_id}/acknowledge", json_body=body
         )
 
+    async def resolve(
+        self, alert_id: str, *, resolved_by: str | None = None, notes: str | None = None
+    ) -> Alert:
+        body = drop_none({"resolved_by": resolved_by, "notes": notes})
+        return await self._client._request(
+            Alert, "POST", f"/alerts/{alert_id}/resolve", json_body=body
+        )
+
     async def create_rule(
         self,
         *,
         name: str,
         metric: str,
         condition: str,
-        threshold: float,
-        severity: str,
+        threshold: float | None = None,
+        severity: str = "medium",
         enabled: bool = True,
+        session_id: str | None = None,
+        tag: str | None = None,
+        for_epochs: int | None = None,
+        mode: str | None = None,
+        window_s: float | None = None,
+        action: str | None = None,
     ) -> AlertRule:
-        body = {
-            "name": name,
-            "metric": metric,
-            "condition": condition,
-            "threshold": threshold,
-            "severity": severity,
-            "enabled": enabled,
-        }
+        """A rule on a system metric (cpu_percent...) or a training metric (val_loss...).
+        Conditions: greater_than, less_than, equals, not_equals (with `threshold`), is_nan,
+        no_improvement_for (`for_epochs`, `mode`) and stalled (`window_s`)."""
+        body = drop_none(
+            {
+                "name": name,
+                "metric": metric,
+                "condition": condition,
+                "threshold": threshold,
+                "severity": severity,
+                "enabled": enabled,
+                "session_id": session_id,
+                "tag": tag,
+                "for_epochs": for_epochs,
+                "mode": mode,
+                "window_s": window_s,
+                "action": action,
+            }
+        )
         return await self._client._request(AlertRule, "POST", "/alerts/rules", json_body=body)
+
+    async def list_rules(self) -> AlertRuleList:
+        return await self._client._request(AlertRuleList, "GET", "/alerts/rules")
+
+    async def get_rule(self, rule_id: str) -> AlertRule:
+        return await self._client._request(AlertRule, "GET", f"/alerts/rules/{rule_id}")
+
+    async def update_rule(
+        self,
+        rule_id: str,
+        *,
+        name: str | None = None,
+        metric: str | None = None,
+        condition: str | None = None,
+        threshold: float | None = None,
+        severity: str | None = None,
+        enabled: bool | None = None,
+        session_id: str | None = None,
+        tag: str | None = None,
+        for_epochs: int | None = None,
+        mode: str | None = None,
+        window_s: float | None = None,
+        action: str | None = None,
+    ) -> AlertRule:
+        """Change the given fields (e.g. `enabled=False`); the others stay."""
+        body = drop_none(
+            {
+                "name": name,
+                "metric": metric,
+                "condition": condition,
+                "threshold": threshold,
+                "severity": severity,
+                "enabled": enabled,
+                "session_id": session_id,
+                "tag": tag,
+                "for_epochs": for_epochs,
+                "mode": mode,
+                "window_s": window_s,
+                "action": action,
+            }
+        )
+        return await self._client._request(
+            AlertRule, "PATCH", f"/alerts/rules/{rule_id}", json_body=body
+        )
+
+    async def delete_rule(self, rule_id: str) -> Message:
+        return await self._client._request(Message, "DELETE", f"/alerts/rules/{rule_id}")
 
 
 class AsyncWebhooks(_AsyncResource):
@@ -474,15 +593,63 @@ class AsyncWebhooks(_AsyncResource):
             WebhookTestResult, "POST", f"/webhooks/{webhook_id}/test"
         )
 
+    async def list(self) -> WebhookList:
+        return await self._client._request(WebhookList, "GET", "/webhooks")
+
+    async def get(self, webhook_id: str) -> Webhook:
+        return await self._client._request(Webhook, "GET", f"/webhooks/{webhook_id}")
+
+    async def update(self, webhook_id: str, *, status: str) -> Webhook:
+        body = {"status": status}
+        return await self._client._request(
+            Webhook, "PATCH", f"/webhooks/{webhook_id}", json_body=body
+        )
+
+    async def delete(self, webhook_id: str) -> Message:
+        return await self._client._request(Message, "DELETE", f"/webhooks/{webhook_id}")
+
+    async def deliveries(self, webhook_id: str, *, limit: int | None = None) -> WebhookDeliveryList:
+        return await self._client._request(
+            WebhookDeliveryList,
+            "GET",
+            f"/webhooks/{webhook_id}/deliveries",
+            params={"limit": limit},
+        )
+
+    async def dead_letters(
+        self, webhook_id: str, *, limit: int | None = None
+    ) -> WebhookDeadLetterList:
+        return await self._client._request(
+            WebhookDeadLetterList,
+            "GET",
+            f"/webhooks/{webhook_id}/dead-letters",
+            params={"limit": limit},
+        )
+
+    async def redeliver(
+        self, webhook_id: str, *, event_id: str | None = None
+    ) -> WebhookRedelivered:
+        """Queue one dead letter again, or all of them when `event_id` is not given."""
+        path = f"/webhooks/{webhook_id}/dead-letters"
+        path += f"/{event_id}/redeliver" if event_id else "/redeliver"
+        return await self._client._request(WebhookRedelivered, "POST", path)
+
 
 class AsyncNotifications(_AsyncResource):
     async def list(
-        self, *, type: str | None = None, priority: str | None = None, unread: bool | None = None
+        self,
+        *,
+        type: str | None = None,
+        priority: str | None = None,
+        unread: bool | None = None,
+        limit: int | None = None,
     ) -> NotificationList:
+        """Newest first. `unread=True`: unread ones only; `unread=False`: read ones only."""
         params = {
             "type": type,
             "priority": priority,
             "unread": None if unread is None else str(unread).lower(),
+            "limit": limit,
         }
         return await self._client._request(NotificationList, "GET", "/notifications", params=params)
 

@@ -41,6 +41,7 @@ from pivot_client.types import (
     Alert,
     AlertList,
     AlertRule,
+    AlertRuleList,
     CheckpointList,
     CreatedSession,
     Health,
@@ -52,13 +53,19 @@ from pivot_client.types import (
     NotificationList,
     Resources,
     Session,
+    SessionGpuHistory,
     SessionMetrics,
     SessionPage,
     SessionSummary,
     StartedSession,
+    StepHistory,
     StoppedSession,
     UploadedCheckpoint,
     Webhook,
+    WebhookDeadLetterList,
+    WebhookDeliveryList,
+    WebhookList,
+    WebhookRedelivered,
     WebhookTestResult,
 )
 
@@ -242,6 +249,24 @@ class PIVOTClient:
         params = {"metric_name": metric_name, "start_epoch": start_epoch, "end_epoch": end_epoch}
         return self._request(MetricHistory, "GET", f"/metrics/{session_id}/history", params=params)
 
+    def step_history(
+        self,
+        session_id: str,
+        *,
+        metric_name: str | None = None,
+        start_step: int | None = None,
+        end_step: int | None = None,
+        max_points: int | None = None,
+    ) -> StepHistory:
+        """A step-level metric (default train_loss) by global step."""
+        params = {
+            "metric_name": metric_name,
+            "start_step": start_step,
+            "end_step": end_step,
+            "max_points": max_points,
+        }
+        return self._request(StepHistory, "GET", f"/metrics/{session_id}/steps", params=params)
+
     def stream_events(
         self, session_id: str, *, last_event_id: str | None = None, max_reconnects: int = 5
     ) -> EventStream[LiveEvent]:
@@ -285,6 +310,15 @@ class PIVOTClient:
         return records[-1] if records else fallback_metrics(session)
 
     # -- monitoring -------------------------------------------------------------------------
+
+    def session_gpu(self, session_id: str, *, limit: int | None = None) -> SessionGpuHistory:
+        """The session trainer's latest GPU telemetry samples, oldest first."""
+        return self._request(
+            SessionGpuHistory,
+            "GET",
+            f"/monitor/sessions/{session_id}/gpu",
+            params={"limit": limit},
+        )
 
     def resources(self) -> Resources:
         return self._request(Resources, "GET", "/monitor/resources")
@@ -495,9 +529,20 @@ def verify_download(checkpoint_id: str, response: httpx.Response, sha256: str) -
 
 
 class Alerts(_Resource):
-    def list(self, *, status: str | None = None, severity: str | None = None) -> AlertList:
-        params = {"status": status, "severity": severity}
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        severity: str | None = None,
+        session_id: str | None = None,
+        limit: int | None = None,
+    ) -> AlertList:
+        """Alerts, newest first; `status` is active, acknowledged or resolved."""
+        params = {"status": status, "severity": severity, "session_id": session_id, "limit": limit}
         return self._client._request(AlertList, "GET", "/alerts", params=params)
+
+    def get(self, alert_id: str) -> Alert:
+        return self._client._request(Alert, "GET", f"/alerts/{alert_id}")
 
     def acknowledge(
         self, alert_id: str, *, acknowledged_by: str, notes: str | None = None
@@ -507,25 +552,93 @@ class Alerts(_Resource):
             Alert, "POST", f"/alerts/{alert_id}/acknowledge", json_body=body
         )
 
+    def resolve(
+        self, alert_id: str, *, resolved_by: str | None = None, notes: str | None = None
+    ) -> Alert:
+        body = drop_none({"resolved_by": resolved_by, "notes": notes})
+        return self._client._request(Alert, "POST", f"/alerts/{alert_id}/resolve", json_body=body)
+
     def create_rule(
         self,
         *,
         name: str,
         metric: str,
         condition: str,
-        threshold: float,
-        severity: str,
+        threshold: float | None = None,
+        severity: str = "medium",
         enabled: bool = True,
+        session_id: str | None = None,
+        tag: str | None = None,
+        for_epochs: int | None = None,
+        mode: str | None = None,
+        window_s: float | None = None,
+        action: str | None = None,
     ) -> AlertRule:
-        body = {
-            "name": name,
-            "metric": metric,
-            "condition": condition,
-            "threshold": threshold,
-            "severity": severity,
-            "enabled": enabled,
-        }
+        """A rule on a system metric (cpu_percent...) or a training metric (val_loss...).
+        Conditions: greater_than, less_than, equals, not_equals (with `threshold`), is_nan,
+        no_improvement_for (`for_epochs`, `mode`) and stalled (`window_s`)."""
+        body = drop_none(
+            {
+                "name": name,
+                "metric": metric,
+                "condition": condition,
+                "threshold": threshold,
+                "severity": severity,
+                "enabled": enabled,
+                "session_id": session_id,
+                "tag": tag,
+                "for_epochs": for_epochs,
+                "mode": mode,
+                "window_s": window_s,
+                "action": action,
+            }
+        )
         return self._client._request(AlertRule, "POST", "/alerts/rules", json_body=body)
+
+    def list_rules(self) -> AlertRuleList:
+        return self._client._request(AlertRuleList, "GET", "/alerts/rules")
+
+    def get_rule(self, rule_id: str) -> AlertRule:
+        return self._client._request(AlertRule, "GET", f"/alerts/rules/{rule_id}")
+
+    def update_rule(
+        self,
+        rule_id: str,
+        *,
+        name: str | None = None,
+        metric: str | None = None,
+        condition: str | None = None,
+        threshold: float | None = None,
+        severity: str | None = None,
+        enabled: bool | None = None,
+        session_id: str | None = None,
+        tag: str | None = None,
+        for_epochs: int | None = None,
+        mode: str | None = None,
+        window_s: float | None = None,
+        action: str | None = None,
+    ) -> AlertRule:
+        """Change the given fields (e.g. `enabled=False`); the others stay."""
+        body = drop_none(
+            {
+                "name": name,
+                "metric": metric,
+                "condition": condition,
+                "threshold": threshold,
+                "severity": severity,
+                "enabled": enabled,
+                "session_id": session_id,
+                "tag": tag,
+                "for_epochs": for_epochs,
+                "mode": mode,
+                "window_s": window_s,
+                "action": action,
+            }
+        )
+        return self._client._request(AlertRule, "PATCH", f"/alerts/rules/{rule_id}", json_body=body)
+
+    def delete_rule(self, rule_id: str) -> Message:
+        return self._client._request(Message, "DELETE", f"/alerts/rules/{rule_id}")
 
 
 class Webhooks(_Resource):
@@ -536,15 +649,57 @@ class Webhooks(_Resource):
     def test(self, webhook_id: str) -> WebhookTestResult:
         return self._client._request(WebhookTestResult, "POST", f"/webhooks/{webhook_id}/test")
 
+    def list(self) -> WebhookList:
+        return self._client._request(WebhookList, "GET", "/webhooks")
+
+    def get(self, webhook_id: str) -> Webhook:
+        return self._client._request(Webhook, "GET", f"/webhooks/{webhook_id}")
+
+    def update(self, webhook_id: str, *, status: str) -> Webhook:
+        body = {"status": status}
+        return self._client._request(Webhook, "PATCH", f"/webhooks/{webhook_id}", json_body=body)
+
+    def delete(self, webhook_id: str) -> Message:
+        return self._client._request(Message, "DELETE", f"/webhooks/{webhook_id}")
+
+    def deliveries(self, webhook_id: str, *, limit: int | None = None) -> WebhookDeliveryList:
+        return self._client._request(
+            WebhookDeliveryList,
+            "GET",
+            f"/webhooks/{webhook_id}/deliveries",
+            params={"limit": limit},
+        )
+
+    def dead_letters(self, webhook_id: str, *, limit: int | None = None) -> WebhookDeadLetterList:
+        return self._client._request(
+            WebhookDeadLetterList,
+            "GET",
+            f"/webhooks/{webhook_id}/dead-letters",
+            params={"limit": limit},
+        )
+
+    def redeliver(self, webhook_id: str, *, event_id: str | None = None) -> WebhookRedelivered:
+        """Queue one dead letter again, or all of them when `event_id` is not given."""
+        path = f"/webhooks/{webhook_id}/dead-letters"
+        path += f"/{event_id}/redeliver" if event_id else "/redeliver"
+        return self._client._request(WebhookRedelivered, "POST", path)
+
 
 class Notifications(_Resource):
     def list(
-        self, *, type: str | None = None, priority: str | None = None, unread: bool | None = None
+        self,
+        *,
+        type: str | None = None,
+        priority: str | None = None,
+        unread: bool | None = None,
+        limit: int | None = None,
     ) -> NotificationList:
+        """Newest first. `unread=True`: unread ones only; `unread=False`: read ones only."""
         params = {
             "type": type,
             "priority": priority,
             "unread": None if unread is None else str(unread).lower(),
+            "limit": limit,
         }
         return self._client._request(NotificationList, "GET", "/notifications", params=params)
 

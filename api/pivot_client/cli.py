@@ -4,7 +4,10 @@
     pivot sessions list|get|create|start|stop|watch
     pivot metrics SESSION                      epoch records (table, json or yaml)
     pivot checkpoints list|download|upload|delete
-    pivot alerts                               active alerts
+    pivot alerts                               alerts (--status, --severity, --session)
+    pivot ack ALERT --by WHO                   acknowledge an alert
+    pivot rules                                alert rules
+    pivot notifications                        notifications (--type, --priority, --unread)
     pivot apply -f session.yaml                create a session from a manifest or a create body
 
 The API is `--url` or PIVOT_URL (default http://localhost:8000); `--api-key` or PIVOT_API_KEY
@@ -377,7 +380,9 @@ def cmd_checkpoints_delete(args: argparse.Namespace, p: Printer) -> int:
 def cmd_alerts(args: argparse.Namespace, p: Printer) -> int:
     with _client(args) as client:
         try:
-            result = client.alerts.list(status=args.status, severity=args.severity)
+            result = client.alerts.list(
+                status=args.status, severity=args.severity, session_id=args.session
+            )
         except NotFoundError as exc:
             # The only 404 /alerts can give is for the route itself.
             raise NotFoundError(
@@ -387,6 +392,91 @@ def cmd_alerts(args: argparse.Namespace, p: Printer) -> int:
             ) from exc
     columns = ("alert_id", "severity", "status", "rule_name", "message", "triggered_at")
     p.emit(result.to_dict(), [a.to_dict() for a in result.alerts], columns)
+    return EXIT_OK
+
+
+def cmd_ack(args: argparse.Namespace, p: Printer) -> int:
+    with _client(args) as client:
+        alert = client.alerts.acknowledge(args.alert, acknowledged_by=args.by, notes=args.notes)
+    p.emit(alert.to_dict())
+    return EXIT_OK
+
+
+def cmd_rules(args: argparse.Namespace, p: Printer) -> int:
+    with _client(args) as client:
+        result = client.alerts.list_rules()
+    columns = ("rule_id", "name", "metric", "condition", "threshold", "severity", "enabled")
+    p.emit(result.to_dict(), [r.to_dict() for r in result.rules], columns)
+    return EXIT_OK
+
+
+def cmd_notifications(args: argparse.Namespace, p: Printer) -> int:
+    with _client(args) as client:
+        result = client.notifications.list(
+            type=args.type, priority=args.priority, unread=True if args.unread else None
+        )
+    columns = ("id", "type", "priority", "read", "message", "created_at")
+    p.emit(result.to_dict(), [n.to_dict() for n in result.notifications], columns)
+    return EXIT_OK
+
+
+_WEBHOOK_COLUMNS = ("webhook_id", "url", "events", "status", "created_at")
+
+
+def cmd_webhooks_list(args: argparse.Namespace, p: Printer) -> int:
+    with _client(args) as client:
+        result = client.webhooks.list()
+    p.emit(result.to_dict(), [w.to_dict() for w in result.webhooks], _WEBHOOK_COLUMNS)
+    return EXIT_OK
+
+
+def cmd_webhooks_get(args: argparse.Namespace, p: Printer) -> int:
+    with _client(args) as client:
+        p.emit(client.webhooks.get(args.webhook).to_dict())
+    return EXIT_OK
+
+
+def cmd_webhooks_create(args: argparse.Namespace, p: Printer) -> int:
+    with _client(args) as client:
+        hook = client.webhooks.create(url=args.target, events=args.event, secret=args.secret)
+    p.emit(hook.to_dict())
+    if hook.secret:
+        print("the signing secret is shown this once: keep it", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_webhooks_delete(args: argparse.Namespace, p: Printer) -> int:
+    with _client(args) as client:
+        p.emit(client.webhooks.delete(args.webhook).to_dict())
+    return EXIT_OK
+
+
+def cmd_webhooks_test(args: argparse.Namespace, p: Printer) -> int:
+    with _client(args) as client:
+        result = client.webhooks.test(args.webhook)
+    p.emit(result.to_dict())
+    return EXIT_OK if result.success else EXIT_API_ERROR  # the receiver did not take it
+
+
+def cmd_webhooks_deliveries(args: argparse.Namespace, p: Printer) -> int:
+    with _client(args) as client:
+        result = client.webhooks.deliveries(args.webhook, limit=args.limit)
+    columns = ("attempted_at", "event_id", "type", "attempt", "outcome", "status_code", "error")
+    p.emit(result.to_dict(), [d.to_dict() for d in result.deliveries], columns)
+    return EXIT_OK
+
+
+def cmd_webhooks_dead_letters(args: argparse.Namespace, p: Printer) -> int:
+    with _client(args) as client:
+        result = client.webhooks.dead_letters(args.webhook)
+    columns = ("event_id", "type", "attempts", "last_status_code", "last_error", "dead_lettered_at")
+    p.emit(result.to_dict(), [d.to_dict() for d in result.dead_letters], columns)
+    return EXIT_OK
+
+
+def cmd_webhooks_redeliver(args: argparse.Namespace, p: Printer) -> int:
+    with _client(args) as client:
+        p.emit(client.webhooks.redeliver(args.webhook, event_id=args.event).to_dict())
     return EXIT_OK
 
 
@@ -569,6 +659,39 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     cmd = command(sub, "alerts", cmd_alerts, "alerts")
     cmd.add_argument("--status", choices=("active", "acknowledged", "resolved"))
     cmd.add_argument("--severity", choices=("low", "medium", "high", "critical"))
+    cmd.add_argument("--session", help="only this session's")
+    cmd = command(sub, "ack", cmd_ack, "acknowledge an alert")
+    cmd.add_argument("alert")
+    cmd.add_argument("--by", required=True, help="who is on it")
+    cmd.add_argument("--notes")
+    command(sub, "rules", cmd_rules, "alert rules")
+    cmd = command(sub, "notifications", cmd_notifications, "notifications")
+    cmd.add_argument("--type", choices=("training", "alert", "system"))
+    cmd.add_argument("--priority", choices=("low", "medium", "high"))
+    cmd.add_argument("--unread", action="store_true", help="unread ones only")
+
+    hooks = sub.add_parser("webhooks", help="webhooks").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    command(hooks, "list", cmd_webhooks_list, "list webhooks")
+    command(hooks, "get", cmd_webhooks_get, "show one webhook").add_argument("webhook")
+    cmd = command(hooks, "create", cmd_webhooks_create, "register a webhook")
+    cmd.add_argument("target", metavar="URL", help="where events are POSTed")
+    cmd.add_argument(
+        "--event", action="append", required=True, help="an event type or * (repeatable)"
+    )
+    cmd.add_argument("--secret", help="signing secret (default: one is generated and shown)")
+    command(hooks, "delete", cmd_webhooks_delete, "remove a webhook").add_argument("webhook")
+    cmd = command(hooks, "test", cmd_webhooks_test, "send a signed test event")
+    cmd.add_argument("webhook")
+    cmd = command(hooks, "deliveries", cmd_webhooks_deliveries, "the delivery log")
+    cmd.add_argument("webhook")
+    cmd.add_argument("--limit", type=int)
+    cmd = command(hooks, "dead-letters", cmd_webhooks_dead_letters, "undeliverable events")
+    cmd.add_argument("webhook")
+    cmd = command(hooks, "redeliver", cmd_webhooks_redeliver, "queue dead letters again")
+    cmd.add_argument("webhook")
+    cmd.add_argument("--event", help="only this event id (default: all)")
 
     cmd = command(sub, "apply", cmd_apply, "create sessions from a YAML file")
     cmd.add_argument("-f", "--file", required=True, help="TrainingSession manifest(s) or body")

@@ -133,6 +133,28 @@ class MetricHistory(PIVOTModel):
     timestamps: list[str | None]
 
 
+class StepHistory(PIVOTModel):
+    """A step-level metric by global step (`epochs`: the epoch of each point)."""
+
+    metric_name: str
+    values: list[float | None]
+    steps: list[int]
+    epochs: list[int]
+    timestamps: list[str | None]
+    total_points: int = 0
+    downsampled: bool = False
+
+
+class GpuSample(PIVOTModel):
+    timestamp: str | None = None
+    gpus: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class SessionGpuHistory(PIVOTModel):
+    session_id: str
+    samples: list[GpuSample] = Field(default_factory=list)
+
+
 class Checkpoint(PIVOTModel):
     checkpoint_id: str
     session_id: str
@@ -177,6 +199,14 @@ class Alert(PIVOTModel):
     acknowledged_at: str | None = None
     resolved_at: str | None = None
     status: str | None = None
+    rule_id: str | None = None
+    metric: str | None = None
+    condition: str | None = None
+    subject: str | None = None
+    session_id: str | None = None
+    acknowledged_by: str | None = None
+    notes: str | None = None
+    resolved_by: str | None = None
 
 
 class AlertList(PIVOTModel):
@@ -187,25 +217,96 @@ class AlertList(PIVOTModel):
 
 
 class AlertRule(PIVOTModel):
+    rule_id: str
     name: str
     metric: str
     condition: str
-    threshold: float
+    threshold: float | None = None
     severity: str
     enabled: bool = True
+    session_id: str | None = None
+    tag: str | None = None
+    for_epochs: int | None = None
+    mode: str | None = None
+    window_s: float | None = None
+    action: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class AlertRuleList(PIVOTModel):
+    rules: list[AlertRule]
+
+    def __iter__(self) -> Iterator[AlertRule]:  # type: ignore[override]
+        return iter(self.rules)
 
 
 class Webhook(PIVOTModel):
     webhook_id: str
     url: str
+    events: list[str] = Field(default_factory=list)
     created_at: str | None = None
     status: str | None = None
+    disabled_reason: str | None = None
+    # Only in the create response, and only when the server generated the secret.
+    secret: str | None = None
+
+
+class WebhookList(PIVOTModel):
+    webhooks: list[Webhook]
+
+    def __iter__(self) -> Iterator[Webhook]:  # type: ignore[override]
+        return iter(self.webhooks)
 
 
 class WebhookTestResult(PIVOTModel):
     success: bool
     status_code: int | None = None
     response_time_ms: float | None = None
+    error: str | None = None
+
+
+class WebhookDelivery(PIVOTModel):
+    event_id: str
+    type: str
+    attempt: int
+    outcome: str
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: float | None = None
+    attempted_at: str | None = None
+    next_attempt_at: str | None = None
+
+
+class WebhookDeliveryList(PIVOTModel):
+    webhook_id: str
+    pending: int = 0
+    deliveries: list[WebhookDelivery]
+
+    def __iter__(self) -> Iterator[WebhookDelivery]:  # type: ignore[override]
+        return iter(self.deliveries)
+
+
+class WebhookDeadLetter(PIVOTModel):
+    event_id: str
+    type: str
+    attempts: int
+    last_status_code: int | None = None
+    last_error: str | None = None
+    dead_lettered_at: str | None = None
+
+
+class WebhookDeadLetterList(PIVOTModel):
+    webhook_id: str
+    dead_letters: list[WebhookDeadLetter]
+
+    def __iter__(self) -> Iterator[WebhookDeadLetter]:  # type: ignore[override]
+        return iter(self.dead_letters)
+
+
+class WebhookRedelivered(PIVOTModel):
+    webhook_id: str
+    redelivered: int
 
 
 class Notification(PIVOTModel):
@@ -216,10 +317,12 @@ class Notification(PIVOTModel):
     data: dict[str, Any] = Field(default_factory=dict)
     read: bool = False
     created_at: str | None = None
+    event_type: str | None = None
 
 
 class NotificationList(PIVOTModel):
     notifications: list[Notification]
+    unread_count: int | None = None
 
     def __iter__(self) -> Iterator[Notification]:  # type: ignore[override]
         return iter(self.notifications)
@@ -231,6 +334,8 @@ class Resources(PIVOTModel):
     memory: dict[str, Any] = Field(default_factory=dict)
     disk: dict[str, Any] = Field(default_factory=dict)
     gpu: list[dict[str, Any]] = Field(default_factory=list)
+    # Each running session's latest trainer GPU sample.
+    sessions: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class Health(PIVOTModel):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from pivot_local.cluster import kube_http_client
 from pivot_local.procs import free_port, spawn, terminate
 from pivot_local.services import RedisServer, S3Server
 from pivot_schema import env as tenv
@@ -39,7 +41,13 @@ class LocalPlatform:
         with_api: bool = True,
         api_workers: int = 1,
         extra_env: dict[str, str] | None = None,
+        kubeconfig: str | Path | None = None,
+        auth: bool = True,
+        rate_limit: bool = True,
     ):
+        """With `kubeconfig`, use that cluster (the TrainingSession and kopf peering CRDs
+        installed) instead of starting the emulator and the process kubelet; `namespace` is
+        created if missing and deleted on stop."""
         self.data_dir = Path(data_dir).resolve()
         self.host = host
         self.api_port = api_port or free_port(host)
@@ -48,12 +56,17 @@ class LocalPlatform:
         self.with_api = with_api
         self.api_workers = api_workers
         self.extra_env = extra_env or {}
+        # An admin key made for this run, as a notebook server makes its token: the API
+        # accepts only it (None with auth=False, which runs the API without keys).
+        self.api_key: str | None = f"pvt_{secrets.token_urlsafe(32)}" if auth else None
+        self.rate_limit = rate_limit
         self.logs = self.data_dir / "logs"
         self.redis: RedisServer | None = None
         self.s3: S3Server | None = None
         self.kube: Any = None
         self.kubelet: Any = None
-        self.kubeconfig = self.data_dir / "kubeconfig"
+        self.external = kubeconfig is not None
+        self.kubeconfig = Path(kubeconfig).resolve() if kubeconfig else self.data_dir / "kubeconfig"
         self.operator: subprocess.Popen[bytes] | None = None
         self.api: subprocess.Popen[bytes] | None = None
         self._stack = contextlib.ExitStack()
@@ -74,16 +87,20 @@ class LocalPlatform:
             self._stack.callback(self.redis.stop)
             self.s3 = S3Server(host=self.host).start()
             self._stack.callback(self.s3.stop)
-            self.kube = self._stack.enter_context(
-                run_emulator_in_thread(host=self.host, crds=[crd_manifest_path(), PEERING_CRDS])
-            )
-            self.kube.write_kubeconfig(self.kubeconfig)
+            if self.external:
+                self._create_namespace()
+            else:
+                self.kube = self._stack.enter_context(
+                    run_emulator_in_thread(host=self.host, crds=[crd_manifest_path(), PEERING_CRDS])
+                )
+                self.kube.write_kubeconfig(self.kubeconfig)
             self._create_s3_secret()
             self._create_peering()
-            self.kubelet = self._stack.enter_context(
-                run_kubelet_in_thread(self.kubeconfig, self.data_dir / "kubelet")
-            )
-            self.kube.set_log_source(self.kubelet.log_path)
+            if not self.external:
+                self.kubelet = self._stack.enter_context(
+                    run_kubelet_in_thread(self.kubeconfig, self.data_dir / "kubelet")
+                )
+                self.kube.set_log_source(self.kubelet.log_path)
             self._stack.callback(self.stop_operator)
             self.start_operator()
             if self.with_api:
@@ -126,11 +143,43 @@ class LocalPlatform:
                 "PIVOT_S3_SECRET": "pivot-s3",
                 "PIVOT_CONFIGS_DIR": str(self.configs_dir),
                 "PIVOT_TRAINER_IMAGE": "pivot-trainer:local",
+                # Webhooks may reach receivers on this machine (demos, tests).
+                "PIVOT_WEBHOOK_ALLOWLIST": '["127.0.0.0/8", "::1/128", "localhost"]',
                 "PYTHONUNBUFFERED": "1",
             }
         )
         env.update(self.extra_env)
         return env
+
+    def http(self) -> httpx.Client:
+        """An HTTP client for the Kubernetes API (the emulator's or the cluster's)."""
+        return kube_http_client(self.kubeconfig)
+
+    def _create_namespace(self) -> None:
+        with self.http() as kube:
+            resp = kube.post("/api/v1/namespaces", json={"metadata": {"name": self.namespace}})
+        if resp.status_code not in (201, 409):
+            raise RuntimeError(f"could not create {self.namespace}: {resp.status_code} {resp.text}")
+        if self.namespace != "default":
+            self._stack.callback(self._delete_namespace)
+
+    def _delete_namespace(self) -> None:
+        with self.http() as kube:
+            kube.delete(f"/api/v1/namespaces/{self.namespace}")
+
+    def api_env(self) -> dict[str, str]:
+        """The API's env: the components' plus its key and rate limits (extra_env wins)."""
+        env = self.component_env()
+        env["PIVOT_AUTH_ENABLED"] = "true" if self.api_key else "false"
+        if self.api_key:
+            env["PIVOT_API_KEYS"] = f"local:admin:{self.api_key}"
+        env["PIVOT_RATE_LIMIT_ENABLED"] = "true" if self.rate_limit else "false"
+        env.update(self.extra_env)
+        return env
+
+    def api_headers(self) -> dict[str, str]:
+        """Headers a client of this platform's API sends."""
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     def _create_s3_secret(self) -> None:
         assert self.s3 is not None
@@ -145,8 +194,8 @@ class LocalPlatform:
             "type": "Opaque",
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
         }
-        url = f"{self.kube.url}/api/v1/namespaces/{self.namespace}/secrets"
-        resp = httpx.post(url, json=secret, timeout=10)
+        with self.http() as kube:
+            resp = kube.post(f"/api/v1/namespaces/{self.namespace}/secrets", json=secret)
         if resp.status_code not in (201, 409):
             raise RuntimeError(f"could not create the S3 secret: {resp.status_code} {resp.text}")
 
@@ -157,8 +206,9 @@ class LocalPlatform:
             "kind": "KopfPeering",
             "metadata": {"name": PEERING_NAME, "namespace": self.namespace},
         }
-        url = f"{self.kube.url}/apis/kopf.dev/v1/namespaces/{self.namespace}/kopfpeerings"
-        resp = httpx.post(url, json=body, timeout=10)
+        url = f"/apis/kopf.dev/v1/namespaces/{self.namespace}/kopfpeerings"
+        with self.http() as kube:
+            resp = kube.post(url, json=body)
         if resp.status_code not in (201, 409):
             raise RuntimeError(f"could not create the peering: {resp.status_code} {resp.text}")
 
@@ -204,7 +254,7 @@ class LocalPlatform:
             "--no-access-log",
         ]
         with open(self.logs / "api.log", "ab") as out:
-            self.api = spawn(argv, env=self.component_env(), stdout=out, stderr=subprocess.STDOUT)
+            self.api = spawn(argv, env=self.api_env(), stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.api.poll() is not None:

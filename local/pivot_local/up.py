@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -27,15 +28,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--config", default="configs/train.yaml", help="demo config, relative to the repo root"
     )
     parser.add_argument("--workers", type=int, default=1, help="API worker processes")
+    parser.add_argument(
+        "--no-auth",
+        action="store_true",
+        default=os.environ.get("PIVOT_AUTH_ENABLED", "").lower() in {"0", "false", "no"},
+        help="run the API without API keys (default: a fresh admin key, printed at start;"
+        " also PIVOT_AUTH_ENABLED=false)",
+    )
+    parser.add_argument(
+        "--no-rate-limit",
+        action="store_true",
+        default=os.environ.get("PIVOT_RATE_LIMIT_ENABLED", "").lower() in {"0", "false", "no"},
+        help="no per-IP rate limits (default: 100/minute and 1000/hour, as on a cluster)",
+    )
 
 
 def _print(msg: str) -> None:
     print(msg, flush=True)
 
 
-def run_demo(api: str, config_path: str, stop: threading.Event) -> dict[str, Any] | None:
+def run_demo(
+    api: str, config_path: str, stop: threading.Event, headers: dict[str, str] | None = None
+) -> dict[str, Any] | None:
     """Create a session through the REST API, start it and show its progress to the end."""
-    with httpx.Client(base_url=f"{api}/api/v1", timeout=30) as http:
+    with httpx.Client(base_url=f"{api}/api/v1", timeout=30, headers=headers) as http:
         resp = http.post(
             "/training/sessions",
             json={"config_path": config_path, "session_name": "demo", "tags": ["demo"]},
@@ -45,7 +61,7 @@ def run_demo(api: str, config_path: str, stop: threading.Event) -> dict[str, Any
         _print(f"created session {session_id} from {config_path}")
         http.post(f"/training/sessions/{session_id}/start").raise_for_status()
         _print(f"started {session_id}")
-        shown = (None, None)
+        shown: tuple[Any, Any] = (None, None)
         started = time.monotonic()
         while not stop.is_set():
             body = http.get(f"/training/sessions/{session_id}").json()
@@ -75,6 +91,16 @@ def run_demo(api: str, config_path: str, stop: threading.Event) -> dict[str, Any
     return None
 
 
+def write_key_file(data_dir: Path, key: str) -> Path:
+    """The key for scripts (`export PIVOT_API_KEY=$(cat .pivot/api-key)`), owner-readable."""
+    path = data_dir / "api-key"
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(key + "\n")
+    return path
+
+
 def main(args: argparse.Namespace) -> int:
     stop = threading.Event()
 
@@ -84,7 +110,12 @@ def main(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     platform = LocalPlatform(
-        data_dir=Path(args.data_dir), host=args.host, api_port=args.port, api_workers=args.workers
+        data_dir=Path(args.data_dir),
+        host=args.host,
+        api_port=args.port,
+        api_workers=args.workers,
+        auth=not args.no_auth,
+        rate_limit=not args.no_rate_limit,
     )
     _print("starting PIVOT: redis, s3, kubernetes API emulator, kubelet, operator, api ...")
     t0 = time.monotonic()
@@ -98,13 +129,19 @@ def main(args: argparse.Namespace) -> int:
         _print(f"  API        {platform.api_url}/api/v1  (docs: {platform.api_url}/docs)")
         _print(f"  kubeconfig {platform.kubeconfig}  (kubectl --kubeconfig ... get ts)")
         _print(f"  logs       {platform.logs}")
+        if platform.api_key:
+            key_file = write_key_file(platform.data_dir, platform.api_key)
+            _print(f"  API key    {platform.api_key}  (admin; also in {key_file})")
+            _print(f"             export PIVOT_API_KEY={platform.api_key}")
+        else:
+            _print("  API key    none: the API runs without keys (--no-auth)")
         rc = 0
         if args.demo:
             config = args.config
             if not (REPO_ROOT / config).exists() and not Path(config).exists():
                 _print(f"demo config {config} not found")
                 return 1
-            result = run_demo(platform.api_url, config, stop)
+            result = run_demo(platform.api_url, config, stop, platform.api_headers())
             if result is not None and result["status"] != "completed":
                 rc = 1
         if not stop.is_set():

@@ -13,6 +13,7 @@ import pytest
 
 from pivot_local.platform import REPO_ROOT, LocalPlatform
 from pivot_local.procs import free_port
+from tests.conftest import NEEDS_PROCESS_KUBELET, REAL_KUBECONFIG
 
 T = TypeVar("T")
 
@@ -31,16 +32,25 @@ TINY_CONFIG: dict[str, Any] = {
 
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
+    if REAL_KUBECONFIG:
+        # Sessions here train to completion: that needs the process kubelet (the cluster's
+        # side of it is the kind job's smoke test of the installed chart).
+        pytest.skip(NEEDS_PROCESS_KUBELET)
     data_dir = tmp_path_factory.mktemp("pivot")
     with LocalPlatform(
-        data_dir=data_dir, api_port=free_port(), configs_dir=REPO_ROOT / "configs"
+        data_dir=data_dir,
+        api_port=free_port(),
+        configs_dir=REPO_ROOT / "configs",
+        rate_limit=False,  # the tests poll far faster than 100 requests a minute
     ) as p:
         yield p
 
 
 @pytest.fixture()
 def api(platform: LocalPlatform) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"{platform.api_url}/api/v1", timeout=30) as client:
+    with httpx.Client(
+        base_url=f"{platform.api_url}/api/v1", timeout=30, headers=platform.api_headers()
+    ) as client:
         yield client
 
 

@@ -68,10 +68,18 @@ def test_demo_trains_to_completion_and_ctrl_c_stops_everything(tmp_path: Path) -
 
 
 def test_ctrl_c_while_training_kills_the_trainer_and_redis(tmp_path: Path) -> None:
-    proc, port = start_pivot_up(tmp_path)
+    proc, port = start_pivot_up(tmp_path, "--no-rate-limit")  # it polls 4 times a second
     try:
-        read_until(proc, "serving; press Ctrl-C", timeout=120)
-        api = httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=30)
+        lines = read_until(proc, "serving; press Ctrl-C", timeout=120)
+        # `pivot up` prints the admin key it made and leaves it in the data dir.
+        key = (tmp_path / "pivot" / "api-key").read_text().strip()
+        assert f"export PIVOT_API_KEY={key}" in "\n".join(lines)
+        api = httpx.Client(
+            base_url=f"http://127.0.0.1:{port}/api/v1",
+            timeout=30,
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/training/sessions").status_code == 401
         created = api.post(
             "/training/sessions", json={"config": {**TINY_CONFIG, "epochs": 500}}
         ).json()

@@ -41,8 +41,11 @@ def _json(data: Any) -> str:
 def sse_frame(event: LiveEvent) -> str:
     if event.kind == HEARTBEAT:
         return ": heartbeat\n\n"
-    head = f"id: {event.id}\n" if event.id is not None else ""
-    return f"{head}event: {event.kind}\ndata: {_json(event.data)}\n\n"
+    frame = event.frames.get("sse")
+    if frame is None:  # encoded once, whatever the number of clients sharing the event
+        head = f"id: {event.id}\n" if event.id is not None else ""
+        frame = event.frames["sse"] = f"{head}event: {event.kind}\ndata: {_json(event.data)}\n\n"
+    return frame
 
 
 async def _sse_body(live: LiveService, session_id: str, cursor: Cursor) -> AsyncIterator[str]:
@@ -114,7 +117,7 @@ async def ws_training(
 ) -> None:
     await websocket.accept()
     try:
-        live = live_service(websocket)
+        live = await live_service(websocket)
         cursor = await live.open(session_id, since, field_name="since")
     except PivotError as exc:
         error = {"code": exc.code, "message": exc.message, "details": exc.details}
@@ -124,7 +127,10 @@ async def ws_training(
 
     async def send_all() -> None:
         async for event in live.events(session_id, cursor, kind="websocket"):
-            await websocket.send_text(_json(ws_message(session_id, event)))
+            text = event.frames.get("ws")
+            if text is None:
+                text = event.frames["ws"] = _json(ws_message(session_id, event))
+            await websocket.send_text(text)
 
     async def until_disconnect() -> None:
         with contextlib.suppress(WebSocketDisconnect):

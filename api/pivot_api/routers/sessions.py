@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
 from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
@@ -55,8 +55,10 @@ async def list_sessions(
 
 
 @router.get("/{session_id}", response_model=SessionDetail, responses=_NOT_FOUND)
-async def get_session(session_id: str, sessions: Sessions) -> SessionDetail:
-    return await sessions.get(session_id)
+async def get_session(session_id: str, sessions: Sessions) -> Response:
+    # The hottest read: the body is serialised once per resourceVersion of the CR, and
+    # returned as is (no response-model re-validation per request).
+    return Response(await sessions.get_json(session_id), media_type="application/json")
 
 
 @router.post(

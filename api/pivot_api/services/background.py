@@ -114,8 +114,13 @@ class BackgroundJobs:
         self._tasks.append(asyncio.create_task(lease.run(job, name), name=f"pivot-lead-{name}"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
+        # Cancel until done: redis-py (8.1) can swallow a cancellation that lands inside a
+        # command (it surfaces as a ConnectionError, which the loops above retry), so one
+        # cancel may leave a job running and shutdown hanging.
+        while pending := [t for t in self._tasks if not t.done()]:
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=0.2)
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task

@@ -1,10 +1,17 @@
 """Live training streams (SSE and WebSocket), fed from the trainer's Redis Streams.
 
-Each client holds one blocking XREAD over the session's metrics and events streams. The event
-id a client sees is a cursor over both streams, `<metrics id>_<events id>`: resuming from it
-(SSE Last-Event-ID, WebSocket `since`) restarts both reads exactly where that client left
-off, so a reconnecting client misses nothing and sees nothing twice. No state lives in the
-worker: any worker can resume any client.
+The event id a client sees is a cursor over the session's metrics and events streams,
+`<metrics id>_<events id>`: resuming from it (SSE Last-Event-ID, WebSocket `since`) restarts
+both reads exactly where that client left off, so a reconnecting client misses nothing and
+sees nothing twice. Any worker can resume any client.
+
+Fan-out: a worker holds one blocking XREAD per session (a `_Tail`), whatever the number of
+its clients of that session; each read is parsed once and handed to every client. A client
+joins by subscribing to the tail (from then on it receives everything after the tail's
+position) and then reading, with its own non-blocking reads, what lies between its cursor and
+that position. Each client drops entries at or before its own cursor, so the two overlap
+safely and delivery stays exactly once. The tail lives while the session has clients here;
+it is derived from Redis, which stays the only state a resume needs.
 """
 
 from __future__ import annotations
@@ -32,6 +39,9 @@ _STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 EVENT_ID_PATTERN = r"^\d{1,20}-\d{1,20}(_\d{1,20}-\d{1,20})?$"
 _BATCH = 500
 _MIN_BACKOFF_S = 0.1
+# Entries a client may have queued from its tail; a client that falls this far behind (a
+# slow socket) is unsubscribed and catches up with its own reads, then joins again.
+MAX_QUEUED = 10_000
 # Statuses after which nothing more will come: the stream ends with a status event.
 FINAL_STATUSES = frozenset({SessionStatus.COMPLETED, SessionStatus.FAILED, SessionStatus.STOPPED})
 _FINAL_EVENTS = {
@@ -46,10 +56,16 @@ STATUS = "status"
 CHECKPOINT = "checkpoint"
 HEARTBEAT = "heartbeat"
 
+StreamKey = tuple[int, int]
 
-def _id_key(stream_id: str) -> tuple[int, int]:
+
+def _id_key(stream_id: str) -> StreamKey:
     ms, _, seq = stream_id.partition("-")
     return int(ms), int(seq or 0)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True)
@@ -87,6 +103,8 @@ class LiveEvent:
     id: str | None = None
     stream_id: str | None = None
     final: bool = False
+    # Encoded forms (SSE frame, WebSocket text), made once for all clients sharing the event.
+    frames: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
 def loss_of(record: dict[str, Any]) -> float | None:
@@ -96,6 +114,156 @@ def loss_of(record: dict[str, Any]) -> float | None:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One stream entry, parsed once: which stream (0 metrics, 1 events), its id, and its
+    live event (None for an event type this API does not know) built with the cursor of a
+    reader that has seen everything before it (`after`)."""
+
+    stream: int
+    key: StreamKey
+    stream_id: str
+    after: tuple[StreamKey, StreamKey]
+    event: LiveEvent | None
+
+
+def _parse(reply: Any, metrics_key: str, cursor: Cursor, session_id: str) -> list[_Entry]:
+    """An XREAD reply over both streams, in time order (a checkpoint after the epoch it
+    saved), each entry with the event it becomes for a reader at `cursor`."""
+    raw: list[tuple[StreamKey, int, str, dict[str, Any] | None]] = []
+    for key, items in reply or []:
+        stream = 0 if _text(key) == metrics_key else 1
+        for raw_id, fields in items:
+            sid = _text(raw_id)
+            try:
+                record: dict[str, Any] | None = keys.decode_record(fields or {})
+            except (ValueError, UnicodeDecodeError):
+                record = None  # not a record a trainer writes: skipped, the cursor moves on
+            raw.append((_id_key(sid), stream, sid, record))
+    raw.sort(key=lambda e: (e[0], e[1]))
+    pos = [_id_key(cursor.metrics), _id_key(cursor.events)]
+    ids = [cursor.metrics, cursor.events]
+    out = []
+    for key_, stream, sid, record in raw:
+        pos[stream], ids[stream] = key_, sid
+        text = f"{ids[0]}_{ids[1]}"
+        event: LiveEvent | None = None
+        if record is None:
+            pass
+        elif stream == 0:
+            event = LiveEvent(METRICS, record, text, sid)
+        else:
+            event = _from_event(record, session_id, text, sid)
+        out.append(_Entry(stream, key_, sid, (pos[0], pos[1]), event))
+    return out
+
+
+class _Subscriber:
+    """One client's queue of entries from its session's tail."""
+
+    __slots__ = ("batches", "overflow", "queued", "wake")
+
+    def __init__(self) -> None:
+        self.batches: list[list[_Entry]] = []
+        self.queued = 0
+        self.wake = asyncio.Event()
+        self.overflow = False
+
+    def take(self) -> list[list[_Entry]]:
+        batches, self.batches, self.queued = self.batches, [], 0
+        return batches
+
+
+class _Tail:
+    """The one blocking XREAD of a session in this worker, shared by its clients here."""
+
+    def __init__(self, service: LiveService, session_id: str) -> None:
+        self.session_id = session_id
+        self.refs = 0  # clients holding it, subscribed or still waiting for `ready`
+        self.subscribers: set[_Subscriber] = set()
+        # Everything after this position is pushed to every subscriber.
+        self.cursor = Cursor()
+        self.ready = asyncio.Event()
+        self._service = service
+        self._metrics_key = keys.metrics_stream(session_id)
+        self._events_key = keys.events_stream(session_id)
+        self.task = asyncio.create_task(self._run(), name=f"live-tail-{session_id}")
+
+    def subscribe(self) -> tuple[_Subscriber, Cursor]:
+        """A new subscriber and the position after which the tail will push to it."""
+        sub = _Subscriber()
+        self.subscribers.add(sub)
+        return sub, self.cursor
+
+    def _push(self, entries: list[_Entry]) -> None:
+        for sub in tuple(self.subscribers):
+            if sub.queued + len(entries) > MAX_QUEUED:
+                # Too far behind: it catches up from its own cursor (Redis has it all).
+                self.subscribers.discard(sub)
+                sub.overflow = True
+                sub.batches.clear()
+                sub.queued = 0
+            else:
+                sub.batches.append(entries)
+                sub.queued += len(entries)
+            sub.wake.set()
+
+    async def _end(self) -> Cursor:
+        """The streams' current last ids: the tail starts there."""
+        pipe = self._service.redis.pipeline(transaction=False)
+        pipe.xrevrange(self._metrics_key, count=1)
+        pipe.xrevrange(self._events_key, count=1)
+        metrics, events = await pipe.execute()
+        return Cursor(
+            _text(metrics[0][0]) if metrics else "0-0", _text(events[0][0]) if events else "0-0"
+        )
+
+    async def _run(self) -> None:
+        redis = self._service.redis
+        backoff = _MIN_BACKOFF_S
+        while True:
+            try:
+                if not self.ready.is_set():
+                    self.cursor = await self._end()
+                    self.ready.set()
+                streams = {
+                    self._metrics_key: self.cursor.metrics,
+                    self._events_key: self.cursor.events,
+                }
+                reply = await redis.xread(
+                    streams,  # type: ignore[arg-type]
+                    count=_BATCH,
+                    block=self._service.heartbeat_ms,
+                )
+            except RedisError as exc:
+                # Clients keep their heartbeats meanwhile; the position is unchanged, so
+                # nothing is lost or repeated.
+                if backoff == _MIN_BACKOFF_S:
+                    log.warning("live tail of %s: redis read failed: %s", self.session_id, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._service.heartbeat_ms / 1000)
+                continue
+            except Exception:
+                # A tail that died would leave its clients on heartbeats forever.
+                log.exception("live tail of %s failed; retrying", self.session_id)
+                await asyncio.sleep(self._service.heartbeat_ms / 1000)
+                continue
+            backoff = _MIN_BACKOFF_S
+            if not reply:
+                continue
+            entries = _parse(reply, self._metrics_key, self.cursor, self.session_id)
+            metrics_id, events_id = self.cursor.metrics, self.cursor.events
+            for entry in entries:
+                if entry.stream == 0:
+                    metrics_id = entry.stream_id
+                else:
+                    events_id = entry.stream_id
+            # No await between moving the position and pushing: a subscriber gets exactly
+            # what follows the position it subscribed at.
+            self.cursor = Cursor(metrics_id, events_id)
+            self._push(entries)
 
 
 class LiveService:
@@ -108,11 +276,18 @@ class LiveService:
         max_clients: int = 2000,
     ) -> None:
         # A client of its own: its socket timeout must outlast a blocking read.
-        self._redis = redis
+        self.redis = redis
         self._sessions = sessions
-        self._heartbeat_ms = max(1, int(heartbeat_s * 1000))
+        self._heartbeat_s = heartbeat_s
+        self.heartbeat_ms = max(1, int(heartbeat_s * 1000))
         self._max_clients = max_clients
+        self._tails: dict[str, _Tail] = {}
         self.clients = 0
+
+    @property
+    def tails(self) -> int:
+        """Sessions with a shared blocking read in this worker."""
+        return len(self._tails)
 
     async def open(self, session_id: str, since: str | None, *, field_name: str) -> Cursor:
         """Check the session and the resume point before a stream starts (404, 400)."""
@@ -124,6 +299,29 @@ class LiveService:
                 {"max_clients": self._max_clients},
             )
         return cursor
+
+    async def aclose(self) -> None:
+        """Stop every shared read (at shutdown)."""
+        tails, self._tails = list(self._tails.values()), {}
+        for tail in tails:
+            tail.task.cancel()
+        await asyncio.gather(*(t.task for t in tails), return_exceptions=True)
+
+    def _acquire(self, session_id: str) -> _Tail:
+        tail = self._tails.get(session_id)
+        if tail is None or tail.task.done():
+            tail = self._tails[session_id] = _Tail(self, session_id)
+        tail.refs += 1
+        return tail
+
+    def _release(self, tail: _Tail, sub: _Subscriber | None) -> None:
+        if sub is not None:
+            tail.subscribers.discard(sub)
+        tail.refs -= 1
+        if tail.refs <= 0:
+            tail.task.cancel()  # its blocking read goes with it
+            if self._tails.get(tail.session_id) is tail:
+                del self._tails[tail.session_id]
 
     async def _final_status(self, session_id: str) -> SessionStatus | None:
         try:
@@ -139,74 +337,118 @@ class LiveService:
     ) -> AsyncIterator[LiveEvent]:
         """Events after `cursor`, then a final status event when the session ends.
 
-        Between events it yields a heartbeat every `heartbeat_s`. Whenever the streams are
-        drained it checks the session's status, so a session that ended without a trainer
-        event (a crash, a deleted CR) still closes its streams.
+        Between events it yields a heartbeat every `heartbeat_s`. The session's status is
+        checked once the client has caught up and after every heartbeat, so a session that
+        ended without a trainer event (a crash, a deleted CR) still closes its streams.
         """
         metrics_key, events_key = keys.metrics_stream(session_id), keys.events_stream(session_id)
         self.clients += 1
         gauge = STREAM_CLIENTS.labels(kind)
         gauge.inc()
-        try:
-            drained = True  # read once without blocking, then check the status
-            # The last event delivered was a final status. The stream ends only if nothing
-            # follows it: a stopped session that was started again goes on.
-            ended = False
-            backoff = _MIN_BACKOFF_S
-            while True:
-                streams = {metrics_key: cursor.metrics, events_key: cursor.events}
-                try:
-                    reply = await self._redis.xread(
-                        streams,  # type: ignore[arg-type]
-                        count=_BATCH,
-                        block=None if drained else self._heartbeat_ms,
+        tail = self._acquire(session_id)
+        sub: _Subscriber | None = None
+        # This client's position, as stream ids and as comparable keys.
+        pos = [_id_key(cursor.metrics), _id_key(cursor.events)]
+        # The last event delivered was a final status. The stream ends only if nothing
+        # follows it: a stopped session that was started again goes on.
+        ended = False
+        backoff = _MIN_BACKOFF_S
+
+        def deliver(entries: list[_Entry]) -> list[LiveEvent]:
+            nonlocal cursor, ended
+            out = []
+            for entry in entries:
+                if entry.key <= pos[entry.stream]:
+                    continue  # already delivered (the catch-up and the tail overlap)
+                pos[entry.stream] = entry.key
+                if entry.stream == 0:
+                    cursor = Cursor(entry.stream_id, cursor.events)
+                else:
+                    cursor = Cursor(cursor.metrics, entry.stream_id)
+                event = entry.event
+                if event is None:
+                    continue  # an unknown event type: skipped, but the cursor moves on
+                if entry.after != (pos[0], pos[1]):
+                    # Parsed for a reader at another position: this client's own id.
+                    event = LiveEvent(
+                        event.kind, event.data, str(cursor), event.stream_id, event.final
                     )
-                except RedisError as exc:
-                    # Redis is down or refusing: keep the client (heartbeats) and retry with
-                    # backoff; the cursor is unchanged, so nothing is lost or repeated.
-                    if backoff == _MIN_BACKOFF_S:
-                        log.warning("live stream of %s: redis read failed: %s", session_id, exc)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, self._heartbeat_ms / 1000)
-                    yield LiveEvent(HEARTBEAT)
-                    continue
-                backoff = _MIN_BACKOFF_S
-                if reply:
-                    entries: list[tuple[tuple[int, int], str, str, dict[str, Any]]] = []
-                    for key, items in reply:
-                        name = key.decode() if isinstance(key, bytes) else str(key)
-                        for raw_id, fields in items:
-                            sid = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
-                            record = keys.decode_record(fields or {})
-                            entries.append((_id_key(sid), name, sid, record))
-                    # Both streams in time order: a checkpoint after the epoch it saved.
-                    entries.sort(key=lambda e: e[0])
-                    for _, name, sid, record in entries:
-                        if name == metrics_key:
-                            cursor = Cursor(sid, cursor.events)
-                            ended = False
-                            yield LiveEvent(METRICS, record, str(cursor), sid)
-                            continue
-                        cursor = Cursor(cursor.metrics, sid)
-                        event = _from_event(record, session_id, str(cursor), sid)
-                        if event is not None:
-                            ended = event.final
+                ended = event.final  # metrics events are never final
+                out.append(event)
+            return out
+
+        try:
+            while True:
+                # Join (again, after an overflow): subscribe, then read what lies between
+                # this client's cursor and the tail's position with non-blocking reads.
+                while not tail.ready.is_set():
+                    try:
+                        async with asyncio.timeout(self._heartbeat_s):
+                            await tail.ready.wait()
+                    except TimeoutError:
+                        yield LiveEvent(HEARTBEAT)  # Redis is unreachable for now
+                sub, start = tail.subscribe()
+                target = (_id_key(start.metrics), _id_key(start.events))
+                while True:
+                    behind = {}
+                    if pos[0] < target[0]:
+                        behind[metrics_key] = cursor.metrics
+                    if pos[1] < target[1]:
+                        behind[events_key] = cursor.events
+                    if not behind:
+                        break
+                    try:
+                        reply = await self.redis.xread(behind, count=_BATCH)  # type: ignore[arg-type]
+                    except RedisError as exc:
+                        if backoff == _MIN_BACKOFF_S:
+                            log.warning("live stream of %s: redis read failed: %s", session_id, exc)
+                        await asyncio.sleep(backoff)
+                        backoff = min(backoff * 2, self._heartbeat_s)
+                        yield LiveEvent(HEARTBEAT)
+                        continue
+                    backoff = _MIN_BACKOFF_S
+                    if not reply:
+                        break  # the entries up to the tail's position are gone (trimmed)
+                    for event in deliver(_parse(reply, metrics_key, cursor, session_id)):
+                        yield event
+                check_status = True
+                # Follow the tail.
+                while not sub.overflow:
+                    sub.wake.clear()
+                    batches = sub.take()
+                    if batches:
+                        for batch in batches:
+                            for event in deliver(batch):
+                                yield event
+                        continue
+                    if ended:
+                        # Confirm nothing follows it in Redis (the tail may not have read it).
+                        streams = {metrics_key: cursor.metrics, events_key: cursor.events}
+                        try:
+                            reply = await self.redis.xread(streams, count=_BATCH)  # type: ignore[arg-type]
+                        except RedisError:
+                            return  # it ended; a reconnect resumes from its cursor
+                        if not reply:
+                            return
+                        for event in deliver(_parse(reply, metrics_key, cursor, session_id)):
                             yield event
-                    drained = True
-                    continue
-                if ended:
-                    return
-                if drained:
-                    final = await self._final_status(session_id)
-                    if final is not None:
-                        data = {"session_id": session_id, "status": final.value}
-                        yield LiveEvent(STATUS, data, final=True)
-                        return
-                    drained = False
-                    continue
-                yield LiveEvent(HEARTBEAT)
-                drained = True
+                        continue
+                    if check_status:
+                        check_status = False
+                        final = await self._final_status(session_id)
+                        if final is not None:
+                            data = {"session_id": session_id, "status": final.value}
+                            yield LiveEvent(STATUS, data, final=True)
+                            return
+                        continue  # the lookup awaited: look at the queue again
+                    try:
+                        async with asyncio.timeout(self._heartbeat_s):
+                            await sub.wake.wait()
+                    except TimeoutError:
+                        yield LiveEvent(HEARTBEAT)
+                        check_status = True
         finally:
+            self._release(tail, sub)
             self.clients -= 1
             gauge.dec()
 

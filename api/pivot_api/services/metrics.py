@@ -10,13 +10,15 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from pivot_api.errors import ServiceUnavailableError, ValidationError
-from pivot_api.models import MetricHistory, MetricRecord, SessionMetrics
+from pivot_api.models import MetricHistory, MetricRecord, SessionMetrics, StepHistory
 from pivot_api.services.series import SeriesCache, ts_text
 from pivot_api.services.sessions import SessionService
 from pivot_schema import keys
 
 # Entries read per round trip when scanning a stream.
 _PAGE = 1000
+# Fields of a step record that are not metrics.
+_STEP_FIELDS = frozenset({"epoch", "step", "global_step", "timestamp"})
 
 
 def _exclusive(stream_id: bytes | str | None) -> str:
@@ -31,10 +33,18 @@ class MetricsService:
         self._redis = redis
         self._sessions = sessions
         self._series = SeriesCache(redis, max_points=cache_points)
+        # Step series are ordered by global_step (unique across a run, unlike `step`).
+        self._steps = SeriesCache(
+            redis,
+            max_points=cache_points,
+            stream_key=keys.steps_stream,
+            x_field="global_step",
+            reserved=_STEP_FIELDS,
+        )
 
     @property
     def cached_points(self) -> int:
-        return self._series.points
+        return self._series.points + self._steps.points
 
     async def _newest_first(self, key: str) -> AsyncIterator[dict[str, Any]]:
         upper = "+"
@@ -99,15 +109,53 @@ class MetricsService:
             )
         except RedisError as exc:
             raise _redis_down(exc) from exc
-        epochs, values, stamps = series.epochs, series.values, series.stamps
         return MetricHistory(
             metric_name=metric_name,
-            values=[None if math.isnan(v) else v for v in values.tolist()],
-            epochs=epochs.tolist(),
-            timestamps=[ts_text(t) for t in stamps.tolist()],
+            values=_values(series.values),
+            epochs=series.xs.tolist(),
+            timestamps=[ts_text(t) for t in series.stamps.tolist()],
             total_points=total,
-            downsampled=int(epochs.size) < total,
+            downsampled=int(series.xs.size) < total,
         )
+
+    async def step_history(
+        self,
+        session_id: str,
+        *,
+        metric_name: str,
+        start_step: int | None,
+        end_step: int | None,
+        max_points: int | None = None,
+    ) -> StepHistory:
+        """A step-level metric by global step, with the same range rule and downsampling as
+        `history`. The trainer appends a step record only if it is newer than the stream's
+        last, so a resumed run never repeats a point; a repeat would still be won by the
+        later record."""
+        if start_step is not None and end_step is not None and start_step > end_step:
+            raise ValidationError(
+                "start_step must not be greater than end_step",
+                {"field": "start_step", "start_step": start_step, "end_step": end_step},
+            )
+        await self._sessions.lookup(session_id)
+        try:
+            series, total = await self._steps.series(
+                session_id, metric_name, start_step, end_step, max_points
+            )
+        except RedisError as exc:
+            raise _redis_down(exc) from exc
+        return StepHistory(
+            metric_name=metric_name,
+            values=_values(series.values),
+            steps=series.xs.tolist(),
+            epochs=series.epochs.tolist(),
+            timestamps=[ts_text(t) for t in series.stamps.tolist()],
+            total_points=total,
+            downsampled=int(series.xs.size) < total,
+        )
+
+
+def _values(values: Any) -> list[float | None]:
+    return [None if math.isnan(v) else v for v in values.tolist()]
 
 
 def _is_number(value: object) -> bool:

@@ -1,7 +1,8 @@
 """Metric series as columns, and deterministic shape-preserving downsampling.
 
 Decoding a million JSON stream entries per history request would take seconds, so each worker
-keeps a derived column cache per session: epochs, values and timestamps of every metric, in
+keeps a derived column cache per session and stream: the order field (epoch for the per-epoch
+stream, global_step for the step stream), values, timestamps and epochs of every metric, in
 packed arrays, caught up incrementally from the Redis stream (XRANGE after the last entry it
 has seen) on every request. Redis stays the truth: the cache only ever holds what the stream
 holds, is bounded (least recently used sessions are dropped), and a fresh or restarted worker
@@ -11,9 +12,11 @@ rebuilds it from the stream. Nothing any other worker needs lives in it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from array import array
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -52,25 +55,32 @@ def ts_text(us: int) -> str | None:
 
 @dataclass
 class Column:
-    epochs: array = field(default_factory=lambda: array("q"))
+    xs: array = field(default_factory=lambda: array("q"))  # the order field (epoch or step)
     values: array = field(default_factory=lambda: array("d"))  # NaN for a null value
     stamps: array = field(default_factory=lambda: array("q"))
+    epochs: array = field(default_factory=lambda: array("q"))  # kept only when x is not epoch
 
 
 @dataclass
 class SessionColumns:
+    x_field: str
+    reserved: frozenset[str]
     cursor: str = "0-0"
     columns: dict[str, Column] = field(default_factory=dict)
     points: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def add(self, record: dict[str, Any]) -> None:
-        epoch = record.get("epoch")
-        if not isinstance(epoch, int) or isinstance(epoch, bool):
+        x = record.get(self.x_field)
+        if not isinstance(x, int) or isinstance(x, bool):
             return
+        epoch = record.get("epoch")
+        by_step = self.x_field != "epoch"
+        if by_step and (not isinstance(epoch, int) or isinstance(epoch, bool)):
+            epoch = 0
         stamp = ts_us(record.get("timestamp"))
         for name, value in record.items():
-            if name in keys.RESERVED_FIELDS:
+            if name in self.reserved:
                 continue
             if value is None:
                 number = math.nan
@@ -81,36 +91,55 @@ class SessionColumns:
             column = self.columns.get(name)
             if column is None:
                 column = self.columns[name] = Column()
-            column.epochs.append(epoch)
+            column.xs.append(x)
             column.values.append(number)
             column.stamps.append(stamp)
+            if by_step:
+                column.epochs.append(epoch)
             self.points += 1
 
 
 @dataclass
 class Series:
-    epochs: np.ndarray
+    xs: np.ndarray
     values: np.ndarray
     stamps: np.ndarray
+    epochs: np.ndarray  # the epoch of each point (equal to xs for the per-epoch stream)
 
 
 class SeriesCache:
-    def __init__(self, redis: Redis, *, max_points: int) -> None:
+    """Columns of one kind of stream (`stream_key(session_id)`), ordered by `x_field`;
+    `reserved` are the record fields that are not metrics."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        max_points: int,
+        stream_key: Callable[[str], str] = keys.metrics_stream,
+        x_field: str = "epoch",
+        reserved: frozenset[str] = keys.RESERVED_FIELDS,
+    ) -> None:
         self._redis = redis
         self._max_points = max_points
+        self._stream_key = stream_key
+        self._x_field = x_field
+        self._reserved = reserved
         self._sessions: OrderedDict[str, SessionColumns] = OrderedDict()
 
     async def _catch_up(self, session_id: str) -> SessionColumns:
         cols = self._sessions.get(session_id)
         if cols is None:
-            cols = self._sessions[session_id] = SessionColumns()
+            cols = self._sessions[session_id] = SessionColumns(self._x_field, self._reserved)
         self._sessions.move_to_end(session_id)
         async with cols.lock:
-            key = keys.metrics_stream(session_id)
+            key = self._stream_key(session_id)
             while True:
                 entries = await self._redis.xrange(key, min="(" + cols.cursor, max="+", count=_PAGE)
                 for raw_id, fields in entries or []:
-                    cols.add(keys.decode_record(fields or {}))
+                    # An entry that is not a record a trainer writes is skipped, never a 500.
+                    with contextlib.suppress(ValueError, UnicodeDecodeError):
+                        cols.add(keys.decode_record(fields or {}))
                     cols.cursor = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
                 if len(entries or []) < _PAGE:
                     break
@@ -132,37 +161,43 @@ class SeriesCache:
         self,
         session_id: str,
         metric: str,
-        start_epoch: int | None,
-        end_epoch: int | None,
+        start: int | None,
+        end: int | None,
         max_points: int | None = None,
     ) -> tuple[Series, int]:
-        """One metric ordered by epoch, the last report of a repeated epoch winning (a trainer
-        that resumed from a checkpoint reports some epochs again), reduced to `max_points`;
-        and the number of points in the range before that."""
+        """One metric ordered by the x field, the last report of a repeated x winning (a
+        trainer that resumed from a checkpoint reports some epochs again), within
+        [start, end], reduced to `max_points`; and the number of points in the range before
+        that."""
         cols = await self._catch_up(session_id)
         column = cols.columns.get(metric)
         if column is None:
             empty = np.empty(0, dtype=np.int64)
-            return Series(empty, np.empty(0), empty), 0
+            return Series(empty, np.empty(0), empty, empty), 0
         # No await from here on: the views below pin the arrays, which must not grow
         # (a catch-up appending to an exported array would fail) until they are dropped.
-        epochs = np.frombuffer(column.epochs, dtype=np.int64)
+        xs = np.frombuffer(column.xs, dtype=np.int64)
         values = np.frombuffer(column.values, dtype=np.float64)
         stamps = np.frombuffer(column.stamps, dtype=np.int64)
-        if epochs.size > 1 and not bool(np.all(epochs[1:] > epochs[:-1])):
-            # Keep the last occurrence of each epoch, in epoch order.
-            rev = epochs[::-1]
+        epochs = np.frombuffer(column.epochs, dtype=np.int64) if len(column.epochs) else xs
+        if xs.size > 1 and not bool(np.all(xs[1:] > xs[:-1])):
+            # Keep the last occurrence of each x, in x order.
+            rev = xs[::-1]
             uniq, first_in_rev = np.unique(rev, return_index=True)
-            idx = epochs.size - 1 - first_in_rev
-            epochs, values, stamps = uniq, values[idx], stamps[idx]
-        lo = 0 if start_epoch is None else int(np.searchsorted(epochs, start_epoch, "left"))
-        hi = epochs.size if end_epoch is None else int(np.searchsorted(epochs, end_epoch, "right"))
+            idx = xs.size - 1 - first_in_rev
+            xs, values, stamps, epochs = uniq, values[idx], stamps[idx], epochs[idx]
+        lo = 0 if start is None else int(np.searchsorted(xs, start, "left"))
+        hi = xs.size if end is None else int(np.searchsorted(xs, end, "right"))
         total = max(0, hi - lo)
         if max_points is not None and total > max_points:
             picked = lo + downsample(values[lo:hi], max_points)
             # Fancy indexing copies only the picked points.
-            return Series(epochs[picked], values[picked], stamps[picked]), total
-        return Series(epochs[lo:hi].copy(), values[lo:hi].copy(), stamps[lo:hi].copy()), total
+            return Series(xs[picked], values[picked], stamps[picked], epochs[picked]), total
+        part = slice(lo, hi)
+        return (
+            Series(xs[part].copy(), values[part].copy(), stamps[part].copy(), epochs[part].copy()),
+            total,
+        )
 
 
 def downsample(values: np.ndarray, max_points: int) -> np.ndarray:

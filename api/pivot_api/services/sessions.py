@@ -150,10 +150,14 @@ class SessionService:
         self._writer = writer
         self._configs_dir = configs_dir
         self._sync_timeout_s = sync_timeout_s
+        # session id -> (resourceVersion, its SessionDetail as JSON)
+        self._detail_json: dict[str, tuple[str, bytes]] = {}
 
     # ---- reads -----------------------------------------------------------------------------
 
     async def _ready(self) -> None:
+        if self._cache.synced:  # the common case, without wait_for's task per request
+            return
         if not await self._cache.wait_synced(self._sync_timeout_s):
             raise ServiceUnavailableError(
                 "the session cache has not synced with Kubernetes yet",
@@ -180,6 +184,21 @@ class SessionService:
 
     async def get(self, session_id: str) -> SessionDetail:
         return to_detail(await self.lookup(session_id))
+
+    async def get_json(self, session_id: str) -> bytes:
+        """`get` as JSON, serialised once per resourceVersion of the CR (a CR changes a few
+        times an epoch; a dashboard reads it many times a second)."""
+        obj = await self.lookup(session_id)
+        version = obj.get("metadata", {}).get("resourceVersion")
+        hit = self._detail_json.get(session_id)
+        if hit is not None and version is not None and hit[0] == version:
+            return hit[1]
+        body = to_detail(obj).model_dump_json().encode()
+        if version is not None:
+            if len(self._detail_json) > 2 * self._cache.size + 1000:
+                self._detail_json.clear()  # bound it: deleted sessions leave entries behind
+            self._detail_json[session_id] = (str(version), body)
+        return body
 
     async def list(self, *, limit: int, offset: int, status: SessionStatus | None) -> SessionList:
         await self._ready()

@@ -19,8 +19,9 @@ from .api_platform import TRAIN_YAML, Platform, platform_settings, serve
 
 
 @pytest.fixture(scope="session")
-def kubeconfig(kube_emulator: Any) -> str:
-    return str(kube_emulator.kubeconfig)
+def kubeconfig(kube_target: Any) -> str:
+    # PIVOT_TEST_KUBECONFIG's cluster when set, else the emulator (tests/conftest.py).
+    return str(kube_target.kubeconfig)
 
 
 @pytest.fixture

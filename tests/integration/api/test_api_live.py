@@ -286,3 +286,122 @@ async def test_a_client_beyond_the_limit_is_refused_with_503(platform: Platform)
                 second = await http.get(f"{base}/api/v1/sse/training/{sid}")
             assert second.status_code == 503
             assert second.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+
+
+def frames(events: list[SseEvent]) -> list[tuple[str | None, str | None, Any]]:
+    return [(e.id, e.event, e.data) for e in events]
+
+
+async def test_many_clients_of_one_session_share_one_read_and_get_identical_streams(
+    live: Live,
+) -> None:
+    sid = await live.session()
+    await live.epoch(sid, 1)
+    early = [asyncio.create_task(read_sse(live, sid)) for _ in range(12)]
+    early_ws = [asyncio.create_task(read_ws(live, sid)) for _ in range(4)]
+    while live.app.state.live.clients < 16:
+        await asyncio.sleep(0.01)
+    assert live.app.state.live.tails == 1  # one blocking read for all of them
+    for epoch in range(2, 21):
+        await live.epoch(sid, epoch)
+        if epoch == 10:
+            await live.event(sid, keys.EVENT_CHECKPOINT, checkpoint_id="ckpt_x", epoch=10)
+        await asyncio.sleep(0.005)
+    # Clients joining mid-stream from the start catch up with their own reads, then join.
+    late = [asyncio.create_task(read_sse(live, sid)) for _ in range(4)]
+    for epoch in range(21, 31):
+        await live.epoch(sid, epoch)
+    await live.event(sid, keys.EVENT_COMPLETED)
+
+    streams = [frames(s) for s in await asyncio.gather(*early, *late)]
+    assert all(s == streams[0] for s in streams)
+    events = streams[0]
+    assert [d["epoch"] for _, kind, d in events if kind == "metrics"] == list(range(1, 31))
+    assert [kind for _, kind, _ in events if kind != "metrics"] == [
+        "status",
+        "checkpoint",
+        "status",
+    ]
+    assert len({i for i, _, _ in events}) == len(events)
+    ws_streams = [[(m["id"], m["type"]) for m in s] for s in await asyncio.gather(*early_ws)]
+    assert all(s == [(i, kind) for i, kind, _ in events] for s in ws_streams)
+    while live.app.state.live.clients or live.app.state.live.tails:  # all gone, read stopped
+        await asyncio.sleep(0.01)
+
+
+async def test_a_client_resuming_mid_stream_joins_the_shared_read_exactly_once(
+    live: Live,
+) -> None:
+    sid = await live.session()
+    for epoch in range(1, 6):
+        await live.epoch(sid, epoch)
+    first = await read_sse(live, sid, count=4)  # started + epochs 1..3 (in some order)
+    async with (
+        httpx.AsyncClient(timeout=30) as http,
+        http.stream("GET", f"{live.base}/api/v1/sse/training/{sid}") as resp,
+    ):
+        # Another client keeps the session's shared read alive meanwhile.
+        events = sse_events(resp)
+        async for ev in events:
+            if ev.event == "metrics" and ev.data and ev.data["epoch"] == 5:
+                break
+        assert live.app.state.live.tails == 1
+        resumed = asyncio.create_task(
+            read_sse(live, sid, headers={"Last-Event-ID": first[-1].id or ""})
+        )
+        for epoch in range(6, 9):
+            await live.epoch(sid, epoch)
+        await live.event(sid, keys.EVENT_COMPLETED)
+        rest = await resumed
+    seen = [d["epoch"] for e in first + rest if e.event == "metrics" and (d := e.data)]
+    assert seen == list(range(1, 9))
+    assert rest[-1].event == "status" and rest[-1].data == {
+        **(rest[-1].data or {}),
+        "status": "completed",
+    }
+    ids = [e.id for e in first + rest]
+    assert len(set(ids)) == len(ids)
+
+
+async def test_a_client_that_falls_behind_catches_up_from_redis_exactly_once(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pivot_api.services import live as live_module
+
+    monkeypatch.setattr(live_module, "MAX_QUEUED", 3)
+    service = live.app.state.live
+    sid = await live.session()
+    stream = service.events(sid, live_module.Cursor())
+    try:
+        assert (await anext(stream)).kind == "status"  # started; now it follows the tail
+        for epoch in range(1, 11):  # more than it may queue while it is not reading
+            await live.epoch(sid, epoch)
+        await asyncio.sleep(0.3)  # the shared read hands them over (and drops this client)
+        assert not service._tails[sid].subscribers  # overflowed: unsubscribed
+        await live.event(sid, keys.EVENT_COMPLETED)
+        got = [event async for event in stream if event.kind != "heartbeat"]
+    finally:
+        await stream.aclose()
+    assert [e.data["epoch"] for e in got if e.kind == "metrics"] == list(range(1, 11))
+    assert got[-1].kind == "status" and got[-1].final
+    assert len({e.id for e in got}) == len(got)
+
+
+async def test_an_entry_that_is_not_a_record_is_skipped_by_followers_and_catch_up(
+    live: Live,
+) -> None:
+    sid = await live.session()
+    follower = asyncio.create_task(read_sse(live, sid))  # joins the shared read first
+    while not live.app.state.live.clients:
+        await asyncio.sleep(0.01)
+    await live.platform.redis.xadd(keys.metrics_stream(sid), {"data": "{not json"})
+    await live.epoch(sid, 1)
+    await live.event(sid, keys.EVENT_COMPLETED)
+    followed = await follower
+    replayed = await read_sse(live, sid)  # from the start: its own catch-up reads
+    for events in (followed, replayed):
+        assert [(e.event, (e.data or {}).get("epoch")) for e in events if e.event == "metrics"] == [
+            ("metrics", 1)
+        ]
+        assert events[-1].data == {**(events[-1].data or {}), "status": "completed"}
+    assert frames(followed) == frames(replayed)

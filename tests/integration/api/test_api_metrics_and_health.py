@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from typing import Any
 
 import pytest
+from kubernetes_asyncio import client
 
 from pivot_schema import keys
 
@@ -180,3 +182,222 @@ async def test_health_is_degraded_when_redis_is_down(
         "filesystem": "healthy",
         "kubernetes": "healthy",
     }
+
+
+async def write_steps(platform: Platform, sid: str, records: list[dict[str, Any]]) -> None:
+    """XADD step records exactly as the trainer's sink does (`keys.step_record`)."""
+    pipe = platform.redis.pipeline()
+    for record in records:
+        pipe.xadd(keys.steps_stream(sid), keys.encode_record(record))
+    await pipe.execute()
+
+
+async def session_with_steps(platform: Platform, epochs: int = 3, per_epoch: int = 4) -> str:
+    sid = (await platform.create())["session_id"]
+    records = []
+    for epoch in range(1, epochs + 1):
+        for step in range(1, per_epoch + 1):
+            global_step = (epoch - 1) * per_epoch + step
+            records.append(keys.step_record(epoch, step, global_step, 1.0 / global_step, ts(epoch)))
+    await write_steps(platform, sid, records)
+    return sid
+
+
+async def test_steps_give_train_loss_by_global_step(platform: Platform) -> None:
+    sid = await session_with_steps(platform)
+    body = (await platform.http.get(f"/api/v1/metrics/{sid}/steps")).json()
+    assert body["metric_name"] == "train_loss"
+    assert body["steps"] == list(range(1, 13))
+    assert body["epochs"] == [1] * 4 + [2] * 4 + [3] * 4
+    assert body["values"] == [1.0 / s for s in range(1, 13)]
+    assert body["timestamps"][0] == ts(1) and body["timestamps"][-1] == ts(3)
+    assert (body["total_points"], body["downsampled"]) == (12, False)
+
+
+async def test_steps_honour_the_step_range_and_read_new_records(platform: Platform) -> None:
+    sid = await session_with_steps(platform)
+    url = f"/api/v1/metrics/{sid}/steps?start_step=5&end_step=8"
+    body = (await platform.http.get(url)).json()
+    assert body["steps"] == [5, 6, 7, 8] and body["epochs"] == [2, 2, 2, 2]
+    await write_steps(platform, sid, [keys.step_record(4, 1, 13, 0.01, ts(4))])
+    body = (await platform.http.get(f"/api/v1/metrics/{sid}/steps?start_step=12")).json()
+    assert body["steps"] == [12, 13] and body["values"][-1] == 0.01
+
+
+async def test_steps_with_max_points_keep_the_shape_and_are_deterministic(
+    platform: Platform,
+) -> None:
+    sid = (await platform.create())["session_id"]
+    losses = [1.0 - s / 10_000 for s in range(1, 5001)]
+    losses[1234] = 9.0  # a loss spike must survive downsampling
+    await write_steps(
+        platform,
+        sid,
+        [
+            keys.step_record(1 + i // 1000, 1 + i % 1000, i + 1, v, ts(1))
+            for i, v in enumerate(losses)
+        ],
+    )
+    url = f"/api/v1/metrics/{sid}/steps?max_points=100"
+    body = (await platform.http.get(url)).json()
+    assert body["total_points"] == 5000 and body["downsampled"] is True
+    assert 2 < len(body["steps"]) <= 100 and body["steps"] == sorted(body["steps"])
+    assert (body["steps"][0], body["steps"][-1]) == (1, 5000)
+    assert max(body["values"]) == 9.0 and 1235 in body["steps"]
+    assert body["epochs"][body["steps"].index(1235)] == 2
+    assert (await platform.http.get(url)).json() == body
+
+
+async def test_steps_of_a_session_without_steps_or_of_an_unknown_metric_are_empty(
+    platform: Platform,
+) -> None:
+    sid = await session_with_steps(platform)
+    body = (await platform.http.get(f"/api/v1/metrics/{sid}/steps?metric_name=val_loss")).json()
+    assert (body["steps"], body["values"], body["total_points"]) == ([], [], 0)
+    fresh = (await platform.create())["session_id"]
+    assert (await platform.http.get(f"/api/v1/metrics/{fresh}/steps")).json()["steps"] == []
+
+
+async def test_steps_errors_use_the_envelope(platform: Platform) -> None:
+    sid = await session_with_steps(platform)
+    missing = await platform.http.get("/api/v1/metrics/sess-nope/steps")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "NOT_FOUND"
+    inverted = await platform.http.get(f"/api/v1/metrics/{sid}/steps?start_step=9&end_step=2")
+    assert inverted.status_code == 422
+    assert inverted.json()["error"]["details"]["field"] == "start_step"
+    for query in ("start_step=-1", "max_points=1", "end_step=x"):
+        bad = await platform.http.get(f"/api/v1/metrics/{sid}/steps?{query}")
+        assert bad.status_code == 422, query
+        assert bad.json()["error"]["details"]["field"] == query.split("=")[0]
+
+
+def gpu(index: int, util: float | None, used: int | None = 6 << 30) -> dict[str, Any]:
+    """One device as the trainer's telemetry writes it (pivot_trainer.gpu.device_record)."""
+    return {
+        "index": index,
+        "name": "NVIDIA H100",
+        "utilization_percent": util,
+        "memory_used_bytes": used,
+        "memory_total_bytes": 8 << 30,
+        "temperature_c": 61.0,
+        "power_watts": None,
+    }
+
+
+async def write_gpu(platform: Platform, sid: str, gpus: list[Any], stamp: str) -> None:
+    record = keys.gpu_record(gpus, stamp)
+    await platform.redis.xadd(keys.gpu_stream(sid), keys.encode_record(record))
+
+
+async def running_session(platform: Platform, **body: Any) -> str:
+    sid = str((await platform.create(**body))["session_id"])
+    assert (await platform.http.post(f"{SESSIONS}/{sid}/start")).status_code == 200
+    await platform.patch_status(sid, {"phase": "Running"})
+    for _ in range(500):  # the API's watch-backed cache catches up
+        if (await platform.http.get(f"{SESSIONS}/{sid}")).json()["status"] == "running":
+            return sid
+        await asyncio.sleep(0.01)
+    raise AssertionError("the session never read as running")
+
+
+async def test_resources_carry_the_latest_gpu_sample_of_each_running_session(
+    platform: Platform,
+) -> None:
+    busy = await running_session(platform, session_name="busy")
+    cpu_only = await running_session(platform)  # a CPU run writes no telemetry
+    idle = (await platform.create())["session_id"]  # not running: not reported
+    await write_gpu(platform, busy, [gpu(0, 10.0)], "2025-12-19T10:30:00Z")
+    await write_gpu(platform, busy, [gpu(0, 93.5), gpu(1, None, used=None)], "2025-12-19T10:30:05Z")
+    await write_gpu(platform, idle, [gpu(0, 50.0)], "2025-12-19T10:30:05Z")
+
+    body = (await platform.http.get("/api/v1/monitor/resources")).json()
+    assert {"timestamp", "cpu", "memory", "disk", "gpu"} <= set(body)  # the reference's shape
+    by_id = {s["session_id"]: s for s in body["sessions"]}
+    assert set(by_id) == {busy} and cpu_only not in by_id
+    report = by_id[busy]
+    assert report["session_name"] == "busy"
+    assert report["timestamp"] == "2025-12-19T10:30:05Z" and report["age_seconds"] > 0
+    first, second = report["gpus"]
+    assert (first["index"], first["utilization_percent"], first["memory_percent"]) == (
+        0,
+        93.5,
+        75.0,
+    )
+    assert first["memory_used_bytes"] == 6 << 30 and first["temperature_c"] == 61.0
+    assert (second["index"], second["utilization_percent"], second["memory_percent"]) == (
+        1,
+        None,
+        None,
+    )
+
+
+async def test_session_gpu_history_is_oldest_first_and_skips_malformed_devices(
+    platform: Platform,
+) -> None:
+    sid = (await platform.create())["session_id"]
+    for second in range(5):
+        await write_gpu(platform, sid, [gpu(0, float(second))], f"2025-12-19T10:30:0{second}Z")
+    await write_gpu(platform, sid, ["garbage", {"index": True}], "2025-12-19T10:30:09Z")
+    url = f"/api/v1/monitor/sessions/{sid}/gpu"
+    body = (await platform.http.get(f"{url}?limit=3")).json()
+    assert body["session_id"] == sid
+    assert [s["timestamp"] for s in body["samples"]] == [
+        "2025-12-19T10:30:03Z",
+        "2025-12-19T10:30:04Z",
+        "2025-12-19T10:30:09Z",
+    ]
+    assert body["samples"][0]["gpus"][0]["utilization_percent"] == 3.0
+    assert body["samples"][-1]["gpus"] == [
+        {
+            "index": 1,
+            "name": "",
+            "utilization_percent": None,
+            "memory_used_bytes": None,
+            "memory_total_bytes": None,
+            "memory_percent": None,
+            "temperature_c": None,
+            "power_watts": None,
+        }
+    ]
+    fresh = (await platform.create())["session_id"]
+    empty = await platform.http.get(f"/api/v1/monitor/sessions/{fresh}/gpu")
+    assert empty.json() == {"session_id": fresh, "samples": []}
+
+
+async def test_session_gpu_errors_use_the_envelope(platform: Platform) -> None:
+    missing = await platform.http.get("/api/v1/monitor/sessions/sess-nope/gpu")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "NOT_FOUND"
+    sid = (await platform.create())["session_id"]
+    for limit in ("0", "x", str(keys.GPU_MAXLEN + 1)):
+        bad = await platform.http.get(f"/api/v1/monitor/sessions/{sid}/gpu?limit={limit}")
+        assert bad.status_code == 422 and bad.json()["error"]["details"]["field"] == "limit"
+
+
+async def test_resources_still_answer_with_redis_down(
+    kubeconfig: str, kube: Any, namespace: str, configs_dir: Any, s3_server: Any
+) -> None:
+    settings = platform_settings(
+        kubeconfig=kubeconfig,
+        namespace=namespace,
+        configs_dir=configs_dir,
+        redis_url=f"redis://127.0.0.1:{dead_port()}/0",
+        s3=s3_server,
+    )
+    async with serve(settings) as (app, http):
+        # A running session whose telemetry cannot be read.
+        down = Platform(http, app, client.CustomObjectsApi(kube), None, namespace, configs_dir)  # type: ignore[arg-type]
+        await running_session(down)
+        resp = await http.get("/api/v1/monitor/resources")
+    assert resp.status_code == 200 and resp.json()["sessions"] == []
+
+
+async def test_entries_that_are_not_records_are_skipped_not_a_500(platform: Platform) -> None:
+    sid = await session_with_steps(platform, epochs=1, per_epoch=2)
+    await platform.redis.xadd(keys.steps_stream(sid), {"data": "{not json"})
+    await platform.redis.xadd(keys.gpu_stream(sid), {"data": "{not json"})
+    await write_steps(platform, sid, [keys.step_record(1, 3, 3, 0.2, ts(1))])
+    steps = await platform.http.get(f"/api/v1/metrics/{sid}/steps")
+    assert steps.status_code == 200 and steps.json()["steps"] == [1, 2, 3]
+    telemetry = await platform.http.get(f"/api/v1/monitor/sessions/{sid}/gpu")
+    assert telemetry.status_code == 200
+    assert telemetry.json()["samples"] == [{"timestamp": None, "gpus": []}]

@@ -43,6 +43,7 @@ def uvicorn_api(
         PIVOT_S3_BUCKET=s3_server.bucket,
         PIVOT_S3_ACCESS_KEY=s3_server.access_key,
         PIVOT_S3_SECRET_KEY=s3_server.secret_key,
+        PIVOT_RATE_LIMIT_ENABLED="false",  # see platform_settings
     )
     cmd = [sys.executable, "-m", "uvicorn", "pivot_api.app:app", "--workers", "3"]
     proc = subprocess.Popen(

@@ -33,8 +33,8 @@ PIVOT = str(Path(sys.executable).parent / "pivot")
 
 
 def pivot(*args: str, url: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    # PIVOT_API_KEY is the platform fixture's key (conftest.py) while it runs.
     full_env = {**os.environ, **env}
-    full_env.pop("PIVOT_API_KEY", None)
     if url is not None:
         full_env["PIVOT_URL"] = url
     return subprocess.run([PIVOT, *args], capture_output=True, text=True, env=full_env, timeout=240)

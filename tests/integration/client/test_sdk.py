@@ -82,7 +82,9 @@ def test_reference_python_example_runs_as_written(platform: LocalPlatform, tmp_p
 def test_stream_cut_mid_event_resumes_without_loss_or_duplicates(
     client: PIVOTClient, platform: LocalPlatform
 ) -> None:
-    session = client.create_session(config={**TINY_CONFIG, "epochs": 4}, session_name="cut")
+    # log_every_steps=2: the step series has points (4 optimizer steps an epoch here).
+    config = {**TINY_CONFIG, "epochs": 4, "log_every_steps": 2}
+    session = client.create_session(config=config, session_name="cut")
     client.start_training(session.session_id)
     # Each connection carries ~1-2 events before the proxy cuts it, usually mid-frame.
     with (
@@ -100,6 +102,12 @@ def test_stream_cut_mid_event_resumes_without_loss_or_duplicates(
     history = client.metric_history(session.session_id, metric_name="train_loss")
     assert history.epochs == [1, 2, 3, 4]
     assert history.values == [r["train_loss"] for r in stored]
+    steps = client.step_history(session.session_id)
+    assert steps.steps == [2, 4, 6, 8, 10, 12, 14, 16]
+    assert steps.epochs == [1, 1, 2, 2, 3, 3, 4, 4] and len(steps.values) == 8
+    assert client.step_history(session.session_id, start_step=9, max_points=2).steps == [10, 16]
+    assert client.session_gpu(session.session_id).samples == []  # a CPU run
+    assert isinstance(client.resources().sessions, list)
 
 
 async def test_async_client_streams_and_waits(platform: LocalPlatform) -> None:
@@ -111,6 +119,10 @@ async def test_async_client_streams_and_waits(platform: LocalPlatform) -> None:
         final = await client.wait_for_completion(session.session_id)
         assert epochs == [1, 2, 3]
         assert final.epoch == 3 and "val_loss" in final
+        # TINY_CONFIG logs no step points (4 steps an epoch, every 10th logged); a CPU run
+        # has no GPU telemetry.
+        assert (await client.step_history(session.session_id)).steps == []
+        assert (await client.session_gpu(session.session_id, limit=5)).samples == []
         found = [s.session_id async for s in client.list_sessions(page_size=1)]
         assert session.session_id in found
         assert len(found) == len(set(found))
@@ -201,3 +213,16 @@ def test_later_features_once_served(
     if path not in served_paths(platform.api_url):
         pytest.skip(f"the API does not serve {path} yet")
     assert LATER_FEATURES[path](client)
+
+
+def test_a_wrong_or_missing_key_is_an_authentication_error(platform: LocalPlatform) -> None:
+    """The platform runs with keys on (as deployed): the SDK maps its 401 to a class."""
+    from pivot_client import AuthenticationError
+
+    for key in ("pvt_not-the-key-of-this-platform", ""):
+        with PIVOTClient(base_url=platform.api_url, api_key=key) as client:
+            with pytest.raises(AuthenticationError) as caught:
+                list(client.list_sessions())  # pages are fetched as it iterates
+            assert caught.value.status_code == 401
+            assert caught.value.code == "UNAUTHORIZED"
+            assert client.health().status in ("healthy", "degraded")  # public, no key needed

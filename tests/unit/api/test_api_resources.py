@@ -10,7 +10,9 @@ async def test_resources_report_cpu_memory_disk_and_gpus(offline_client: httpx.A
     resp = await offline_client.get("/api/v1/monitor/resources")
     assert resp.status_code == 200
     body = resp.json()
-    assert set(body) == {"timestamp", "cpu", "memory", "disk", "gpu"}
+    # The reference's fields, and `sessions` (trainers' GPU telemetry; none offline).
+    assert set(body) == {"timestamp", "cpu", "memory", "disk", "gpu", "sessions"}
+    assert body["sessions"] == []
     assert body["timestamp"].endswith("Z")
     cpu = body["cpu"]
     assert cpu["count"] == psutil.cpu_count()

@@ -60,9 +60,6 @@ def test_operator_env_matches_what_the_operator_reads() -> None:
         assert not unknown, f"the chart sets {sorted(unknown)}, which the operator never reads"
 
 
-# Issue 6 (API keys) adds these Settings; the chart sets them already. Once Settings has
-# them they are checked like every other field.
-PENDING_API_ENV = {"PIVOT_AUTH_ENABLED", "PIVOT_API_KEYS"}
 REQUIRED_API_ENV = {
     "PIVOT_REDIS_URL",
     "PIVOT_S3_ENDPOINT",
@@ -82,7 +79,7 @@ def test_api_env_names_are_settings_fields() -> None:
     env = container_env(one(render(), "Deployment", "pivot-api"), "api")
     chart = {n for n in env if n.startswith("PIVOT_")}
     assert chart >= REQUIRED_API_ENV
-    unknown = chart - fields - PENDING_API_ENV
+    unknown = chart - fields
     assert not unknown, f"the chart sets {sorted(unknown)}, which pivot_api.settings ignores"
 
 

@@ -328,3 +328,24 @@ def test_operator_replicas_elect_one_active_through_kopf_peering() -> None:
     assert "PIVOT_PEERING_NAME" not in container_env(
         one(docs, "Deployment", "pivot-operator"), "operator"
     )
+
+
+def test_rate_limits_are_set_and_trust_the_ingress_as_one_proxy() -> None:
+    from pivot_api.auth import parse_keys
+    from pivot_api.settings import Settings
+
+    env = container_env(one(render(), "Deployment", "pivot-api"), "api")
+    assert env["PIVOT_RATE_LIMIT_ENABLED"] == "true"
+    limits = Settings(rate_limits=env["PIVOT_RATE_LIMITS"]).rate_limits
+    assert limits == "100/minute;1000/hour"
+    assert env["PIVOT_RATE_LIMIT_TRUSTED_PROXIES"] == "0"
+    env = container_env(one(render(VALUE_SETS["ingress"]), "Deployment", "pivot-api"), "api")
+    assert env["PIVOT_RATE_LIMIT_TRUSTED_PROXIES"] == "1"
+    values = {"api": {"rateLimit": {"enabled": False, "trustedProxies": 2}}}
+    env = container_env(one(render(values), "Deployment", "pivot-api"), "api")
+    assert env["PIVOT_RATE_LIMIT_ENABLED"] == "false"
+    assert env["PIVOT_RATE_LIMIT_TRUSTED_PROXIES"] == "2"
+    # The key the chart generates is one the API accepts.
+    docs = render()
+    (key,) = parse_keys(one(docs, "Secret", "pivot-api-keys")["stringData"]["api-keys"])
+    assert key.scope.label == "admin"

@@ -13,6 +13,9 @@ import {
 import type {
   Alert,
   AlertRule,
+  AlertRuleList,
+  AlertRuleRequest,
+  AlertRuleUpdate,
   CheckpointList,
   CreateSessionRequest,
   CreatedSession,
@@ -22,6 +25,7 @@ import type {
   MetricHistory,
   Metrics,
   Notification,
+  NotificationList,
   Resources,
   Session,
   SessionList,
@@ -30,7 +34,14 @@ import type {
   StartedSession,
   StoppedSession,
   UploadedCheckpoint,
+  CreateWebhookRequest,
   Webhook,
+  WebhookCreated,
+  WebhookDeadLetter,
+  WebhookDeadLetterList,
+  WebhookDeliveryList,
+  WebhookList,
+  WebhookRedelivered,
   WebhookTestResult,
 } from "./types.js";
 
@@ -286,7 +297,10 @@ export class PIVOTClient {
 
     const connectOnce = async (): Promise<"ended" | "dropped"> => {
       const { ctor, headers } = await webSocketClass();
-      const url = this.url(path, { since: lastEventId }).replace(/^http/, "ws");
+      // A browser's WebSocket cannot send headers: the key goes as the query token the API
+      // accepts for reads (never for writes).
+      const token = !headers && this.apiKey ? this.apiKey : undefined;
+      const url = this.url(path, { since: lastEventId, access_token: token }).replace(/^http/, "ws");
       return new Promise((resolve, reject) => {
         let ended = false;
         let failure: Error | undefined;
@@ -432,19 +446,47 @@ export class PIVOTClient {
     return this.request("GET", "/monitor/resources");
   }
 
-  async listAlerts(options: { status?: Alert["status"]; severity?: Alert["severity"] } = {}): Promise<Alert[]> {
+  async listAlerts(
+    options: { status?: Alert["status"]; severity?: Alert["severity"]; session_id?: string; limit?: number } = {},
+  ): Promise<Alert[]> {
     return (await this.request<{ alerts: Alert[] }>("GET", "/alerts", { query: options })).alerts;
+  }
+
+  getAlert(alertId: string): Promise<Alert> {
+    return this.request("GET", `/alerts/${encodeURIComponent(alertId)}`);
   }
 
   acknowledgeAlert(alertId: string, body: { acknowledged_by: string; notes?: string }): Promise<Alert> {
     return this.request("POST", `/alerts/${encodeURIComponent(alertId)}/acknowledge`, { json: body });
   }
 
-  createAlertRule(rule: AlertRule): Promise<AlertRule> {
+  /** Resolve by hand; no new alert is raised for the rule until its condition has cleared. */
+  resolveAlert(alertId: string, body: { resolved_by?: string; notes?: string } = {}): Promise<Alert> {
+    return this.request("POST", `/alerts/${encodeURIComponent(alertId)}/resolve`, { json: body });
+  }
+
+  createAlertRule(rule: AlertRuleRequest): Promise<AlertRule> {
     return this.request("POST", "/alerts/rules", { json: rule });
   }
 
-  createWebhook(body: { url: string; events: string[]; secret?: string }): Promise<Webhook> {
+  async listAlertRules(): Promise<AlertRule[]> {
+    return (await this.request<AlertRuleList>("GET", "/alerts/rules")).rules;
+  }
+
+  getAlertRule(ruleId: string): Promise<AlertRule> {
+    return this.request("GET", `/alerts/rules/${encodeURIComponent(ruleId)}`);
+  }
+
+  updateAlertRule(ruleId: string, change: AlertRuleUpdate): Promise<AlertRule> {
+    return this.request("PATCH", `/alerts/rules/${encodeURIComponent(ruleId)}`, { json: change });
+  }
+
+  deleteAlertRule(ruleId: string): Promise<Message> {
+    return this.request("DELETE", `/alerts/rules/${encodeURIComponent(ruleId)}`);
+  }
+
+  /** Register a receiver; without `secret`, the response carries the generated one (once). */
+  createWebhook(body: CreateWebhookRequest): Promise<WebhookCreated> {
     return this.request("POST", "/webhooks", { json: body });
   }
 
@@ -452,11 +494,42 @@ export class PIVOTClient {
     return this.request("POST", `/webhooks/${encodeURIComponent(webhookId)}/test`);
   }
 
+  async listWebhooks(): Promise<Webhook[]> {
+    return (await this.request<WebhookList>("GET", "/webhooks")).webhooks;
+  }
+
+  getWebhook(webhookId: string): Promise<Webhook> {
+    return this.request("GET", `/webhooks/${encodeURIComponent(webhookId)}`);
+  }
+
+  updateWebhook(webhookId: string, change: { status: Webhook["status"] }): Promise<Webhook> {
+    return this.request("PATCH", `/webhooks/${encodeURIComponent(webhookId)}`, { json: change });
+  }
+
+  deleteWebhook(webhookId: string): Promise<Message> {
+    return this.request("DELETE", `/webhooks/${encodeURIComponent(webhookId)}`);
+  }
+
+  webhookDeliveries(webhookId: string, options: { limit?: number } = {}): Promise<WebhookDeliveryList> {
+    return this.request("GET", `/webhooks/${encodeURIComponent(webhookId)}/deliveries`, { query: options });
+  }
+
+  async webhookDeadLetters(webhookId: string): Promise<WebhookDeadLetter[]> {
+    const path = `/webhooks/${encodeURIComponent(webhookId)}/dead-letters`;
+    return (await this.request<WebhookDeadLetterList>("GET", path)).dead_letters;
+  }
+
+  /** Queue one dead letter again (`eventId`), or all of them. */
+  redeliverWebhook(webhookId: string, eventId?: string): Promise<WebhookRedelivered> {
+    const base = `/webhooks/${encodeURIComponent(webhookId)}/dead-letters`;
+    const path = eventId === undefined ? `${base}/redeliver` : `${base}/${encodeURIComponent(eventId)}/redeliver`;
+    return this.request("POST", path);
+  }
+
   async listNotifications(
-    options: { type?: Notification["type"]; priority?: Notification["priority"]; unread?: boolean } = {},
+    options: { type?: Notification["type"]; priority?: Notification["priority"]; unread?: boolean; limit?: number } = {},
   ): Promise<Notification[]> {
-    return (await this.request<{ notifications: Notification[] }>("GET", "/notifications", { query: options }))
-      .notifications;
+    return (await this.request<NotificationList>("GET", "/notifications", { query: options })).notifications;
   }
 
   markNotificationRead(notificationId: string): Promise<Notification> {

@@ -44,52 +44,33 @@ export interface Resources {
   gpu: Array<Record<string, unknown>>;
 }
 
-export type Severity = "low" | "medium" | "high" | "critical";
+export type Alert = Schemas["Alert"];
+export type AlertList = Schemas["AlertList"];
+export type AlertRule = Schemas["AlertRule"];
+export type AlertRuleList = Schemas["AlertRuleList"];
+export type Severity = Alert["severity"];
+type RuleBody = Schemas["AlertRuleRequest"];
+type RuleRequired = "name" | "metric" | "condition";
+/** A rule as created or replaced: the fields with a server default may be left out. */
+export type AlertRuleRequest = Pick<RuleBody, RuleRequired> & Partial<Omit<RuleBody, RuleRequired>>;
+/** The fields a PATCH changes; the others stay. */
+export type AlertRuleUpdate = Partial<Schemas["AlertRuleUpdate"]>;
 
-export interface Alert {
-  alert_id: string;
-  rule_name: string;
-  severity: Severity;
-  message: string;
-  value: number;
-  threshold: number;
-  triggered_at: string;
-  acknowledged_at?: string;
-  resolved_at?: string;
-  status: "active" | "acknowledged" | "resolved";
-}
+export type CreateWebhookRequest = Schemas["CreateWebhookRequest"];
+export type WebhookEvent = CreateWebhookRequest["events"][number];
+export type Webhook = Schemas["Webhook"];
+/** The create response: `secret` is the generated secret, shown this once. */
+export type WebhookCreated = Schemas["WebhookCreated"];
+export type WebhookList = Schemas["WebhookList"];
+export type WebhookTestResult = Schemas["WebhookTestResult"];
+export type WebhookDelivery = Schemas["WebhookDelivery"];
+export type WebhookDeliveryList = Schemas["WebhookDeliveryList"];
+export type WebhookDeadLetter = Schemas["WebhookDeadLetter"];
+export type WebhookDeadLetterList = Schemas["WebhookDeadLetterList"];
+export type WebhookRedelivered = Schemas["WebhookRedelivered"];
 
-export interface AlertRule {
-  name: string;
-  metric: string;
-  condition: string;
-  threshold: number;
-  severity: Severity;
-  enabled?: boolean;
-}
-
-export interface Webhook {
-  webhook_id: string;
-  url: string;
-  created_at: string;
-  status: string;
-}
-
-export interface WebhookTestResult {
-  success: boolean;
-  status_code?: number;
-  response_time_ms?: number;
-}
-
-export interface Notification {
-  id: string;
-  type: "training" | "alert" | "system";
-  priority: "low" | "medium" | "high";
-  message: string;
-  data: Record<string, unknown>;
-  read: boolean;
-  created_at: string;
-}
+export type Notification = Schemas["Notification"];
+export type NotificationList = Schemas["NotificationList"];
 
 /** A live message of `/ws/training/{id}` other than metrics. */
 export interface LiveMessage {

@@ -180,3 +180,74 @@ describe("PIVOTClient", { skip }, () => {
     await assert.rejects(client.deleteCheckpoint(up.checkpoint_id), NotFoundError);
   });
 });
+
+describe("alerts and notifications", { skip }, () => {
+  const client = new PIVOTClient(URL_);
+  const until = async <T>(probe: () => Promise<T | undefined>, what: string): Promise<T> => {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const found = await probe();
+      if (found !== undefined) return found;
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+
+  it("creates, updates and deletes a rule; its alert is acknowledged and resolves", async (t) => {
+    if (!(await served(client, "/alerts/rules"))) return t.skip("the API does not serve alert rules yet");
+    const rule = await client.createAlertRule({
+      name: "ts_cpu",
+      metric: "cpu_percent",
+      condition: "greater_than",
+      threshold: -1,
+      severity: "high",
+    });
+    assert.equal(rule.severity, "high");
+    assert.ok((await client.listAlertRules()).some((r) => r.rule_id === rule.rule_id));
+    assert.equal((await client.getAlertRule(rule.rule_id)).name, "ts_cpu");
+    const alert = await until(
+      async () => (await client.listAlerts({ status: "active" })).find((a) => a.rule_id === rule.rule_id),
+      "an alert",
+    );
+    const acked = await client.acknowledgeAlert(alert.alert_id, { acknowledged_by: "ts", notes: "on it" });
+    assert.equal(acked.status, "acknowledged");
+    assert.equal((await client.updateAlertRule(rule.rule_id, { enabled: false })).enabled, false);
+    await until(async () => {
+      const a = await client.getAlert(alert.alert_id);
+      return a.status === "resolved" ? a : undefined;
+    }, "the resolve");
+    await assert.rejects(client.resolveAlert(alert.alert_id), ConflictError);
+    await client.deleteAlertRule(rule.rule_id);
+    await assert.rejects(client.getAlertRule(rule.rule_id), NotFoundError);
+    await assert.rejects(
+      client.createAlertRule({ name: "x", metric: "cpu_percent", condition: "less_than" }),
+      ValidationError,
+    );
+  });
+
+  it("lists, marks and clears notifications", async (t) => {
+    if (!(await served(client, "/notifications"))) return t.skip("the API does not serve notifications yet");
+    const rule = await client.createAlertRule({
+      name: "ts_notify",
+      metric: "memory_percent",
+      condition: "greater_than",
+      threshold: -1,
+      severity: "critical",
+    });
+    try {
+      const note = await until(
+        async () =>
+          (await client.listNotifications({ type: "alert", priority: "high" })).find(
+            (n) => n.data.rule_id === rule.rule_id,
+          ),
+        "an alert notification",
+      );
+      assert.equal((await client.markNotificationRead(note.id)).read, true);
+      assert.ok(!(await client.listNotifications({ unread: true })).some((n) => n.id === note.id));
+      await assert.rejects(client.markNotificationRead("notif_missing"), NotFoundError);
+    } finally {
+      await client.deleteAlertRule(rule.rule_id);
+    }
+    assert.match((await client.clearNotifications()).message, /cleared/);
+  });
+});

@@ -1,0 +1,88 @@
+"""Shared by the alert and notification tests: the platform with alert rules evaluated every
+0.1 s, a running session, metric records written as the trainer writes them, and polling
+with a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from kubernetes_asyncio import client
+from redis.asyncio import Redis
+
+from pivot_schema import keys as schema_keys
+
+from .api_platform import Platform, platform_settings, serve
+
+T = TypeVar("T")
+
+INTERVAL_S = 0.1
+
+
+@pytest.fixture
+async def alerting(
+    kubeconfig: str,
+    kube: client.ApiClient,
+    namespace: str,
+    configs_dir: Path,
+    redis_server: Any,
+    s3_server: Any,
+) -> AsyncIterator[Platform]:
+    settings = platform_settings(
+        kubeconfig=kubeconfig,
+        namespace=namespace,
+        configs_dir=configs_dir,
+        redis_url=redis_server.url,
+        s3=s3_server,
+    ).model_copy(update={"alert_interval_s": INTERVAL_S, "rate_limit_enabled": False})
+    redis = Redis.from_url(redis_server.url)
+    async with serve(settings) as (app, http):
+        yield Platform(
+            http=http,
+            app=app,
+            objects=client.CustomObjectsApi(kube),
+            redis=redis,
+            namespace=namespace,
+            configs_dir=configs_dir,
+        )
+    await redis.aclose()
+
+
+async def until(
+    probe: Callable[[], Awaitable[T]], *, within_s: float = 15.0, what: str = "condition"
+) -> T:
+    """Poll `probe` until it returns something truthy; fail after `within_s`."""
+    deadline = time.monotonic() + within_s
+    while True:
+        result = await probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what} (last: {result!r})")
+        await asyncio.sleep(0.05)
+
+
+async def running_session(platform: Platform, **body: Any) -> str:
+    """A session started through the API whose CR says Running, as the operator would."""
+    sid = str((await platform.create(**body))["session_id"])
+    resp = await platform.http.post(f"/api/v1/training/sessions/{sid}/start")
+    assert resp.status_code == 200, resp.text
+    await platform.patch_status(sid, {"phase": "Running"})
+
+    async def seen_running() -> bool:
+        resp = await platform.http.get(f"/api/v1/training/sessions/{sid}")
+        return bool(resp.json()["status"] == "running")
+
+    await until(seen_running, what=f"{sid} running")
+    return sid
+
+
+async def write_epoch(platform: Platform, sid: str, epoch: int, **metrics: float) -> None:
+    """One epoch record in the session's metrics stream, exactly as the trainer writes it
+    (a NaN becomes null)."""
+    record = schema_keys.epoch_record(epoch, metrics)
+    await platform.redis.xadd(schema_keys.metrics_stream(sid), schema_keys.encode_record(record))  # type: ignore[arg-type]

@@ -7,16 +7,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from kubernetes_asyncio import client
-from redis.asyncio import Redis
 
 from pivot_schema import keys as schema_keys
 
-from .api_platform import Platform, platform_settings, serve
+from .api_platform import Platform, PlatformFactory
 
 T = TypeVar("T")
 
@@ -24,32 +21,10 @@ INTERVAL_S = 0.1
 
 
 @pytest.fixture
-async def alerting(
-    kubeconfig: str,
-    kube: client.ApiClient,
-    namespace: str,
-    configs_dir: Path,
-    redis_server: Any,
-    s3_server: Any,
-) -> AsyncIterator[Platform]:
-    settings = platform_settings(
-        kubeconfig=kubeconfig,
-        namespace=namespace,
-        configs_dir=configs_dir,
-        redis_url=redis_server.url,
-        s3=s3_server,
-    ).model_copy(update={"alert_interval_s": INTERVAL_S, "rate_limit_enabled": False})
-    redis = Redis.from_url(redis_server.url)
-    async with serve(settings) as (app, http):
-        yield Platform(
-            http=http,
-            app=app,
-            objects=client.CustomObjectsApi(kube),
-            redis=redis,
-            namespace=namespace,
-            configs_dir=configs_dir,
-        )
-    await redis.aclose()
+async def alerting(platform_factory: PlatformFactory) -> AsyncIterator[Platform]:
+    """The API evaluating rules every INTERVAL_S."""
+    async with platform_factory(alert_interval_s=INTERVAL_S) as p:
+        yield p
 
 
 async def until(

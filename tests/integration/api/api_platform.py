@@ -4,7 +4,7 @@ emulator (or a real cluster), a real Redis and a real S3 endpoint."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,10 @@ class Platform:
         resp = await self.http.post("/api/v1/training/sessions", json=body)
         assert resp.status_code == 201, resp.text
         return dict(resp.json())
+
+
+# Makes the app with settings overrides: `async with factory(**overrides) as platform`.
+PlatformFactory = Callable[..., contextlib.AbstractAsyncContextManager[Platform]]
 
 
 def platform_settings(

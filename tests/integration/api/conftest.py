@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from pivot_api.kube import new_api_client
 
-from .api_platform import TRAIN_YAML, Platform, platform_settings, serve
+from .api_platform import TRAIN_YAML, Platform, PlatformFactory, platform_settings, serve
 
 
 @pytest.fixture(scope="session")
@@ -54,29 +54,43 @@ def configs_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def platform(
+def platform_factory(
     kubeconfig: str,
     kube: client.ApiClient,
     namespace: str,
     configs_dir: Path,
     redis_server: Any,
     s3_server: Any,
-) -> AsyncIterator[Platform]:
-    settings = platform_settings(
-        kubeconfig=kubeconfig,
-        namespace=namespace,
-        configs_dir=configs_dir,
-        redis_url=redis_server.url,
-        s3=s3_server,
-    )
-    redis = Redis.from_url(redis_server.url)
-    async with serve(settings) as (app, http):
-        yield Platform(
-            http=http,
-            app=app,
-            objects=client.CustomObjectsApi(kube),
-            redis=redis,
+) -> PlatformFactory:
+    """The API app in this test's namespace, with `overrides` on top of the test settings."""
+
+    @contextlib.asynccontextmanager
+    async def make(**overrides: Any) -> AsyncIterator[Platform]:
+        settings = platform_settings(
+            kubeconfig=kubeconfig,
             namespace=namespace,
             configs_dir=configs_dir,
-        )
-    await redis.aclose()
+            redis_url=redis_server.url,
+            s3=s3_server,
+        ).model_copy(update=overrides)
+        redis = Redis.from_url(redis_server.url)
+        try:
+            async with serve(settings) as (app, http):
+                yield Platform(
+                    http=http,
+                    app=app,
+                    objects=client.CustomObjectsApi(kube),
+                    redis=redis,
+                    namespace=namespace,
+                    configs_dir=configs_dir,
+                )
+        finally:
+            await redis.aclose()
+
+    return make
+
+
+@pytest.fixture
+async def platform(platform_factory: PlatformFactory) -> AsyncIterator[Platform]:
+    async with platform_factory() as p:
+        yield p

@@ -7,12 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes_asyncio import client
-from redis.asyncio import Redis
 
 from pivot_api.services.platform_events import (
     ALERT_TRIGGERED,
@@ -23,35 +20,19 @@ from pivot_api.services.platform_events import (
 from pivot_api.services.ssrf import Allowlist
 from pivot_local.procs import free_port
 
-from .api_platform import Platform, platform_settings, serve
+from .api_platform import Platform, PlatformFactory
 from .webhook_receiver import Receiver
 
 pytestmark = pytest.mark.integration
 
-PlatformFactory = Callable[..., contextlib.AbstractAsyncContextManager[Platform]]
-
 
 @pytest.fixture
-def webhook_platform(
-    kubeconfig: str,
-    kube: client.ApiClient,
-    namespace: str,
-    configs_dir: Path,
-    redis_server: Any,
-    s3_server: Any,
-) -> PlatformFactory:
+def webhook_platform(platform_factory: PlatformFactory) -> PlatformFactory:
     """The API with loopback allowed (the receiver runs here) and retries in milliseconds."""
 
-    @contextlib.asynccontextmanager
-    async def make(**overrides: Any) -> AsyncIterator[Platform]:
-        settings = platform_settings(
-            kubeconfig=kubeconfig,
-            namespace=namespace,
-            configs_dir=configs_dir,
-            redis_url=redis_server.url,
-            s3=s3_server,
-        ).model_copy(
-            update={
+    def make(**overrides: Any) -> contextlib.AbstractAsyncContextManager[Platform]:
+        return platform_factory(
+            **{
                 "webhook_allowlist": ["127.0.0.0/8"],
                 "webhook_retry_base_s": 0.02,
                 "webhook_retry_max_delay_s": 0.1,
@@ -61,19 +42,6 @@ def webhook_platform(
                 **overrides,
             }
         )
-        redis = Redis.from_url(redis_server.url)
-        try:
-            async with serve(settings) as (app, http):
-                yield Platform(
-                    http=http,
-                    app=app,
-                    objects=client.CustomObjectsApi(kube),
-                    redis=redis,
-                    namespace=namespace,
-                    configs_dir=configs_dir,
-                )
-        finally:
-            await redis.aclose()
 
     return make
 

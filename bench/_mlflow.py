@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from pivot_local.procs import free_port
+from pivot_local.procs import free_port, wait_until_serving
 
 
 @dataclass(frozen=True)
@@ -52,15 +51,7 @@ def mlflow_server(start_timeout: float = 120) -> Iterator[MlflowServer]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + start_timeout
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "mlflow did not start"
-            time.sleep(0.5)
+        wait_until_serving(f"{base}/health", proc, timeout=start_timeout, what="mlflow server")
         yield MlflowServer(base, store)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -42,7 +42,7 @@ import redis
 from _mlflow import mlflow_server  # bench/ is the script's directory
 
 from pivot_local.kube import run_emulator_in_thread
-from pivot_local.procs import free_port
+from pivot_local.procs import free_port, wait_until_serving
 from pivot_local.services import RedisServer, S3Server
 from pivot_schema import keys
 
@@ -207,15 +207,7 @@ def api_server(workers: int) -> Iterator[tuple[str, int, redis.Redis]]:
         cmd += ["--no-access-log", "--backlog", "4096"]
         proc = subprocess.Popen(cmd, env=env)
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}{API}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.1)
+        wait_until_serving(f"{base}{API}/health", proc, timeout=30, what="uvicorn")
         try:
             yield "127.0.0.1", port, redis.Redis.from_url(redis_server.url)
         finally:

@@ -28,7 +28,7 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
-def _not_nullable(schema: dict[str, Any]) -> None:
+def absent_not_null(schema: dict[str, Any]) -> None:
     """Document optional fields as absent-or-valued, not nullable: `{"config_path": null}`
     is not a request anyone should send, and a null is what fuzzers try first."""
     for prop in schema.get("properties", {}).values():
@@ -42,12 +42,16 @@ def _not_nullable(schema: dict[str, Any]) -> None:
                 prop["anyOf"] = rest
             if prop.get("default", 0) is None:
                 del prop["default"]
+
+
+def _one_config_source(schema: dict[str, Any]) -> None:
+    absent_not_null(schema)
     # The validator's rule, in the schema: exactly one config source.
     schema["oneOf"] = [{"required": ["config_path"]}, {"required": ["config"]}]
 
 
 class CreateSessionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_not_nullable)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_config_source)
 
     config_path: str | None = Field(
         default=None, min_length=1, description="A YAML file inside the server's configs dir."

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from pivot_api.models import absent_not_null
 from pivot_api.services.alert_conditions import (
     COMPARISONS,
     HISTORY_CONDITIONS,
@@ -39,17 +40,7 @@ def _cross_field_rules(schema: dict[str, Any]) -> None:
     """Optional fields are absent-or-valued (not nullable), and the rules the validator
     enforces across fields are stated in the schema, so a client (or a fuzzer) can tell a
     valid rule from the document alone."""
-    for prop in schema.get("properties", {}).values():
-        branches = prop.get("anyOf")
-        if branches and {"type": "null"} in branches:
-            rest = [b for b in branches if b != {"type": "null"}]
-            del prop["anyOf"]
-            if len(rest) == 1:
-                prop.update(rest[0])
-            else:
-                prop["anyOf"] = rest
-            if prop.get("default", 0) is None:
-                del prop["default"]
+    absent_not_null(schema)
     without_threshold = ["is_nan", *HISTORY_CONDITIONS]
     schema["allOf"] = [
         # A comparison needs a threshold.

@@ -9,14 +9,13 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from pivot_local.cluster import kube_http_client
-from pivot_local.procs import free_port, spawn, terminate
+from pivot_local.procs import free_port, spawn, terminate, wait_until_serving
 from pivot_local.services import RedisServer, S3Server
 from pivot_schema import env as tenv
 from pivot_schema.crd import crd_manifest_path
@@ -255,17 +254,13 @@ class LocalPlatform:
         ]
         with open(self.logs / "api.log", "ab") as out:
             self.api = spawn(argv, env=self.api_env(), stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.api.poll() is not None:
-                raise RuntimeError(
-                    f"the API exited with {self.api.returncode}; see {self.logs / 'api.log'}"
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.api_url}/api/v1/health", timeout=2).status_code < 500:
-                    return
-            time.sleep(0.2)
-        raise RuntimeError(f"the API did not answer within {timeout:.0f}s")
+        wait_until_serving(
+            f"{self.api_url}/api/v1/health",
+            self.api,
+            timeout=timeout,
+            what="the API",
+            log=self.logs / "api.log",
+        )
 
     def stop_api(self) -> None:
         if self.api is not None:

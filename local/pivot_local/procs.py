@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -74,3 +75,32 @@ def port_open(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.2)
         return s.connect_ex((host, port)) == 0
+
+
+def wait_until_serving(
+    url: str,
+    proc: subprocess.Popen[Any],
+    *,
+    timeout: float,
+    what: str = "the server",
+    log: Path | None = None,
+    max_status: int = 499,
+) -> None:
+    """Poll `url` until it answers with a status up to `max_status`; fail at once if `proc`
+    exits, naming `what` and quoting the end of its `log`."""
+    import httpx  # the local extra's; only the waiting callers need it
+
+    def fail(reason: str) -> RuntimeError:
+        tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+        return RuntimeError(f"{what} {reason}" + (f"; its log ends:\n{tail}" if tail else ""))
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise fail(f"exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code <= max_status:
+                return
+        if time.monotonic() > deadline:
+            raise fail(f"did not answer {url} within {timeout:.0f}s")
+        time.sleep(0.1)

@@ -17,7 +17,7 @@ import pytest
 from pydantic import SecretStr
 
 from pivot_api.settings import Settings
-from pivot_local.procs import free_port
+from pivot_local.procs import free_port, wait_until_serving
 
 from .api_platform import Platform, serve
 
@@ -62,15 +62,7 @@ def four_workers(
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.1)
+    wait_until_serving(f"{base}/api/v1/health", proc, timeout=60, what="uvicorn", log=log)
     try:
         yield base, log
     finally:

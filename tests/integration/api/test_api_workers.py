@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from pivot_local.procs import free_port
+from pivot_local.procs import free_port, wait_until_serving
 
 from .api_platform import Platform, platform_settings, serve
 
@@ -50,15 +50,7 @@ def uvicorn_api(
         [*cmd, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"], env=env
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "uvicorn did not come up"
-        time.sleep(0.1)
+    wait_until_serving(f"{base}/api/v1/health", proc, timeout=20, what="uvicorn")
     yield base
     proc.terminate()
     proc.wait(10)

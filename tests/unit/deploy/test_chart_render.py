@@ -349,3 +349,21 @@ def test_rate_limits_are_set_and_trust_the_ingress_as_one_proxy() -> None:
     docs = render()
     (key,) = parse_keys(one(docs, "Secret", "pivot-api-keys")["stringData"]["api-keys"])
     assert key.scope.label == "admin"
+
+
+def test_alert_interval_and_webhook_allowlist_reach_the_api_as_its_settings() -> None:
+    from pivot_api.settings import Settings
+
+    def settings_of(values: dict[str, Any]) -> Settings:
+        env = container_env(one(render(values), "Deployment", "pivot-api"), "api")
+        with pytest.MonkeyPatch.context() as mp:
+            for name in ("PIVOT_ALERT_INTERVAL_S", "PIVOT_WEBHOOK_ALLOWLIST"):
+                mp.setenv(name, env[name])
+            return Settings()
+
+    default = settings_of({})
+    assert (default.alert_interval_s, default.webhook_allowlist) == (10.0, [])
+    custom = settings_of(
+        {"api": {"alerts": {"intervalSeconds": 2.5}, "webhooks": {"allowlist": ["10.20.0.0/16"]}}}
+    )
+    assert (custom.alert_interval_s, custom.webhook_allowlist) == (2.5, ["10.20.0.0/16"])

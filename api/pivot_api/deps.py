@@ -5,66 +5,50 @@ a thread hop per request that cost more than the rest of a GET session together.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from pivot_api.errors import ServiceUnavailableError
+from pivot_api.services.alerts import AlertStore
 from pivot_api.services.checkpoints import CheckpointService
 from pivot_api.services.health import HealthService
 from pivot_api.services.live import LiveService
 from pivot_api.services.metrics import MetricsService
+from pivot_api.services.notifications import NotificationStore
 from pivot_api.services.resources import ResourceService
 from pivot_api.services.sessions import SessionService
+from pivot_api.services.webhooks import WebhookService
+
+S = TypeVar("S")
 
 
-def _state(request: HTTPConnection, name: str) -> object:
-    value = getattr(request.app.state, name, None)
-    if value is None:
-        raise ServiceUnavailableError(f"the API is not ready: {name} is not available")
-    return value
+def state_service(name: str, kind: type[S]) -> Callable[[HTTPConnection], Awaitable[S]]:
+    """A dependency returning `app.state.<name>`; 503 while it is not there (startup,
+    shutdown, or a backing service the lifespan could not reach)."""
+
+    async def dependency(request: HTTPConnection) -> S:
+        service = getattr(request.app.state, name, None)
+        if not isinstance(service, kind):
+            raise ServiceUnavailableError(f"the API is not ready: {name} is not available")
+        return service
+
+    dependency.__name__ = f"{name}_service"
+    return dependency
 
 
-async def session_service(request: HTTPConnection) -> SessionService:
-    service = _state(request, "sessions")
-    assert isinstance(service, SessionService)
-    return service
+live_service = state_service("live", LiveService)
 
-
-async def metrics_service(request: HTTPConnection) -> MetricsService:
-    service = _state(request, "metrics")
-    assert isinstance(service, MetricsService)
-    return service
-
-
-async def checkpoint_service(request: HTTPConnection) -> CheckpointService:
-    service = _state(request, "checkpoints")
-    assert isinstance(service, CheckpointService)
-    return service
-
-
-async def live_service(request: HTTPConnection) -> LiveService:
-    service = _state(request, "live")
-    assert isinstance(service, LiveService)
-    return service
-
-
-async def resource_service(request: HTTPConnection) -> ResourceService:
-    service = _state(request, "resources")
-    assert isinstance(service, ResourceService)
-    return service
-
-
-async def health_service(request: HTTPConnection) -> HealthService:
-    service = _state(request, "health")
-    assert isinstance(service, HealthService)
-    return service
-
-
-Sessions = Annotated[SessionService, Depends(session_service)]
-Metrics = Annotated[MetricsService, Depends(metrics_service)]
-Health = Annotated[HealthService, Depends(health_service)]
-Checkpoints = Annotated[CheckpointService, Depends(checkpoint_service)]
+Sessions = Annotated[SessionService, Depends(state_service("sessions", SessionService))]
+Metrics = Annotated[MetricsService, Depends(state_service("metrics", MetricsService))]
+Health = Annotated[HealthService, Depends(state_service("health", HealthService))]
+Checkpoints = Annotated[CheckpointService, Depends(state_service("checkpoints", CheckpointService))]
 Live = Annotated[LiveService, Depends(live_service)]
-Resources = Annotated[ResourceService, Depends(resource_service)]
+Resources = Annotated[ResourceService, Depends(state_service("resources", ResourceService))]
+Alerts = Annotated[AlertStore, Depends(state_service("alerts", AlertStore))]
+Notifications = Annotated[
+    NotificationStore, Depends(state_service("notifications", NotificationStore))
+]
+Webhooks = Annotated[WebhookService, Depends(state_service("webhooks", WebhookService))]

@@ -29,6 +29,7 @@ from pivot_client._base import (
     default_headers,
     drop_none,
     metric_record,
+    rule_body,
 )
 from pivot_client._client import (
     check_outcome,
@@ -517,22 +518,7 @@ class AsyncAlerts(_AsyncResource):
         """A rule on a system metric (cpu_percent...) or a training metric (val_loss...).
         Conditions: greater_than, less_than, equals, not_equals (with `threshold`), is_nan,
         no_improvement_for (`for_epochs`, `mode`) and stalled (`window_s`)."""
-        body = drop_none(
-            {
-                "name": name,
-                "metric": metric,
-                "condition": condition,
-                "threshold": threshold,
-                "severity": severity,
-                "enabled": enabled,
-                "session_id": session_id,
-                "tag": tag,
-                "for_epochs": for_epochs,
-                "mode": mode,
-                "window_s": window_s,
-                "action": action,
-            }
-        )
+        body = rule_body(locals())
         return await self._client._request(AlertRule, "POST", "/alerts/rules", json_body=body)
 
     async def list_rules(self) -> AlertRuleList:
@@ -559,22 +545,7 @@ class AsyncAlerts(_AsyncResource):
         action: str | None = None,
     ) -> AlertRule:
         """Change the given fields (e.g. `enabled=False`); the others stay."""
-        body = drop_none(
-            {
-                "name": name,
-                "metric": metric,
-                "condition": condition,
-                "threshold": threshold,
-                "severity": severity,
-                "enabled": enabled,
-                "session_id": session_id,
-                "tag": tag,
-                "for_epochs": for_epochs,
-                "mode": mode,
-                "window_s": window_s,
-                "action": action,
-            }
-        )
+        body = rule_body(locals())
         return await self._client._request(
             AlertRule, "PATCH", f"/alerts/rules/{rule_id}", json_body=body
         )

@@ -118,6 +118,18 @@ def drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
+# An alert rule's fields, as the create and update methods take them as keyword arguments.
+RULE_FIELDS = (
+    *("name", "metric", "condition", "threshold", "severity", "enabled"),
+    *("session_id", "tag", "for_epochs", "mode", "window_s", "action"),
+)
+
+
+def rule_body(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The rule fields among a method's arguments (its `locals()`), unset ones left out."""
+    return {k: arguments[k] for k in RULE_FIELDS if arguments.get(k) is not None}
+
+
 class ProgressReader:
     """A file wrapper that reports how much has been read; httpx's multipart encoder reads
     the file in chunks, so the upload streams and progress is what has gone on the wire."""

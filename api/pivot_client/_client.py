@@ -29,6 +29,7 @@ from pivot_client._base import (
     default_headers,
     drop_none,
     metric_record,
+    rule_body,
 )
 from pivot_client._exceptions import (
     APIConnectionError,
@@ -577,22 +578,7 @@ class Alerts(_Resource):
         """A rule on a system metric (cpu_percent...) or a training metric (val_loss...).
         Conditions: greater_than, less_than, equals, not_equals (with `threshold`), is_nan,
         no_improvement_for (`for_epochs`, `mode`) and stalled (`window_s`)."""
-        body = drop_none(
-            {
-                "name": name,
-                "metric": metric,
-                "condition": condition,
-                "threshold": threshold,
-                "severity": severity,
-                "enabled": enabled,
-                "session_id": session_id,
-                "tag": tag,
-                "for_epochs": for_epochs,
-                "mode": mode,
-                "window_s": window_s,
-                "action": action,
-            }
-        )
+        body = rule_body(locals())
         return self._client._request(AlertRule, "POST", "/alerts/rules", json_body=body)
 
     def list_rules(self) -> AlertRuleList:
@@ -619,22 +605,7 @@ class Alerts(_Resource):
         action: str | None = None,
     ) -> AlertRule:
         """Change the given fields (e.g. `enabled=False`); the others stay."""
-        body = drop_none(
-            {
-                "name": name,
-                "metric": metric,
-                "condition": condition,
-                "threshold": threshold,
-                "severity": severity,
-                "enabled": enabled,
-                "session_id": session_id,
-                "tag": tag,
-                "for_epochs": for_epochs,
-                "mode": mode,
-                "window_s": window_s,
-                "action": action,
-            }
-        )
+        body = rule_body(locals())
         return self._client._request(AlertRule, "PATCH", f"/alerts/rules/{rule_id}", json_body=body)
 
     def delete_rule(self, rule_id: str) -> Message:

@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Query, status
 from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
-from starlette.requests import HTTPConnection
 
-from pivot_api.errors import ServiceUnavailableError
+from pivot_api.deps import Alerts
 from pivot_api.models import ErrorResponse, MessageResponse
 from pivot_api.models_alerts import (
     AcknowledgeRequest,
@@ -21,17 +20,6 @@ from pivot_api.models_alerts import (
     ResolveRequest,
     Severity,
 )
-from pivot_api.services.alerts import AlertStore
-
-
-def alert_store(request: HTTPConnection) -> AlertStore:
-    store = getattr(request.app.state, "alerts", None)
-    if not isinstance(store, AlertStore):
-        raise ServiceUnavailableError("the API is not ready: alerts are not available")
-    return store
-
-
-Alerts = Annotated[AlertStore, Depends(alert_store)]
 
 router = APIRouter(
     prefix="/alerts",

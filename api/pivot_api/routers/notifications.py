@@ -2,24 +2,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from pydantic.json_schema import SkipJsonSchema
-from starlette.requests import HTTPConnection
 
-from pivot_api.errors import ServiceUnavailableError
+from pivot_api.deps import Notifications
 from pivot_api.models import ErrorResponse, MessageResponse
 from pivot_api.models_alerts import Notification, NotificationList, NotificationType, Priority
-from pivot_api.services.notifications import NotificationStore
-
-
-def notification_store(request: HTTPConnection) -> NotificationStore:
-    store = getattr(request.app.state, "notifications", None)
-    if not isinstance(store, NotificationStore):
-        raise ServiceUnavailableError("the API is not ready: notifications are not available")
-    return store
-
-
-Notifications = Annotated[NotificationStore, Depends(notification_store)]
 
 router = APIRouter(
     prefix="/notifications",

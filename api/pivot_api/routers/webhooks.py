@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, status
-from starlette.requests import HTTPConnection
+from fastapi import APIRouter, Path, Query, status
 
-from pivot_api.errors import ServiceUnavailableError
+from pivot_api.deps import Webhooks
 from pivot_api.models import (
     CreateWebhookRequest,
     ErrorResponse,
@@ -23,17 +22,7 @@ from pivot_api.models import (
     WebhookRedelivered,
     WebhookTestResult,
 )
-from pivot_api.services.webhooks import WebhookService
 
-
-def webhook_service(request: HTTPConnection) -> WebhookService:
-    service = getattr(request.app.state, "webhooks", None)
-    if not isinstance(service, WebhookService):
-        raise ServiceUnavailableError("the API is not ready: webhooks are not available")
-    return service
-
-
-Webhooks = Annotated[WebhookService, Depends(webhook_service)]
 WebhookId = Annotated[str, Path(min_length=1, max_length=64)]
 
 router = APIRouter(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import queue
 import random
 import signal
 import sys
@@ -94,18 +95,26 @@ def shard(order: list[int], rank: int, world: int) -> list[int]:
 
 
 def _rng_state() -> dict[str, Any]:
+    # The Mersenne Twister keys (624 words each) go in as tensors: as lists, torch.save pickles
+    # 1,250 ints one by one (a persistent_id call each), most of a small checkpoint's save time.
     np_state = np.random.get_state(legacy=False)
+    py_version, py_key, py_gauss = random.getstate()
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "numpy": {
-            "key": np_state["state"]["key"].tolist(),
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
             "pos": int(np_state["state"]["pos"]),
             "has_gauss": int(np_state["has_gauss"]),
             "gauss": float(np_state["gauss"]),
         },
-        "python": random.getstate(),
+        "python": (py_version, torch.tensor(py_key, dtype=torch.int64), py_gauss),
     }
+
+
+def _words(key: Any) -> list[int]:
+    """An RNG key as ints, from a tensor or (checkpoints before 2026-11-26) a list."""
+    return key.tolist() if isinstance(key, torch.Tensor) else list(key)
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
@@ -116,13 +125,13 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state(
         {
             "bit_generator": "MT19937",
-            "state": {"key": np.asarray(npst["key"], dtype=np.uint32), "pos": npst["pos"]},
+            "state": {"key": np.asarray(_words(npst["key"]), dtype=np.uint32), "pos": npst["pos"]},
             "has_gauss": npst["has_gauss"],
             "gauss": npst["gauss"],
         }
     )
     py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
+    random.setstate((py[0], tuple(_words(py[1])), py[2]))
 
 
 class Trainer:
@@ -156,6 +165,12 @@ class Trainer:
         self.committed: list[Committed] = []
         self.resumed_from: str | None = None
         self.latest_id: str | None = None
+        # One long-lived checkpoint thread fed through a queue: starting a thread per
+        # checkpoint blocked the loop ~4 ms (Thread.start waits for the new thread, which
+        # takes the GIL for torch.save and keeps it for a 5 ms switch interval).
+        self._ckpt_jobs: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._ckpt_idle = threading.Event()
+        self._ckpt_idle.set()
         self._ckpt_thread: threading.Thread | None = None
         self._ckpt_error: BaseException | None = None
 
@@ -309,25 +324,37 @@ class Trainer:
         self.wait_checkpoint()  # one upload in flight at a time, committed in order
         self.committed_at = (self.epoch, self.step)
         job = (ckpt_id, snapshot, self.epoch, self.step, dict(self.last_metrics), value, is_best)
-        self._ckpt_thread = threading.Thread(
-            target=self._commit_in_background, args=job, name="pivot-checkpoint", daemon=True
-        )
-        self._ckpt_thread.start()
+        if self._ckpt_thread is None:
+            self._ckpt_thread = threading.Thread(
+                target=self._checkpoint_worker, name="pivot-checkpoint", daemon=True
+            )
+            self._ckpt_thread.start()
+        self._ckpt_idle.clear()
+        self._ckpt_jobs.put(job)
 
     def wait_checkpoint(self) -> None:
         """Wait for the checkpoint in flight; its failure is the run's failure."""
-        if self._ckpt_thread is not None:
-            self._ckpt_thread.join()
-            self._ckpt_thread = None
+        self._ckpt_idle.wait()
         if self._ckpt_error is not None:
             error, self._ckpt_error = self._ckpt_error, None
             raise error
 
-    def _commit_in_background(self, *job: Any) -> None:
-        try:
-            self._commit(*job)
-        except BaseException as exc:  # handed to the training thread by wait_checkpoint
-            self._ckpt_error = exc
+    def _stop_checkpoint_worker(self) -> None:
+        """Let an upload in flight finish (also when the run is failing), then end the
+        thread."""
+        if self._ckpt_thread is not None:
+            self._ckpt_jobs.put(None)
+            self._ckpt_thread.join()
+            self._ckpt_thread = None
+
+    def _checkpoint_worker(self) -> None:
+        while (job := self._ckpt_jobs.get()) is not None:
+            try:
+                self._commit(*job)
+            except BaseException as exc:  # handed to the training thread by wait_checkpoint
+                self._ckpt_error = exc
+            finally:
+                self._ckpt_idle.set()
 
     def _commit(
         self,
@@ -501,8 +528,7 @@ class Trainer:
                 torch.distributed.barrier()
             return code
         finally:
-            if self._ckpt_thread is not None:  # failing: still let an upload in flight finish
-                self._ckpt_thread.join()
+            self._stop_checkpoint_worker()
             self.gpu_monitor.stop()
             if self.dist:
                 torch.distributed.destroy_process_group()

@@ -25,7 +25,9 @@ def events_stream(session_id: str) -> str:
 
 
 def steps_stream(session_id: str) -> str:
-    """Step-level records (train_loss every N optimizer steps; see `step_record`)."""
+    """Step-level records (train_loss every N optimizer steps; see `step_record`), packed:
+    an entry's data is a JSON array of up to STEPS_CHUNK records, oldest first (one entry per
+    point would cap ingest at Redis's XADD rate). Read entries with `decode_records`."""
     return f"{PREFIX}:{{{session_id}}}:steps"
 
 
@@ -63,14 +65,30 @@ def encode_record(record: dict[str, Any]) -> dict[str, str]:
     return {DATA_FIELD: json.dumps(clean, separators=(",", ":"))}
 
 
-def decode_record(fields: dict[Any, Any]) -> dict[str, Any]:
+def _decode(fields: dict[Any, Any]) -> Any:
     raw = fields.get(DATA_FIELD, fields.get(DATA_FIELD.encode()))
     if raw is None:
-        return {}
+        return None
     if isinstance(raw, bytes):
         raw = raw.decode()
-    value = json.loads(raw)
+    return json.loads(raw)
+
+
+def decode_record(fields: dict[Any, Any]) -> dict[str, Any]:
+    """The record of a one-record entry (metrics, events, GPU samples)."""
+    value = _decode(fields)
     return value if isinstance(value, dict) else {}
+
+
+def decode_records(fields: dict[Any, Any]) -> list[dict[str, Any]]:
+    """The records of an entry that may be packed (the steps stream), oldest first; a
+    one-record entry gives a list of one."""
+    value = _decode(fields)
+    if isinstance(value, dict):
+        return [value]
+    if isinstance(value, list):
+        return [r for r in value if isinstance(r, dict)]
+    return []
 
 
 def epoch_record(
@@ -107,6 +125,9 @@ def event_record(event_type: str, timestamp: str | None = None, **fields: Any) -
 # in an outage, a restart that retrains an epoch) never duplicates a point.
 METRICS_ORDER = ("epoch",)
 STEPS_ORDER = ("epoch", "step")
+
+# Step records per steps-stream entry, at most.
+STEPS_CHUNK = 512
 
 # The GPU stream keeps about this many samples (hours at one sample every few seconds).
 GPU_MAXLEN = 20_000

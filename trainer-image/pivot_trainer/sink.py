@@ -13,6 +13,11 @@ only if it is newer (by `keys.METRICS_ORDER` / `keys.STEPS_ORDER`) than the stre
 which also covers a restarted run re-emitting an epoch; events and GPU samples carry a `rid`
 field (`run:seq`, unique per sink) and are appended only if the stream's last entry is not the
 same run at the same or a later seq.
+
+Step points are the bulk (one every N optimizer steps): a log call appends a tuple, and the
+sender packs them, up to `keys.STEPS_CHUNK` a stream entry (one XADD per point would cap ingest
+at Redis's XADD rate). The memory bound, the spool's bound and every count (`sent`,
+`duplicates`, `dropped`, `pending`) are in points, not entries.
 """
 
 from __future__ import annotations
@@ -36,10 +41,11 @@ from pivot_schema import keys
 from pivot_trainer.spool import Record, Spool, SpoolLocked
 
 EVENTS_MAXLEN = keys.EVENTS_MAXLEN
-MEMORY_RECORDS = 100_000  # queued in memory before an outage spills to disk
+MEMORY_RECORDS = 100_000  # points queued in memory before an outage spills to disk
 SPOOL_MAX_BYTES = 512 * 2**20
 MEMORY_ONLY_LIMIT = 1_000_000  # without a spool: the oldest records beyond this are dropped
-BATCH = 2048  # records per pipelined round trip
+BATCH = 2048  # entries per pipelined round trip
+STEPS_CHUNK = keys.STEPS_CHUNK
 INTERVAL_S = 0.25  # how often the background thread sends what has queued
 RID_FIELD = "rid"  # beside keys.DATA_FIELD; readers decode DATA_FIELD only
 
@@ -49,10 +55,14 @@ def default_spool_dir() -> Path:
 
 
 # KEYS[1]: stream. ARGV[1]: k, the number of ordering fields; ARGV[2..k+1]: their names
-# (top-level numeric fields); ARGV[k+2]: the records (JSON, which never holds a raw newline)
-# joined by newlines, oldest first: one argument, so a batch costs the client a few arguments
-# rather than one per record. Appends each record that is newer than the stream's last one
-# (compared field by field) and returns how many it appended.
+# (top-level numeric fields); ARGV[k+2]: the entries joined by newlines (JSON, which never
+# holds a raw newline), oldest first: one argument, so a batch costs the client a few arguments
+# rather than one per entry. An entry is a record (a flat JSON object) or a packed JSON array
+# of records in increasing order. Appends what is newer than the stream's last record
+# (compared field by field): a whole entry when its first record is, the newer part of a
+# packed entry that straddles it (a restarted run re-emitting steps), nothing when even its
+# last record is not. Only first and last records are ranked, so a packed entry costs a few
+# short pattern matches however many records it holds. Returns how many records it appended.
 _APPEND_IF_NEWER = f"""
 local k = tonumber(ARGV[1])
 local patterns = {{}}
@@ -62,27 +72,59 @@ local function rank(record)
   for j = 1, k do r[j] = tonumber(string.match(record, patterns[j])) or 0 end
   return r
 end
+-- Plain finds (memchr speed) rather than patterns, which cost ~10 ns a byte: a batch's
+-- argument holds megabytes.
+local function count(entry)  -- records in a packed entry (records hold no braces)
+  local n, at = 0, string.find(entry, '{{', 1, true)
+  while at do n = n + 1; at = string.find(entry, '{{', at + 1, true) end
+  return n
+end
+local function final(entry)  -- the last record of a packed entry; a record is its own
+  -- Look only at the tail: a step record is ~120 bytes; a long one-record entry has no
+  -- brace there and is returned whole.
+  local at, found = string.find(entry, '{{', math.max(#entry - 512, 1), true), nil
+  while at do found = at; at = string.find(entry, '{{', at + 1, true) end
+  return found and string.sub(entry, found) or entry
+end
+local function newer(r, last)
+  if last == nil then return true end
+  for j = 1, k do
+    if r[j] ~= last[j] then return r[j] > last[j] end
+  end
+  return false
+end
 local last = nil
 local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 if #top > 0 then
   local fields = top[1][2]
   for i = 1, #fields, 2 do
-    if fields[i] == '{keys.DATA_FIELD}' then last = rank(fields[i + 1]) end
+    if fields[i] == '{keys.DATA_FIELD}' then last = rank(final(fields[i + 1])) end
   end
 end
 local added = 0
-for record in string.gmatch(ARGV[k + 2], '[^\\n]+') do
-  local r = rank(record)
-  local newer = last == nil
-  if not newer then
-    for j = 1, k do
-      if r[j] ~= last[j] then newer = r[j] > last[j]; break end
+local all, pos = ARGV[k + 2], 1
+while pos <= #all do
+  local stop = string.find(all, '\\n', pos, true) or (#all + 1)
+  local entry = string.sub(all, pos, stop - 1)
+  pos = stop + 1
+  local packed = string.sub(entry, 1, 1) == '['
+  local r = rank(packed and final(entry) or entry)
+  if newer(r, last) then
+    local n = 1
+    if packed then
+      if newer(rank(entry), last) then
+        n = count(entry)
+      else
+        local kept = {{}}
+        for record in string.gmatch(entry, '{{[^}}]*}}') do
+          if newer(rank(record), last) then kept[#kept + 1] = record end
+        end
+        entry, n = '[' .. table.concat(kept, ',') .. ']', #kept
+      end
     end
-  end
-  if newer then
-    redis.call('XADD', KEYS[1], '*', '{keys.DATA_FIELD}', record)
+    redis.call('XADD', KEYS[1], '*', '{keys.DATA_FIELD}', entry)
     last = r
-    added = added + 1
+    added = added + n
   end
 end
 return added
@@ -123,18 +165,38 @@ return added
 """
 
 
-_second: tuple[int, str] = (-1, "")
+_second: list[Any] = [-1, ""]  # (epoch second, its date-time text)
 
 
-def _timestamp() -> str:
-    """keys.utcnow_iso's format (always with microseconds) at a tenth of its cost: the
-    date-time text is formatted once per second."""
-    global _second
-    secs, micros = divmod(time.time_ns() // 1000, 1_000_000)
+def _timestamp(ns: int | None = None) -> str:
+    """keys.utcnow_iso's format (always with microseconds) at a tenth of its cost, now or at
+    a time.time_ns() taken earlier (step points are stamped when logged, formatted when
+    sent): the date-time text is formatted once per second."""
+    secs, micros = divmod((time.time_ns() if ns is None else ns) // 1000, 1_000_000)
     if _second[0] != secs:
-        text = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        _second = (secs, text)
+        _second[:] = [secs, datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")]
     return f"{_second[1]}.{micros:06d}Z"
+
+
+StepPoint = tuple[int, int, int, float, int]  # epoch, step, global_step, train_loss, time_ns
+
+
+_STEP_JSON = '{"epoch":%d,"step":%d,"global_step":%d,"timestamp":"%s.%06dZ","train_loss":%s}'
+
+
+def _steps_json(points: Sequence[StepPoint]) -> str:
+    """keys.step_record's JSON for each point, packed in one array. Formatted with a template
+    (a microsecond a point; json.dumps of a dict costs several): repr of a finite float is
+    JSON, and the date-time text changes once a second."""
+    out = []
+    sec, text = -1, ""
+    for epoch, step, global_step, loss, ns in points:
+        secs = ns // 1_000_000_000
+        if secs != sec:
+            sec, text = secs, datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        value = repr(loss) if math.isfinite(loss) else "null"
+        out.append(_STEP_JSON % (epoch, step, global_step, text, ns // 1000 % 1_000_000, value))
+    return "[" + ",".join(out) + "]"
 
 
 def _json(record: dict[str, Any]) -> str:
@@ -165,6 +227,8 @@ class RecordSink:
         # Appended by the logging thread, popped only by the sender: deque ops are atomic, so
         # the hot path takes no lock.
         self._queue: deque[Record] = deque()
+        self._steps: deque[StepPoint] = deque()  # logged, not yet packed into the queue
+        self._packed_extra = 0  # points in the queue beyond one per entry (sender thread only)
         self._send_lock = threading.Lock()  # one sender at a time (thread, flush, close)
         self._memory_records = max(1, memory_records)
         self._run = uuid.uuid4().hex[:12]
@@ -197,7 +261,7 @@ class RecordSink:
                 )
             if self.spool:
                 print(
-                    f"pivot-trainer: {self.spool.records} record(s) left in {directory} by an "
+                    f"pivot-trainer: {self.spool.points} record(s) left in {directory} by an "
                     "earlier run; sending them first",
                     file=sys.stderr,
                 )
@@ -208,12 +272,12 @@ class RecordSink:
 
     @property
     def pending(self) -> int:
-        """Records not yet confirmed by Redis, in memory and on disk."""
-        return len(self._queue) + (self.spool.records if self.spool else 0)
+        """Points (records) not yet confirmed by Redis, in memory and on disk."""
+        return self.in_memory + (self.spool.points if self.spool else 0)
 
     @property
     def in_memory(self) -> int:
-        return len(self._queue)
+        return len(self._queue) + self._packed_extra + len(self._steps)
 
     @property
     def spool_dropped(self) -> int:
@@ -230,15 +294,12 @@ class RecordSink:
     def step(self, epoch: int, step: int, global_step: int, train_loss: float) -> None:
         if self._client is None:
             return
-        # keys.step_record's JSON, formatted directly: this runs every N steps, and json.dumps
-        # of a dict costs more than the rest of the call. repr of a finite float is JSON.
-        epoch, step, global_step = int(epoch), int(step), int(global_step)
-        loss = repr(float(train_loss)) if math.isfinite(train_loss) else "null"
-        data = (
-            f'{{"epoch":{epoch},"step":{step},"global_step":{global_step},'
-            f'"timestamp":"{_timestamp()}","train_loss":{loss}}}'
-        )
-        self._put(Record(self._steps_key, data, None, keys.STEPS_ORDER, droppable=True))
+        # Only a tuple here (conversions so that bad input fails in the caller, not the
+        # sender); the sender formats and packs.
+        point = (int(epoch), int(step), int(global_step), float(train_loss), time.time_ns())
+        self._steps.append(point)
+        if self._down and len(self._steps) > self._memory_records:
+            self._wake.set()  # the sender packs them and moves the excess to disk
 
     def gpu(self, gpus: list[dict[str, Any]]) -> None:
         if self._client is None:
@@ -254,6 +315,23 @@ class RecordSink:
 
     def _rid(self) -> str:
         return f"{self._run}:{next(self._seq)}"
+
+    def _pack_steps(self) -> None:
+        """Logged step points into the queue, STEPS_CHUNK per entry (sender thread)."""
+        steps = self._steps
+        while steps:
+            n = min(len(steps), STEPS_CHUNK)
+            points = [steps.popleft() for _ in range(n)]
+            data = _steps_json(points)
+            self._queue.append(
+                Record(self._steps_key, data, None, keys.STEPS_ORDER, droppable=True, points=n)
+            )
+            self._packed_extra += n - 1
+
+    def _pop(self) -> Record:
+        record = self._queue.popleft()
+        self._packed_extra -= record.points - 1
+        return record
 
     def _put(self, record: Record) -> None:
         self._queue.append(record)
@@ -342,34 +420,36 @@ class RecordSink:
                 continue
             added = int(result)
             self.sent += added
-            self.duplicates += len(run) - added
+            self.duplicates += sum(r.points for r in run) - added
 
     def _send_all(self) -> None:
         """Spool first (it is older), then memory; each batch forgotten once Redis took it."""
         while self.spool:
             batch, end = self.spool.peek(BATCH)
             self._send(batch)
-            self.spool.consume(len(batch), end)
+            self.spool.consume(batch, end)
         queue = self._queue
         while queue:
             batch = [queue[i] for i in range(min(BATCH, len(queue)))]
             self._send(batch)
             for _ in batch:
-                queue.popleft()
+                self._pop()
 
     def _relieve(self) -> None:
         """In an outage: move the oldest queued records beyond the memory bound to disk (to
         half the bound, so this runs once per many records), or drop them with no spool."""
         queue = self._queue
-        if len(queue) <= self._memory_records:
+        if self.in_memory <= self._memory_records:
             return
         if self.spool is not None:
-            n = len(queue) - self._memory_records // 2
-            self.spool.append(queue.popleft() for _ in range(n))
-        elif len(queue) > MEMORY_ONLY_LIMIT:
-            n = len(queue) - MEMORY_ONLY_LIMIT
-            for _ in range(n):
-                queue.popleft()
+            moved = []
+            while queue and self.in_memory > self._memory_records // 2:
+                moved.append(self._pop())
+            self.spool.append(moved)
+        elif self.in_memory > MEMORY_ONLY_LIMIT:
+            n = 0
+            while queue and self.in_memory > MEMORY_ONLY_LIMIT:
+                n += self._pop().points
             self.dropped += n
             print(f"pivot-trainer: buffer full, dropped {n} oldest record(s)", file=sys.stderr)
 
@@ -378,6 +458,7 @@ class RecordSink:
         if self._client is None or not self.pending:
             return True
         with self._send_lock:
+            self._pack_steps()
             if not force and time.monotonic() < self._next_try:
                 self._relieve()
                 return False
@@ -431,7 +512,9 @@ class RecordSink:
             where = "unsent"
             if self.spool is not None:
                 try:
-                    self.spool.append(self._queue.popleft() for _ in range(len(self._queue)))
+                    with self._send_lock:
+                        self._pack_steps()
+                        self.spool.append([self._pop() for _ in range(len(self._queue))])
                     where = f"kept in {self.spool.dir} for the next start"
                 except OSError as exc:
                     where = f"lost ({exc})"

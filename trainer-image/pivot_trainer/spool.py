@@ -38,16 +38,19 @@ class Record:
     maxlen: int | None = None
     order: tuple[str, ...] = ()
     rid: str = ""
-    droppable: bool = False  # a step-level point the disk bound may drop
+    droppable: bool = False  # step-level points the disk bound may drop
+    points: int = 1  # records packed in `data` (a JSON array of step records when > 1)
 
     def line(self) -> bytes:
-        row = [self.stream, self.data, self.maxlen, self.order, self.rid]
-        return json.dumps([*row, self.droppable], separators=(",", ":")).encode() + b"\n"
+        row = [self.stream, self.data, self.maxlen, self.order, self.rid, self.droppable]
+        if self.points != 1:
+            row.append(self.points)
+        return json.dumps(row, separators=(",", ":")).encode() + b"\n"
 
     @classmethod
     def parse(cls, line: bytes) -> Record:
-        stream, data, maxlen, order, rid, droppable = json.loads(line)
-        return cls(stream, data, maxlen, tuple(order), rid, bool(droppable))
+        stream, data, maxlen, order, rid, droppable, *points = json.loads(line)
+        return cls(stream, data, maxlen, tuple(order), rid, bool(droppable), *points)
 
 
 class SpoolLocked(RuntimeError):
@@ -73,7 +76,8 @@ class Spool:
         self._segments: list[int] = []  # segment numbers, oldest first
         self._sizes: dict[int, int] = {}
         self._offset = 0  # bytes of the head segment that Redis has confirmed
-        self._records = 0
+        self._records = 0  # lines
+        self._points = 0  # records they hold (a packed line holds several)
         self._writer: IO[bytes] | None = None
         self._load()
 
@@ -105,7 +109,9 @@ class Spool:
                 self._offset = start
             self._segments.append(seg)
             self._sizes[seg] = end
-            self._records += data.count(b"\n", start, end)
+            lines = data[start:end].splitlines()
+            self._records += len(lines)
+            self._points += sum(Record.parse(ln).points for ln in lines)
 
     def _save_ack(self) -> None:
         head = self._segments[0] if self._segments else 0
@@ -115,7 +121,13 @@ class Spool:
 
     @property
     def records(self) -> int:
+        """Lines (stream entries) in the spool."""
         return self._records
+
+    @property
+    def points(self) -> int:
+        """Records (metric, step and event points) in the spool."""
+        return self._points
 
     @property
     def bytes(self) -> int:
@@ -135,6 +147,7 @@ class Spool:
             self._writer.write(line)
             self._sizes[self._segments[-1]] += len(line)
             self._records += 1
+            self._points += record.points
         if self._writer is not None:
             self._writer.flush()  # in the page cache: it survives the process being killed
         if self.bytes > self.max_bytes:
@@ -160,8 +173,13 @@ class Spool:
             head = seg == self._segments[0]
             path = self._path(seg)
             data = path.read_bytes()[self._offset if head else 0 : self._sizes[seg]]
-            kept = [ln for ln in data.splitlines(keepends=True) if not Record.parse(ln).droppable]
-            lost = data.count(b"\n") - len(kept)
+            kept, lost, lost_points = [], 0, 0
+            for ln in data.splitlines(keepends=True):
+                record = Record.parse(ln)
+                if record.droppable:
+                    lost, lost_points = lost + 1, lost_points + record.points
+                else:
+                    kept.append(ln)
             if not lost:
                 continue
             if seg == self._segments[-1] and self._writer is not None:
@@ -177,7 +195,8 @@ class Spool:
             os.replace(tmp, path)
             self._sizes[seg] = sum(len(ln) for ln in kept)
             self._records -= lost
-            dropped += lost
+            self._points -= lost_points
+            dropped += lost_points
         if dropped:
             self.dropped += dropped
             print(
@@ -203,11 +222,12 @@ class Spool:
                 end += len(line)
         return [Record.parse(ln) for ln in lines], end
 
-    def consume(self, count: int, end: int) -> None:
-        """Redis took the `count` records that `peek` returned with `end`: forget them."""
+    def consume(self, records: list[Record], end: int) -> None:
+        """Redis took the records that `peek` returned with `end`: forget them."""
         seg = self._segments[0]
         self._offset = end
-        self._records -= count
+        self._records -= len(records)
+        self._points -= sum(r.points for r in records)
         if end >= self._sizes[seg]:
             if len(self._segments) == 1 and self._writer is not None:
                 self._writer.close()

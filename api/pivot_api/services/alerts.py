@@ -674,11 +674,8 @@ class AlertEvaluator:
             entries = await self.store.redis.xrevrange(
                 schema_keys.steps_stream(session_id), count=1
             )
-            sd.steps = (
-                (_entry_time(entries[0][0]), schema_keys.decode_record(entries[0][1]))
-                if entries
-                else (0.0, {})
-            )
+            packed = schema_keys.decode_records(entries[0][1]) if entries else []
+            sd.steps = (_entry_time(entries[0][0]), packed[-1]) if packed else (0.0, {})
         if metric in sd.steps[1]:
             times.append(sd.steps[0])
         return max(times) if times else None

@@ -138,8 +138,10 @@ class SeriesCache:
                 entries = await self._redis.xrange(key, min="(" + cols.cursor, max="+", count=_PAGE)
                 for raw_id, fields in entries or []:
                     # An entry that is not a record a trainer writes is skipped, never a 500.
+                    # Steps-stream entries pack several records.
                     with contextlib.suppress(ValueError, UnicodeDecodeError):
-                        cols.add(keys.decode_record(fields or {}))
+                        for record in keys.decode_records(fields or {}):
+                            cols.add(record)
                     cols.cursor = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
                 if len(entries or []) < _PAGE:
                     break

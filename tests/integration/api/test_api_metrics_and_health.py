@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from typing import Any
 
@@ -185,10 +186,14 @@ async def test_health_is_degraded_when_redis_is_down(
 
 
 async def write_steps(platform: Platform, sid: str, records: list[dict[str, Any]]) -> None:
-    """XADD step records exactly as the trainer's sink does (`keys.step_record`)."""
+    """XADD step records as the trainer's sink does: packed, `keys.STEPS_CHUNK` records (as
+    `keys.step_record` makes them) a JSON array per entry. One record alone is written
+    unpacked, as streams from before packing hold them."""
     pipe = platform.redis.pipeline()
-    for record in records:
-        pipe.xadd(keys.steps_stream(sid), keys.encode_record(record))
+    for at in range(0, len(records), keys.STEPS_CHUNK):
+        chunk = records[at : at + keys.STEPS_CHUNK]
+        data = json.dumps(chunk if len(records) > 1 else chunk[0], separators=(",", ":"))
+        pipe.xadd(keys.steps_stream(sid), {keys.DATA_FIELD: data})
     await pipe.execute()
 
 

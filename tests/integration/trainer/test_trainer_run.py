@@ -104,7 +104,7 @@ def ok(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[st
 def stream(url: str, key: str) -> list[dict[str, Any]]:
     client = redis.Redis.from_url(url)
     try:
-        return [keys.decode_record(fields) for _, fields in client.xrange(key)]
+        return [r for _, fields in client.xrange(key) for r in keys.decode_records(fields)]
     finally:
         client.close()
 

@@ -72,7 +72,7 @@ def test_close_hurries_once_asked_to(tmp_path: Path) -> None:
 def _stream(url: str, key: str) -> list[dict[str, object]]:
     client = redis.Redis.from_url(url)
     try:
-        return [keys.decode_record(f) for _, f in client.xrange(key)]
+        return [r for _, f in client.xrange(key) for r in keys.decode_records(f)]
     finally:
         client.close()
 
@@ -109,12 +109,55 @@ def test_background_thread_sends_without_being_asked(redis_server: RedisServer) 
     sink.start(interval=0.05)
     for i in range(1, 1201):  # more than one pipelined batch
         sink.step(1, i, i, 1.0 / i)
+    deadline = time.monotonic() + 10
+    while len(_stream(redis_server.url, keys.steps_stream(sid))) < 1200:
+        assert time.monotonic() < deadline, "background sends did not arrive"
+        time.sleep(0.05)
+    assert sink.close(5) is True and sink.sent == 1200 and sink.duplicates == 0
+    # Packed: at most keys.STEPS_CHUNK points a stream entry, in order.
     client = redis.Redis.from_url(redis_server.url)
     try:
-        deadline = time.monotonic() + 10
-        while client.xlen(keys.steps_stream(sid)) < 1200:
-            assert time.monotonic() < deadline, "background sends did not arrive"
-            time.sleep(0.05)
+        entries = client.xrange(keys.steps_stream(sid))
     finally:
         client.close()
-    assert sink.close(5) is True and sink.sent == 1200 and sink.duplicates == 0
+    sizes = [len(keys.decode_records(f)) for _, f in entries]
+    assert sum(sizes) == 1200 and max(sizes) <= keys.STEPS_CHUNK and len(sizes) < 1200
+    steps = [r["step"] for r in _stream(redis_server.url, keys.steps_stream(sid))]
+    assert steps == list(range(1, 1201))
+
+
+def test_a_packed_entry_that_straddles_the_stream_end_appends_only_its_newer_points(
+    redis_server: RedisServer,
+) -> None:
+    sid = f"t-{uuid.uuid4().hex[:10]}"
+    first = RecordSink(redis_server.url, sid)
+    for i in range(1, 11):
+        first.step(1, i, i, 1.0 / i)
+    assert first.close(5) is True and first.sent == 10
+    # A restarted run retrains from step 5: steps 6..10 again (one packed entry with 11..15).
+    again = RecordSink(redis_server.url, sid)
+    for i in range(6, 16):
+        again.step(1, i, i, 1.0 / i)
+    assert again.close(5) is True
+    assert (again.sent, again.duplicates) == (5, 5)
+    got = _stream(redis_server.url, keys.steps_stream(sid))
+    assert [r["step"] for r in got] == list(range(1, 16))
+    assert all(r["train_loss"] == 1.0 / r["step"] for r in got)
+
+
+def test_packed_appends_follow_a_stream_of_one_record_entries(redis_server: RedisServer) -> None:
+    """Streams written before packing hold one record per entry: still the order to beat."""
+    sid = f"t-{uuid.uuid4().hex[:10]}"
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        client.xadd(keys.steps_stream(sid), keys.encode_record(keys.step_record(2, 3, 7, 0.5)))
+    finally:
+        client.close()
+    sink = RecordSink(redis_server.url, sid)
+    for step in range(1, 6):
+        sink.step(2, step, 4 + step, 0.1 * step)
+    sink.step(3, 1, 10, float("nan"))
+    assert sink.close(5) is True and (sink.sent, sink.duplicates) == (3, 3)
+    got = _stream(redis_server.url, keys.steps_stream(sid))
+    assert [(r["epoch"], r["step"]) for r in got] == [(2, 3), (2, 4), (2, 5), (3, 1)]
+    assert got[-1]["train_loss"] is None  # NaN is not JSON: null

@@ -449,7 +449,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=200)
-    parser.add_argument("--requests", type=int, default=20, help="per client")
+    parser.add_argument("--requests", type=int, default=200, help="per client")
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--sse-clients", type=int, default=500)
     parser.add_argument("--skip-mlflow", action="store_true")

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 
 from pivot_api import __version__
 from pivot_api.errors import install_error_handlers
+from pivot_api.fastpath import SessionReadFastPath, session_route
 from pivot_api.kube import SessionCache, SessionWriter, new_api_client
 from pivot_api.models import ErrorResponse
 from pivot_api.observability import ObservabilityMiddleware, configure_logging, metrics_payload
@@ -215,6 +216,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     configure_logging(settings.log_level, settings.log_format)
     install_error_handlers(app)
+    # Innermost of the middlewares (each one added wraps those before it), so the ones added
+    # next still apply to the session read it answers (pivot_api.fastpath).
+    app.add_middleware(
+        SessionReadFastPath,
+        prefix=prefix,
+        route=session_route(sessions.router.routes, sessions.get_session),
+    )
     install_security(app, settings)  # inside the observability middleware
     app.add_middleware(ObservabilityMiddleware)
 

@@ -94,9 +94,14 @@ def platform_settings(
 
 
 @contextlib.asynccontextmanager
-async def serve(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    """The app with its lifespan running, reached over httpx's ASGI transport."""
+async def serve(
+    settings: Settings, customize: Callable[[FastAPI], None] | None = None
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The app with its lifespan running, reached over httpx's ASGI transport; `customize`
+    may change the app before it starts (e.g. its middleware)."""
     app = create_app(settings)
+    if customize is not None:
+        customize(app)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with (
         app.router.lifespan_context(app),

@@ -15,12 +15,11 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pivot_api.app import create_app
 from pivot_api.fastpath import SessionReadFastPath
 from pivot_api.observability import ROUTE_LABEL
 from pivot_api.settings import Settings
 
-from .api_platform import Platform
+from .api_platform import Platform, serve
 
 pytestmark = pytest.mark.integration
 
@@ -47,16 +46,14 @@ async def twin(
     settings: Settings, *, fast: bool, seen: list[bool]
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     """The app as create_app makes it, or (fast=False) the same app without the fast path."""
-    app = create_app(settings)
-    if not fast:
-        fast_path: Any = SessionReadFastPath
-        app.user_middleware = [m for m in app.user_middleware if m.cls is not fast_path]
-    app.add_middleware(ScopeSpy, seen=seen)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://api") as http,
-    ):
+
+    def customize(app: FastAPI) -> None:
+        if not fast:
+            fast_path: Any = SessionReadFastPath
+            app.user_middleware = [m for m in app.user_middleware if m.cls is not fast_path]
+        app.add_middleware(ScopeSpy, seen=seen)
+
+    async with serve(settings, customize) as (app, http):
         yield app, http
 
 

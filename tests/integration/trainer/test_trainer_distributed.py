@@ -134,9 +134,10 @@ def _batch_and_bn() -> tuple[torch.Tensor, torch.Tensor, nn.BatchNorm2d]:
     return x, weights, bn
 
 
-def _sync_bn_rank(rank: int, port: int, out: str) -> None:
+def _sync_bn_rank(rank: int, out: str) -> None:
+    # A file rendezvous: a free_port() can be taken by another test run before rank 0 binds.
     torch.distributed.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2
+        "gloo", init_method=f"file://{out}/rendezvous", rank=rank, world_size=2
     )
     try:
         x, weights, bn = _batch_and_bn()
@@ -157,7 +158,7 @@ def _sync_bn_rank(rank: int, port: int, out: str) -> None:
 
 
 def test_sync_batchnorm_on_gloo_equals_batchnorm_over_the_global_batch(tmp_path: Path) -> None:
-    torch.multiprocessing.spawn(_sync_bn_rank, args=(free_port(), str(tmp_path)), nprocs=2)
+    torch.multiprocessing.spawn(_sync_bn_rank, args=(str(tmp_path),), nprocs=2)
     ranks = [torch.load(tmp_path / f"{r}.pt") for r in (0, 1)]
     x, weights, bn = _batch_and_bn()
     x.requires_grad_()

@@ -165,19 +165,6 @@ return added
 """
 
 
-_second: list[Any] = [-1, ""]  # (epoch second, its date-time text)
-
-
-def _timestamp(ns: int | None = None) -> str:
-    """keys.utcnow_iso's format (always with microseconds) at a tenth of its cost, now or at
-    a time.time_ns() taken earlier (step points are stamped when logged, formatted when
-    sent): the date-time text is formatted once per second."""
-    secs, micros = divmod((time.time_ns() if ns is None else ns) // 1000, 1_000_000)
-    if _second[0] != secs:
-        _second[:] = [secs, datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")]
-    return f"{_second[1]}.{micros:06d}Z"
-
-
 StepPoint = tuple[int, int, int, float, int]  # epoch, step, global_step, train_loss, time_ns
 
 
@@ -298,7 +285,7 @@ class RecordSink:
         # sender); the sender formats and packs.
         point = (int(epoch), int(step), int(global_step), float(train_loss), time.time_ns())
         self._steps.append(point)
-        if self._down and len(self._steps) > self._memory_records:
+        if self._down and self.in_memory > self._memory_records:
             self._wake.set()  # the sender packs them and moves the excess to disk
 
     def gpu(self, gpus: list[dict[str, Any]]) -> None:
@@ -335,7 +322,7 @@ class RecordSink:
 
     def _put(self, record: Record) -> None:
         self._queue.append(record)
-        if self._down and len(self._queue) > self._memory_records:
+        if self._down and self.in_memory > self._memory_records:
             self._wake.set()  # the sender moves the excess to disk
 
     def last_metric_epoch(self) -> int:

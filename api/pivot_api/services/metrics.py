@@ -11,7 +11,7 @@ from redis.exceptions import RedisError
 
 from pivot_api.errors import ServiceUnavailableError, ValidationError
 from pivot_api.models import MetricHistory, MetricRecord, SessionMetrics, StepHistory
-from pivot_api.services.series import SeriesCache, ts_text
+from pivot_api.services.series import Series, SeriesCache, ts_text
 from pivot_api.services.sessions import SessionService
 from pivot_schema import keys
 
@@ -85,6 +85,29 @@ class MetricsService:
             session_id=session_id, metrics=[MetricRecord.model_validate(r) for r in found]
         )
 
+    async def _read(
+        self,
+        cache: SeriesCache,
+        session_id: str,
+        metric_name: str,
+        start: tuple[str, int | None],
+        end: tuple[str, int | None],
+        max_points: int | None,
+    ) -> tuple[Series, int]:
+        """The range rule, the session check and the read shared by epoch and step series;
+        `start` and `end` are (query parameter name, value)."""
+        (lo_name, lo), (hi_name, hi) = start, end
+        if lo is not None and hi is not None and lo > hi:
+            raise ValidationError(
+                f"{lo_name} must not be greater than {hi_name}",
+                {"field": lo_name, lo_name: lo, hi_name: hi},
+            )
+        await self._sessions.lookup(session_id)
+        try:
+            return await cache.series(session_id, metric_name, lo, hi, max_points)
+        except RedisError as exc:
+            raise _redis_down(exc) from exc
+
     async def history(
         self,
         session_id: str,
@@ -97,18 +120,14 @@ class MetricsService:
         """One metric as parallel lists, ordered by epoch. A trainer that resumed from a
         checkpoint reports some epochs twice; the later record wins. With `max_points`, a
         longer series is reduced to at most that many points that keep its shape."""
-        if start_epoch is not None and end_epoch is not None and start_epoch > end_epoch:
-            raise ValidationError(
-                "start_epoch must not be greater than end_epoch",
-                {"field": "start_epoch", "start_epoch": start_epoch, "end_epoch": end_epoch},
-            )
-        await self._sessions.lookup(session_id)
-        try:
-            series, total = await self._series.series(
-                session_id, metric_name, start_epoch, end_epoch, max_points
-            )
-        except RedisError as exc:
-            raise _redis_down(exc) from exc
+        series, total = await self._read(
+            self._series,
+            session_id,
+            metric_name,
+            ("start_epoch", start_epoch),
+            ("end_epoch", end_epoch),
+            max_points,
+        )
         return MetricHistory(
             metric_name=metric_name,
             values=_values(series.values),
@@ -131,18 +150,14 @@ class MetricsService:
         `history`. The trainer appends a step record only if it is newer than the stream's
         last, so a resumed run never repeats a point; a repeat would still be won by the
         later record."""
-        if start_step is not None and end_step is not None and start_step > end_step:
-            raise ValidationError(
-                "start_step must not be greater than end_step",
-                {"field": "start_step", "start_step": start_step, "end_step": end_step},
-            )
-        await self._sessions.lookup(session_id)
-        try:
-            series, total = await self._steps.series(
-                session_id, metric_name, start_step, end_step, max_points
-            )
-        except RedisError as exc:
-            raise _redis_down(exc) from exc
+        series, total = await self._read(
+            self._steps,
+            session_id,
+            metric_name,
+            ("start_step", start_step),
+            ("end_step", end_step),
+            max_points,
+        )
         return StepHistory(
             metric_name=metric_name,
             values=_values(series.values),

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+from array import array
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,9 +28,11 @@ def events_stream(session_id: str) -> str:
 
 
 def steps_stream(session_id: str) -> str:
-    """Step-level records (train_loss every N optimizer steps; see `step_record`), packed:
-    an entry's data is a JSON array of up to STEPS_CHUNK records, oldest first (one entry per
-    point would cap ingest at Redis's XADD rate). Read entries with `decode_records`."""
+    """Step-level records (train_loss every N optimizer steps; see `step_record`), packed up
+    to STEPS_CHUNK an entry, oldest first (one entry per point would cap ingest at Redis's
+    XADD rate): the trainer writes column entries (`encode_step_columns`); entries holding a
+    JSON array of records, or one record, are read too. Read entries with `decode_records`
+    or, column-wise, `decode_step_columns`."""
     return f"{PREFIX}:{{{session_id}}}:steps"
 
 
@@ -65,8 +70,14 @@ def encode_record(record: dict[str, Any]) -> dict[str, str]:
     return {DATA_FIELD: json.dumps(clean, separators=(",", ":"))}
 
 
-def _decode(fields: dict[Any, Any]) -> Any:
-    raw = fields.get(DATA_FIELD, fields.get(DATA_FIELD.encode()))
+def _field(fields: Mapping[Any, Any] | None, name: str) -> Any:
+    if not fields:
+        return None
+    return fields.get(name, fields.get(name.encode()))
+
+
+def _decode(fields: Mapping[Any, Any] | None) -> Any:
+    raw = _field(fields, DATA_FIELD)
     if raw is None:
         return None
     if isinstance(raw, bytes):
@@ -74,15 +85,31 @@ def _decode(fields: dict[Any, Any]) -> Any:
     return json.loads(raw)
 
 
-def decode_record(fields: dict[Any, Any]) -> dict[str, Any]:
+def decode_record(fields: Mapping[Any, Any] | None) -> dict[str, Any]:
     """The record of a one-record entry (metrics, events, GPU samples)."""
     value = _decode(fields)
     return value if isinstance(value, dict) else {}
 
 
-def decode_records(fields: dict[Any, Any]) -> list[dict[str, Any]]:
+def decode_records(fields: Mapping[Any, Any] | None) -> list[dict[str, Any]]:
     """The records of an entry that may be packed (the steps stream), oldest first; a
-    one-record entry gives a list of one."""
+    one-record entry gives a list of one. A column entry's rows come back as records
+    (`time_us` as `timestamp` text, non-finite values as None); a malformed one raises
+    ValueError."""
+    columns = decode_step_columns(fields)
+    if columns is not None:
+        stamps = columns.pop(STEP_TIME_FIELD, None)
+        names = list(columns)
+        rows: list[dict[str, Any]] = []
+        for i, values in enumerate(zip(*columns.values(), strict=True)):
+            record = {
+                k: (None if isinstance(v, float) and math.isnan(v) else v)
+                for k, v in zip(names, values, strict=True)
+            }
+            if stamps is not None:
+                record["timestamp"] = time_us_text(stamps[i])
+            rows.append(record)
+        return rows
     value = _decode(fields)
     if isinstance(value, dict):
         return [value]
@@ -128,6 +155,87 @@ STEPS_ORDER = ("epoch", "step")
 
 # Step records per steps-stream entry, at most.
 STEPS_CHUNK = 512
+
+# A column entry of the steps stream: DATA_FIELD holds a small JSON head, COLUMNS_FIELD the
+# values, column after column, each `n` little-endian 8-byte numbers (dtype `<i8` or `<f8`):
+#   {"n":3,"columns":["epoch",...],"dtypes":["<i8",...],
+#    "first":{"epoch":1,"step":1},"last":{"epoch":1,"step":3}}
+# `first`/`last` carry the STEPS_ORDER fields of the first and last rows, so an appender ranks
+# an entry without reading its columns. `time_us` is the point's time in microseconds since
+# the epoch (UTC); non-finite values are stored as they are and read back as null. Binary
+# columns, not JSON text: formatting a float as text costs the writer more than a microsecond a
+# point, which would be most of the logging path.
+COLUMNS_FIELD = "columns"
+STEP_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("epoch", "<i8"),
+    ("step", "<i8"),
+    ("global_step", "<i8"),
+    ("train_loss", "<f8"),
+    ("time_us", "<i8"),
+)
+STEP_TIME_FIELD = "time_us"
+_TYPECODES = {"<i8": "q", "<f8": "d"}
+_SWAP = sys.byteorder != "little"
+_STEP_HEAD = (
+    '{"n":%d,"columns":'
+    + json.dumps([name for name, _ in STEP_COLUMNS], separators=(",", ":"))
+    + ',"dtypes":'
+    + json.dumps([dtype for _, dtype in STEP_COLUMNS], separators=(",", ":"))
+    + ',"first":{"epoch":%d,"step":%d},"last":{"epoch":%d,"step":%d}}'
+)
+StepRow = tuple[int, int, int, float, int]  # STEP_COLUMNS' values: epoch .. time_us
+
+
+def encode_step_columns(rows: Sequence[StepRow]) -> dict[str, str | bytes]:
+    """Stream fields of one column entry holding `rows` (in STEPS_ORDER, at most
+    STEPS_CHUNK). A fraction of a microsecond a row: no per-value formatting."""
+    if not rows:
+        raise ValueError("a column entry holds at least one row")
+    blob = bytearray()
+    for (_, dtype), values in zip(STEP_COLUMNS, zip(*rows, strict=True), strict=True):
+        column = array(_TYPECODES[dtype], values)
+        if _SWAP:
+            column.byteswap()
+        blob += column.tobytes()
+    first, last = rows[0], rows[-1]  # their STEPS_ORDER fields: epoch, step
+    head = _STEP_HEAD % (len(rows), first[0], first[1], last[0], last[1])
+    return {DATA_FIELD: head, COLUMNS_FIELD: bytes(blob)}
+
+
+def decode_step_columns(fields: Mapping[Any, Any] | None) -> dict[str, array[Any]] | None:
+    """The columns of a column entry by name (`array('q')` or `array('d')`; non-finite
+    floats become NaN, the null of these columns); None for an entry of JSON records. A
+    malformed column entry raises ValueError."""
+    blob = _field(fields, COLUMNS_FIELD)
+    if blob is None:
+        return None
+    try:
+        head = json.loads(_field(fields, DATA_FIELD))
+        n, names, dtypes = int(head["n"]), head["columns"], head["dtypes"]
+        if not isinstance(names, list) or not isinstance(dtypes, list):
+            raise TypeError("columns and dtypes are lists")
+        if n < 0 or len(names) != len(dtypes) or len(blob) != 8 * n * len(names):
+            raise ValueError("column entry of the wrong size")
+        out: dict[str, array[Any]] = {}
+        view = memoryview(blob)
+        for i, (name, dtype) in enumerate(zip(names, dtypes, strict=True)):
+            column: array[Any] = array(_TYPECODES[dtype])
+            column.frombytes(view[8 * n * i : 8 * n * (i + 1)])
+            if _SWAP:
+                column.byteswap()
+            if column.typecode == "d" and not math.isfinite(sum(column)):
+                column = array("d", (v if math.isfinite(v) else math.nan for v in column))
+            out[str(name)] = column
+    except (KeyError, TypeError, json.JSONDecodeError, OverflowError) as exc:
+        raise ValueError(f"malformed column entry: {exc}") from None
+    return out
+
+
+def time_us_text(us: int) -> str:
+    """Microseconds since the epoch as the records' timestamp text (UTC, Z)."""
+    seconds, micros = divmod(us, 1_000_000)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{micros:06d}Z"
+
 
 # The GPU stream keeps about this many samples (hours at one sample every few seconds).
 GPU_MAXLEN = 20_000

@@ -15,15 +15,15 @@ field (`run:seq`, unique per sink) and are appended only if the stream's last en
 same run at the same or a later seq.
 
 Step points are the bulk (one every N optimizer steps): a log call appends a tuple, and the
-sender packs them, up to `keys.STEPS_CHUNK` a stream entry (one XADD per point would cap ingest
-at Redis's XADD rate). The memory bound, the spool's bound and every count (`sent`,
+sender packs them into column entries (`keys.encode_step_columns`: binary columns, no per-value
+formatting), up to `keys.STEPS_CHUNK` points an entry (one XADD per point would cap ingest at
+Redis's XADD rate). The memory bound, the spool's bound and every count (`sent`,
 `duplicates`, `dropped`, `pending`) are in points, not entries.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import sys
 import tempfile
 import threading
@@ -31,7 +31,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,25 +54,33 @@ def default_spool_dir() -> Path:
 
 
 # KEYS[1]: stream. ARGV[1]: k, the number of ordering fields; ARGV[2..k+1]: their names
-# (top-level numeric fields); ARGV[k+2]: the entries joined by newlines (JSON, which never
-# holds a raw newline), oldest first: one argument, so a batch costs the client a few arguments
-# rather than one per entry. An entry is a record (a flat JSON object) or a packed JSON array
-# of records in increasing order. Appends what is newer than the stream's last record
+# (integer fields); then (data, columns) pairs, oldest first: a record (a flat JSON object) or
+# a JSON array of records with empty columns, or a column entry (keys.encode_step_columns: a
+# JSON head in data, binary columns). Appends what is newer than the stream's last record
 # (compared field by field): a whole entry when its first record is, the newer part of a
 # packed entry that straddles it (a restarted run re-emitting steps), nothing when even its
-# last record is not. Only first and last records are ranked, so a packed entry costs a few
-# short pattern matches however many records it holds. Returns how many records it appended.
+# last record is not. Only first and last records are ranked (a column entry's head names
+# them), so a packed entry costs a few short matches however many records it holds. Returns
+# how many records it appended.
 _APPEND_IF_NEWER = f"""
 local k = tonumber(ARGV[1])
-local patterns = {{}}
-for j = 1, k do patterns[j] = '"' .. ARGV[j + 1] .. '":(%-?[%d%.eE%+]+)' end
-local function rank(record)
+local last = nil  -- the rank of the stream's last record
+local names, patterns = {{}}, {{}}
+for j = 1, k do
+  names[j] = ARGV[j + 1]
+  patterns[j] = '"' .. names[j] .. '":%s*(%-?[%d%.eE%+]+)'
+end
+local function rank(record)  -- a record's JSON text
   local r = {{}}
   for j = 1, k do r[j] = tonumber(string.match(record, patterns[j])) or 0 end
   return r
 end
--- Plain finds (memchr speed) rather than patterns, which cost ~10 ns a byte: a batch's
--- argument holds megabytes.
+local function rank_of(t)  -- a decoded table (a column entry's first or last)
+  local r = {{}}
+  for j = 1, k do r[j] = tonumber(t[names[j]]) or 0 end
+  return r
+end
+-- Plain finds (memchr speed) rather than patterns, which cost ~10 ns a byte.
 local function count(entry)  -- records in a packed entry (records hold no braces)
   local n, at = 0, string.find(entry, '{{', 1, true)
   while at do n = n + 1; at = string.find(entry, '{{', at + 1, true) end
@@ -86,45 +93,78 @@ local function final(entry)  -- the last record of a packed entry; a record is i
   while at do found = at; at = string.find(entry, '{{', at + 1, true) end
   return found and string.sub(entry, found) or entry
 end
-local function newer(r, last)
-  if last == nil then return true end
+local function newer(r, than)
+  if than == nil then return true end
   for j = 1, k do
-    if r[j] ~= last[j] then return r[j] > last[j] end
+    if r[j] ~= than[j] then return r[j] > than[j] end
   end
   return false
 end
-local last = nil
+-- Column entries: each column is n little-endian 8-byte values, one after the other.
+local function column_rank(head, cols, at, row)
+  local r = {{}}
+  for j = 1, k do r[j] = struct.unpack('<i8', cols, (at[names[j]] * head.n + row - 1) * 8 + 1) end
+  return r
+end
+local function column_tail(head, cols, from)  -- the entry from its first newer row on
+  local at = {{}}
+  for c, name in ipairs(head.columns) do at[name] = c - 1 end
+  while not newer(column_rank(head, cols, at, from), last) do from = from + 1 end
+  local parts, n = {{}}, head.n
+  for c = 0, #head.columns - 1 do
+    parts[#parts + 1] = string.sub(cols, (c * n + from - 1) * 8 + 1, (c + 1) * n * 8)
+  end
+  local first = column_rank(head, cols, at, from)
+  head.first = {{}}
+  for j = 1, k do head.first[names[j]] = first[j] end
+  head.n = n - from + 1
+  return cjson.encode(head), table.concat(parts), head.n
+end
 local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 if #top > 0 then
-  local fields = top[1][2]
+  local fields, data, cols = top[1][2], nil, nil
   for i = 1, #fields, 2 do
-    if fields[i] == '{keys.DATA_FIELD}' then last = rank(final(fields[i + 1])) end
+    if fields[i] == '{keys.DATA_FIELD}' then data = fields[i + 1] end
+    if fields[i] == '{keys.COLUMNS_FIELD}' then cols = fields[i + 1] end
   end
+  if data and cols then last = rank_of(cjson.decode(data).last)
+  elseif data then last = rank(final(data)) end
 end
 local added = 0
-local all, pos = ARGV[k + 2], 1
-while pos <= #all do
-  local stop = string.find(all, '\\n', pos, true) or (#all + 1)
-  local entry = string.sub(all, pos, stop - 1)
-  pos = stop + 1
-  local packed = string.sub(entry, 1, 1) == '['
-  local r = rank(packed and final(entry) or entry)
-  if newer(r, last) then
-    local n = 1
-    if packed then
-      if newer(rank(entry), last) then
-        n = count(entry)
-      else
-        local kept = {{}}
-        for record in string.gmatch(entry, '{{[^}}]*}}') do
-          if newer(rank(record), last) then kept[#kept + 1] = record end
-        end
-        entry, n = '[' .. table.concat(kept, ',') .. ']', #kept
+for i = k + 2, #ARGV, 2 do
+  local entry, cols = ARGV[i], ARGV[i + 1]
+  if cols ~= '' then
+    local head = cjson.decode(entry)
+    local r = rank_of(head.last)
+    if newer(r, last) then
+      local n = head.n
+      if not newer(rank_of(head.first), last) then
+        entry, cols, n = column_tail(head, cols, 2)
       end
+      redis.call('XADD', KEYS[1], '*', '{keys.DATA_FIELD}', entry, '{keys.COLUMNS_FIELD}', cols)
+      last = r
+      added = added + n
     end
-    redis.call('XADD', KEYS[1], '*', '{keys.DATA_FIELD}', entry)
-    last = r
-    added = added + n
+  else
+    local packed = string.sub(entry, 1, 1) == '['
+    local r = rank(packed and final(entry) or entry)
+    if newer(r, last) then
+      local n = 1
+      if packed then
+        if newer(rank(entry), last) then
+          n = count(entry)
+        else
+          local kept = {{}}
+          for record in string.gmatch(entry, '{{[^}}]*}}') do
+            if newer(rank(record), last) then kept[#kept + 1] = record end
+          end
+          entry, n = '[' .. table.concat(kept, ',') .. ']', #kept
+        end
+      end
+      redis.call('XADD', KEYS[1], '*', '{keys.DATA_FIELD}', entry)
+      last = r
+      added = added + n
+    end
   end
 end
 return added
@@ -165,27 +205,6 @@ return added
 """
 
 
-StepPoint = tuple[int, int, int, float, int]  # epoch, step, global_step, train_loss, time_ns
-
-
-_STEP_JSON = '{"epoch":%d,"step":%d,"global_step":%d,"timestamp":"%s.%06dZ","train_loss":%s}'
-
-
-def _steps_json(points: Sequence[StepPoint]) -> str:
-    """keys.step_record's JSON for each point, packed in one array. Formatted with a template
-    (a microsecond a point; json.dumps of a dict costs several): repr of a finite float is
-    JSON, and the date-time text changes once a second."""
-    out = []
-    sec, text = -1, ""
-    for epoch, step, global_step, loss, ns in points:
-        secs = ns // 1_000_000_000
-        if secs != sec:
-            sec, text = secs, datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        value = repr(loss) if math.isfinite(loss) else "null"
-        out.append(_STEP_JSON % (epoch, step, global_step, text, ns // 1000 % 1_000_000, value))
-    return "[" + ",".join(out) + "]"
-
-
 def _json(record: dict[str, Any]) -> str:
     return keys.encode_record(record)[keys.DATA_FIELD]
 
@@ -214,7 +233,7 @@ class RecordSink:
         # Appended by the logging thread, popped only by the sender: deque ops are atomic, so
         # the hot path takes no lock.
         self._queue: deque[Record] = deque()
-        self._steps: deque[StepPoint] = deque()  # logged, not yet packed into the queue
+        self._steps: deque[keys.StepRow] = deque()  # logged, not yet packed into the queue
         self._packed_extra = 0  # points in the queue beyond one per entry (sender thread only)
         self._send_lock = threading.Lock()  # one sender at a time (thread, flush, close)
         self._memory_records = max(1, memory_records)
@@ -282,9 +301,9 @@ class RecordSink:
         if self._client is None:
             return
         # Only a tuple here (conversions so that bad input fails in the caller, not the
-        # sender); the sender formats and packs.
-        point = (int(epoch), int(step), int(global_step), float(train_loss), time.time_ns())
-        self._steps.append(point)
+        # sender); the sender packs them into column entries.
+        row = (int(epoch), int(step), int(global_step), float(train_loss), time.time_ns() // 1000)
+        self._steps.append(row)
         if self._down and self.in_memory > self._memory_records:
             self._wake.set()  # the sender packs them and moves the excess to disk
 
@@ -304,15 +323,16 @@ class RecordSink:
         return f"{self._run}:{next(self._seq)}"
 
     def _pack_steps(self) -> None:
-        """Logged step points into the queue, STEPS_CHUNK per entry (sender thread)."""
+        """Logged step points into the queue, STEPS_CHUNK per column entry (sender thread)."""
         steps = self._steps
         while steps:
             n = min(len(steps), STEPS_CHUNK)
-            points = [steps.popleft() for _ in range(n)]
-            data = _steps_json(points)
-            self._queue.append(
-                Record(self._steps_key, data, None, keys.STEPS_ORDER, droppable=True, points=n)
-            )
+            fields = keys.encode_step_columns([steps.popleft() for _ in range(n)])
+            head, columns = fields[keys.DATA_FIELD], fields[keys.COLUMNS_FIELD]
+            assert isinstance(head, str) and isinstance(columns, bytes)
+            record = Record(self._steps_key, head, None, keys.STEPS_ORDER, droppable=True)
+            record.points, record.columns = n, columns
+            self._queue.append(record)
             self._packed_extra += n - 1
 
     def _pop(self) -> Record:
@@ -380,9 +400,11 @@ class RecordSink:
                 calls.append([item])
         for run in calls:
             item = run[0]
-            args: list[str | int]
+            args: list[str | int | bytes]
             if item.order:
-                args = [len(item.order), *item.order, "\n".join(i.data for i in run)]
+                args = [len(item.order), *item.order]
+                for i in run:
+                    args += (i.data, i.columns)
                 pipe.evalsha(if_newer, 1, item.stream, *args)
             else:
                 args = [item.maxlen or 0]

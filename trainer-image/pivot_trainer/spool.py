@@ -1,10 +1,11 @@
 """The sink's on-disk overflow: an append-only spool of records that Redis has not taken yet.
 
 Only the sink's sending thread touches a spool. Records are JSON lines in numbered segment
-files, oldest first; `ack` holds how far into the head segment Redis has confirmed. The spool
-survives the process: a restarted trainer in the same pod directory sends what its predecessor
-left, first. The ack is written after Redis answered, so a kill between the two resends a few
-records, which the sink's idempotent appends discard: nothing is lost and nothing doubles.
+files, oldest first (a column entry's binary columns as base64); `ack` holds how far into the
+head segment Redis has confirmed. The spool survives the process: a restarted trainer in the
+same pod directory sends what its predecessor left, first. The ack is written after Redis
+answered, so a kill between the two resends a few records, which the sink's idempotent appends
+discard: nothing is lost and nothing doubles.
 
 Disk is bounded: beyond `max_bytes`, step-level records (steps, GPU samples) are dropped from
 the oldest segments, counted in `dropped`; epoch records and events are never dropped.
@@ -12,6 +13,7 @@ the oldest segments, counted in `dropped`; epoch records and events are never dr
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import json
@@ -39,18 +41,23 @@ class Record:
     order: tuple[str, ...] = ()
     rid: str = ""
     droppable: bool = False  # step-level points the disk bound may drop
-    points: int = 1  # records packed in `data` (a JSON array of step records when > 1)
+    points: int = 1  # records the entry holds (rows of a column entry)
+    columns: bytes = b""  # a column entry's keys.COLUMNS_FIELD (`data` is then its head)
 
     def line(self) -> bytes:
         row = [self.stream, self.data, self.maxlen, self.order, self.rid, self.droppable]
-        if self.points != 1:
+        if self.points != 1 or self.columns:
             row.append(self.points)
+        if self.columns:
+            row.append(base64.b64encode(self.columns).decode())
         return json.dumps(row, separators=(",", ":")).encode() + b"\n"
 
     @classmethod
     def parse(cls, line: bytes) -> Record:
-        stream, data, maxlen, order, rid, droppable, *points = json.loads(line)
-        return cls(stream, data, maxlen, tuple(order), rid, bool(droppable), *points)
+        stream, data, maxlen, order, rid, droppable, *rest = json.loads(line)
+        points = int(rest[0]) if rest else 1
+        columns = base64.b64decode(rest[1]) if len(rest) > 1 else b""
+        return cls(stream, data, maxlen, tuple(order), rid, bool(droppable), points, columns)
 
 
 class SpoolLocked(RuntimeError):

@@ -20,6 +20,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -455,13 +456,25 @@ class _SessionData:
 
     records: list[tuple[float, dict[str, Any]]] | None = None  # newest first (arrival s, record)
     history: list[dict[str, Any]] | None = None  # oldest first
-    steps: tuple[float, dict[str, Any]] | None = None
+    steps: tuple[float, set[str]] | None = None  # newest steps entry: time, field names
     gpus: list[dict[str, float | None]] | None = None
     read: set[str] = field(default_factory=set)
 
 
 def _entry_time(stream_id: Any) -> float:
     return int(_text(stream_id).split("-", 1)[0]) / 1000.0
+
+
+def _metric_names(fields: Mapping[Any, Any] | None) -> set[str]:
+    """The fields of a steps-stream entry's last record (none for an unreadable entry)."""
+    try:
+        columns = schema_keys.decode_step_columns(fields)
+        if columns is not None:
+            return set(columns)
+        packed = schema_keys.decode_records(fields)
+    except ValueError:
+        return set()
+    return set(packed[-1]) if packed else set()
 
 
 def _float(value: Any) -> float | None:
@@ -674,8 +687,11 @@ class AlertEvaluator:
             entries = await self.store.redis.xrevrange(
                 schema_keys.steps_stream(session_id), count=1
             )
-            packed = schema_keys.decode_records(entries[0][1]) if entries else []
-            sd.steps = (_entry_time(entries[0][0]), packed[-1]) if packed else (0.0, {})
+            sd.steps = (
+                (_entry_time(entries[0][0]), _metric_names(entries[0][1]))
+                if entries
+                else (0.0, set())
+            )
         if metric in sd.steps[1]:
             times.append(sd.steps[0])
         return max(times) if times else None

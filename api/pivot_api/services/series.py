@@ -4,7 +4,8 @@ Decoding a million JSON stream entries per history request would take seconds, s
 keeps a derived column cache per session and stream: the order field (epoch for the per-epoch
 stream, global_step for the step stream), values, timestamps and epochs of every metric, in
 packed arrays, caught up incrementally from the Redis stream (XRANGE after the last entry it
-has seen) on every request. Redis stays the truth: the cache only ever holds what the stream
+has seen) on every request; the steps stream's column entries are appended a column at a
+time, without parsing a point. Redis stays the truth: the cache only ever holds what the stream
 holds, is bounded (least recently used sessions are dropped), and a fresh or restarted worker
 rebuilds it from the stream. Nothing any other worker needs lives in it.
 """
@@ -98,6 +99,33 @@ class SessionColumns:
                 column.epochs.append(epoch)
             self.points += 1
 
+    def add_columns(self, columns: dict[str, array[Any]]) -> None:
+        """A column entry (`keys.decode_step_columns`): whole columns appended at C speed,
+        its `time_us` already the stamps, no per-point parsing."""
+        xs = columns.get(self.x_field)
+        if xs is None or xs.typecode != "q":
+            return
+        n = len(xs)
+        by_step = self.x_field != "epoch"
+        epochs = columns.get("epoch")
+        if by_step and (epochs is None or epochs.typecode != "q"):
+            epochs = array("q", bytes(8 * n))
+        stamps = columns.get(keys.STEP_TIME_FIELD)
+        if stamps is None or stamps.typecode != "q":
+            stamps = array("q", [_NO_TS]) * n
+        for name, values in columns.items():
+            if name in self.reserved or name == keys.STEP_TIME_FIELD or len(values) != n:
+                continue
+            column = self.columns.get(name)
+            if column is None:
+                column = self.columns[name] = Column()
+            column.xs.extend(xs)
+            column.values.extend(values if values.typecode == "d" else array("d", values))
+            column.stamps.extend(stamps)
+            if by_step and epochs is not None:
+                column.epochs.extend(epochs)
+            self.points += n
+
 
 @dataclass
 class Series:
@@ -140,8 +168,12 @@ class SeriesCache:
                     # An entry that is not a record a trainer writes is skipped, never a 500.
                     # Steps-stream entries pack several records.
                     with contextlib.suppress(ValueError, UnicodeDecodeError):
-                        for record in keys.decode_records(fields or {}):
-                            cols.add(record)
+                        columns = keys.decode_step_columns(fields or {})
+                        if columns is not None:
+                            cols.add_columns(columns)
+                        else:
+                            for record in keys.decode_records(fields or {}):
+                                cols.add(record)
                     cols.cursor = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
                 if len(entries or []) < _PAGE:
                     break

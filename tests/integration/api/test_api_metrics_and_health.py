@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -185,31 +186,52 @@ async def test_health_is_degraded_when_redis_is_down(
     }
 
 
-async def write_steps(platform: Platform, sid: str, records: list[dict[str, Any]]) -> None:
-    """XADD step records as the trainer's sink does: packed, `keys.STEPS_CHUNK` records (as
-    `keys.step_record` makes them) a JSON array per entry. One record alone is written
-    unpacked, as streams from before packing hold them."""
+def _us(timestamp: str) -> int:
+    when = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    return round(when.timestamp() * 1_000_000)
+
+
+async def write_steps(
+    platform: Platform, sid: str, records: list[dict[str, Any]], *, columns: bool = True
+) -> None:
+    """XADD step records (as `keys.step_record` makes them) packed `keys.STEPS_CHUNK` an entry:
+    column entries, as the trainer's sink writes them, or (`columns=False`) JSON arrays, as
+    earlier trainers did. One record alone is written as a plain record, as streams from before
+    packing hold them."""
     pipe = platform.redis.pipeline()
     for at in range(0, len(records), keys.STEPS_CHUNK):
         chunk = records[at : at + keys.STEPS_CHUNK]
-        data = json.dumps(chunk if len(records) > 1 else chunk[0], separators=(",", ":"))
-        pipe.xadd(keys.steps_stream(sid), {keys.DATA_FIELD: data})
+        fields: dict[str, str | bytes]
+        if len(records) == 1:
+            fields = {keys.DATA_FIELD: json.dumps(chunk[0], separators=(",", ":"))}
+        elif columns:
+            rows = [
+                (r["epoch"], r["step"], r["global_step"], r["train_loss"], _us(r["timestamp"]))
+                for r in chunk
+            ]
+            fields = keys.encode_step_columns(rows)
+        else:
+            fields = {keys.DATA_FIELD: json.dumps(chunk, separators=(",", ":"))}
+        pipe.xadd(keys.steps_stream(sid), fields)  # type: ignore[arg-type]
     await pipe.execute()
 
 
-async def session_with_steps(platform: Platform, epochs: int = 3, per_epoch: int = 4) -> str:
+async def session_with_steps(
+    platform: Platform, epochs: int = 3, per_epoch: int = 4, *, columns: bool = True
+) -> str:
     sid = (await platform.create())["session_id"]
     records = []
     for epoch in range(1, epochs + 1):
         for step in range(1, per_epoch + 1):
             global_step = (epoch - 1) * per_epoch + step
             records.append(keys.step_record(epoch, step, global_step, 1.0 / global_step, ts(epoch)))
-    await write_steps(platform, sid, records)
+    await write_steps(platform, sid, records, columns=columns)
     return sid
 
 
-async def test_steps_give_train_loss_by_global_step(platform: Platform) -> None:
-    sid = await session_with_steps(platform)
+@pytest.mark.parametrize("columns", [True, False], ids=["column-entries", "json-entries"])
+async def test_steps_give_train_loss_by_global_step(platform: Platform, columns: bool) -> None:
+    sid = await session_with_steps(platform, columns=columns)
     body = (await platform.http.get(f"/api/v1/metrics/{sid}/steps")).json()
     assert body["metric_name"] == "train_loss"
     assert body["steps"] == list(range(1, 13))
@@ -217,6 +239,20 @@ async def test_steps_give_train_loss_by_global_step(platform: Platform) -> None:
     assert body["values"] == [1.0 / s for s in range(1, 13)]
     assert body["timestamps"][0] == ts(1) and body["timestamps"][-1] == ts(3)
     assert (body["total_points"], body["downsampled"]) == (12, False)
+
+
+async def test_steps_of_an_earlier_trainer_and_this_one_read_as_one_series(
+    platform: Platform,
+) -> None:
+    """A resumed session's stream can hold JSON entries, then column entries."""
+    sid = await session_with_steps(platform, epochs=1, per_epoch=3, columns=False)
+    later = [keys.step_record(2, s, 3 + s, 0.5 / s, ts(2)) for s in (1, 2, 3)]
+    later[1]["train_loss"] = float("inf")  # read back as null, as a NaN is
+    await write_steps(platform, sid, later)
+    body = (await platform.http.get(f"/api/v1/metrics/{sid}/steps")).json()
+    assert body["steps"] == [1, 2, 3, 4, 5, 6] and body["epochs"] == [1, 1, 1, 2, 2, 2]
+    assert body["values"] == [1.0, 0.5, 1.0 / 3, 0.5, None, 0.5 / 3]
+    assert body["timestamps"] == [ts(1)] * 3 + [ts(2)] * 3
 
 
 async def test_steps_honour_the_step_range_and_read_new_records(platform: Platform) -> None:
@@ -399,6 +435,9 @@ async def test_resources_still_answer_with_redis_down(
 async def test_entries_that_are_not_records_are_skipped_not_a_500(platform: Platform) -> None:
     sid = await session_with_steps(platform, epochs=1, per_epoch=2)
     await platform.redis.xadd(keys.steps_stream(sid), {"data": "{not json"})
+    truncated = keys.encode_step_columns([(1, 9, 9, 0.1, 0)])
+    truncated[keys.COLUMNS_FIELD] = truncated[keys.COLUMNS_FIELD][:-3]
+    await platform.redis.xadd(keys.steps_stream(sid), truncated)  # type: ignore[arg-type]
     await platform.redis.xadd(keys.gpu_stream(sid), {"data": "{not json"})
     await write_steps(platform, sid, [keys.step_record(1, 3, 3, 0.2, ts(1))])
     steps = await platform.http.get(f"/api/v1/metrics/{sid}/steps")

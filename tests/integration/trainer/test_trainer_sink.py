@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from pathlib import Path
@@ -143,6 +144,36 @@ def test_a_packed_entry_that_straddles_the_stream_end_appends_only_its_newer_poi
     got = _stream(redis_server.url, keys.steps_stream(sid))
     assert [r["step"] for r in got] == list(range(1, 16))
     assert all(r["train_loss"] == 1.0 / r["step"] for r in got)
+    # The script cut the column entry: its head names the rows it kept.
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        (_, fields), *_ = client.xrevrange(keys.steps_stream(sid), count=1)
+    finally:
+        client.close()
+    head = json.loads(fields[keys.DATA_FIELD.encode()])
+    assert head["n"] == 5 and head["first"] == {"epoch": 1, "step": 11}
+    assert head["last"] == {"epoch": 1, "step": 15}
+    columns = keys.decode_step_columns(fields)
+    assert columns is not None and list(columns["global_step"]) == list(range(11, 16))
+
+
+def test_column_appends_follow_a_stream_of_json_packed_entries(redis_server: RedisServer) -> None:
+    """A stream an earlier trainer wrote ends in a JSON array of records: still the order to
+    beat, and a column entry straddling it keeps its newer rows only."""
+    sid = f"t-{uuid.uuid4().hex[:10]}"
+    packed = [keys.step_record(2, s, 10 + s, 0.5, "2026-01-01T00:00:00Z") for s in (1, 2, 3)]
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        client.xadd(keys.steps_stream(sid), {keys.DATA_FIELD: json.dumps(packed)})
+    finally:
+        client.close()
+    sink = RecordSink(redis_server.url, sid)
+    for step in range(1, 7):
+        sink.step(2, step, 10 + step, 0.1 * step)
+    assert sink.close(5) is True and (sink.sent, sink.duplicates) == (3, 3)
+    got = _stream(redis_server.url, keys.steps_stream(sid))
+    assert [(r["step"], r["global_step"]) for r in got] == [(s, 10 + s) for s in range(1, 7)]
+    assert [r["train_loss"] for r in got[3:]] == [0.1 * s for s in (4, 5, 6)]
 
 
 def test_packed_appends_follow_a_stream_of_one_record_entries(redis_server: RedisServer) -> None:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import json
 import math
+from typing import Any
 
 import pytest
 
@@ -55,6 +57,63 @@ def test_record_roundtrip_drops_non_finite_values() -> None:
         "train_loss": 0.5,
         "val_loss": None,
     }
+
+
+def _as_read(fields: dict[str, str | bytes]) -> dict[bytes, bytes]:
+    """Stream fields as redis-py returns them."""
+    return {k.encode(): v.encode() if isinstance(v, str) else v for k, v in fields.items()}
+
+
+def test_step_column_entries_read_back_as_the_schemas_records() -> None:
+    t0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in microseconds
+    rows = [
+        (1, 1, 1, 0.6931471824645996, t0 + 7),
+        (1, 2, 2, math.inf, t0 + 1_000_000),
+        (2, 1, 3, math.nan, t0 + 2_000_000),
+        (2, 2, 4, -1e-300, t0 + 3_999_999),
+    ]
+    fields = _as_read(keys.encode_step_columns(rows))
+    head = json.loads(fields[keys.DATA_FIELD.encode()])
+    # An appender ranks the entry from its head alone.
+    assert head["n"] == 4
+    assert head["first"] == {"epoch": 1, "step": 1} and head["last"] == {"epoch": 2, "step": 2}
+    assert len(fields[keys.COLUMNS_FIELD.encode()]) == 8 * 4 * len(keys.STEP_COLUMNS)
+    records = keys.decode_records(fields)
+    assert [r.keys() for r in records] == [keys.step_record(1, 1, 1, 0.5).keys()] * 4
+    assert [r["train_loss"] for r in records] == [0.6931471824645996, None, None, -1e-300]
+    assert [(r["epoch"], r["step"], r["global_step"]) for r in records] == [r[:3] for r in rows]
+    assert [r["timestamp"] for r in records] == [
+        "2026-01-01T00:00:00.000007Z",
+        "2026-01-01T00:00:01.000000Z",
+        "2026-01-01T00:00:02.000000Z",
+        "2026-01-01T00:00:03.999999Z",
+    ]
+    columns = keys.decode_step_columns(fields)
+    assert columns is not None and list(columns) == [name for name, _ in keys.STEP_COLUMNS]
+    assert list(columns["time_us"]) == [r[4] for r in rows]
+    assert math.isnan(columns["train_loss"][1])  # inf is read back as null, as NaN is
+
+
+def test_json_entries_are_not_column_entries() -> None:
+    one = _as_read(keys.encode_record(keys.step_record(1, 2, 2, 0.5, "2026-01-01T00:00:00Z")))
+    assert keys.decode_step_columns(one) is None
+    assert keys.decode_records(one)[0]["step"] == 2
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda f: {**f, b"columns": f[b"columns"][:-1]},  # truncated
+        lambda f: {**f, b"data": b"{not json"},
+        lambda f: {**f, b"data": b'{"n":1,"columns":["epoch"],"dtypes":["<u2"]}'},
+        lambda f: {**f, b"data": b"[1,2]"},
+        lambda f: {b"columns": f[b"columns"]},  # no head
+    ],
+)
+def test_a_malformed_column_entry_is_a_value_error(damage: Any) -> None:
+    fields = damage(_as_read(keys.encode_step_columns([(1, 1, 1, 0.5, 0)])))
+    with pytest.raises(ValueError):
+        keys.decode_records(fields)
 
 
 def test_keys_share_one_hash_slot_per_session() -> None:

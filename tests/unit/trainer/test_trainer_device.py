@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import time
-from datetime import UTC, datetime, timedelta
-
 import pytest
 import torch
 from torch import nn
 
-from pivot_schema import keys
 from pivot_trainer.config import ConfigError
 from pivot_trainer.losses import build_loss
 from pivot_trainer.model import CpuSyncBatchNorm, UNet, convert_sync_batchnorm
-from pivot_trainer.sink import _steps_json
 from pivot_trainer.train import choose_precision, pick_device
 
 
@@ -80,16 +74,3 @@ def test_sync_batchnorm_conversion_keeps_the_state_dict(cuda: bool, kind: type) 
         torch.testing.assert_close(after[k], v)
     converted.eval()
     assert converted(torch.randn(2, 1, 8, 8)).shape == (2, 1, 8, 8)  # eval: no collectives
-
-
-def test_sink_timestamps_are_utc_iso_with_microseconds() -> None:
-    now = time.time_ns()
-    packed = json.loads(_steps_json([(1, 1, 1, 0.5, now), (1, 2, 2, float("inf"), now + 10**9)]))
-    assert [r["train_loss"] for r in packed] == [0.5, None]  # not JSON: null
-    assert packed[0].keys() == keys.step_record(1, 1, 1, 0.5).keys()  # the schema's record
-    assert packed[0]["timestamp"][:19] != packed[1]["timestamp"][:19]  # a second apart
-    stamp = packed[0]["timestamp"]
-    assert stamp.endswith("Z") and len(stamp) == len("2026-01-01T00:00:00.000000Z")
-    parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    reference = datetime.fromisoformat(keys.utcnow_iso().replace("Z", "+00:00"))
-    assert abs(reference - parsed) < timedelta(seconds=1) and parsed.tzinfo == UTC

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,19 @@ def test_demo_config_trains_to_completion_over_http(
     assert history["epochs"] == list(range(1, total + 1))
     assert history["values"] == [r["val_loss"] for r in rows]
     assert history["timestamps"] == [r["timestamp"] for r in rows]
+
+    # Step points, as the trainer packs them (column entries), read back through the API.
+    steps = api.get(f"/metrics/{session_id}/steps").json()
+    per_epoch = -(-demo["num_train"] // demo["batch_size"]) // demo["log_every_steps"]
+    assert steps["total_points"] == len(steps["steps"]) == total * per_epoch
+    assert steps["steps"] == sorted(set(steps["steps"]))
+    assert sorted(set(steps["epochs"])) == list(range(1, total + 1))
+    assert all(isinstance(v, float) and v > 0 for v in steps["values"])
+    when = [
+        datetime.fromisoformat(t.replace("Z", "+00:00"))
+        for t in (final["started_at"], steps["timestamps"][0], steps["timestamps"][-1])
+    ]
+    assert when == sorted(when)  # stamped while it trained
 
     assert platform.s3 is not None
     s3 = platform.s3.client()

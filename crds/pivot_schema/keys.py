@@ -183,22 +183,25 @@ _STEP_HEAD = (
     + json.dumps([dtype for _, dtype in STEP_COLUMNS], separators=(",", ":"))
     + ',"first":{"epoch":%d,"step":%d},"last":{"epoch":%d,"step":%d}}'
 )
-StepRow = tuple[int, int, int, float, int]  # STEP_COLUMNS' values: epoch .. time_us
 
 
-def encode_step_columns(rows: Sequence[StepRow]) -> dict[str, str | bytes]:
-    """Stream fields of one column entry holding `rows` (in STEPS_ORDER, at most
-    STEPS_CHUNK). A fraction of a microsecond a row: no per-value formatting."""
-    if not rows:
-        raise ValueError("a column entry holds at least one row")
+def encode_step_columns(columns: Sequence[Sequence[int | float]]) -> dict[str, str | bytes]:
+    """Stream fields of one column entry: `columns` holds STEP_COLUMNS' values in that order,
+    one sequence each, rows in STEPS_ORDER (at most STEPS_CHUNK). A fraction of a microsecond
+    a row: no per-value formatting. An integer beyond 64 bits raises OverflowError."""
+    if len(columns) != len(STEP_COLUMNS):
+        raise ValueError(f"a column entry holds {len(STEP_COLUMNS)} columns")
+    n = len(columns[0])
+    if not n or any(len(c) != n for c in columns):
+        raise ValueError("a column entry holds one or more rows, as many in every column")
     blob = bytearray()
-    for (_, dtype), values in zip(STEP_COLUMNS, zip(*rows, strict=True), strict=True):
+    for (_, dtype), values in zip(STEP_COLUMNS, columns, strict=True):
         column = array(_TYPECODES[dtype], values)
         if _SWAP:
             column.byteswap()
         blob += column.tobytes()
-    first, last = rows[0], rows[-1]  # their STEPS_ORDER fields: epoch, step
-    head = _STEP_HEAD % (len(rows), first[0], first[1], last[0], last[1])
+    epochs, steps = columns[0], columns[1]  # STEPS_ORDER
+    head = _STEP_HEAD % (n, epochs[0], steps[0], epochs[-1], steps[-1])
     return {DATA_FIELD: head, COLUMNS_FIELD: bytes(blob)}
 
 

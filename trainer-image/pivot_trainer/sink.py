@@ -45,6 +45,7 @@ SPOOL_MAX_BYTES = 512 * 2**20
 MEMORY_ONLY_LIMIT = 1_000_000  # without a spool: the oldest records beyond this are dropped
 BATCH = 2048  # entries per pipelined round trip
 STEPS_CHUNK = keys.STEPS_CHUNK
+STEP_WIDTH = len(keys.STEP_COLUMNS)  # values a step point holds
 INTERVAL_S = 0.25  # how often the background thread sends what has queued
 RID_FIELD = "rid"  # beside keys.DATA_FIELD; readers decode DATA_FIELD only
 
@@ -233,7 +234,10 @@ class RecordSink:
         # Appended by the logging thread, popped only by the sender: deque ops are atomic, so
         # the hot path takes no lock.
         self._queue: deque[Record] = deque()
-        self._steps: deque[keys.StepRow] = deque()  # logged, not yet packed into the queue
+        # Logged step points not yet packed into the queue, flat: STEP_WIDTH values a point (in
+        # keys.STEP_COLUMNS order). Numbers only, so a backlog of points is no work for the
+        # garbage collector, and one list.extend a point, which is atomic under the GIL.
+        self._steps: list[int | float] = []
         self._packed_extra = 0  # points in the queue beyond one per entry (sender thread only)
         self._send_lock = threading.Lock()  # one sender at a time (thread, flush, close)
         self._memory_records = max(1, memory_records)
@@ -283,7 +287,7 @@ class RecordSink:
 
     @property
     def in_memory(self) -> int:
-        return len(self._queue) + self._packed_extra + len(self._steps)
+        return len(self._queue) + self._packed_extra + len(self._steps) // STEP_WIDTH
 
     @property
     def spool_dropped(self) -> int:
@@ -300,10 +304,10 @@ class RecordSink:
     def step(self, epoch: int, step: int, global_step: int, train_loss: float) -> None:
         if self._client is None:
             return
-        # Only a tuple here (conversions so that bad input fails in the caller, not the
-        # sender); the sender packs them into column entries.
-        row = (int(epoch), int(step), int(global_step), float(train_loss), time.time_ns() // 1000)
-        self._steps.append(row)
+        # Conversions here so that bad input fails in the caller; the sender packs.
+        self._steps.extend(
+            (int(epoch), int(step), int(global_step), float(train_loss), time.time_ns() // 1000)
+        )
         if self._down and self.in_memory > self._memory_records:
             self._wake.set()  # the sender packs them and moves the excess to disk
 
@@ -325,15 +329,44 @@ class RecordSink:
     def _pack_steps(self) -> None:
         """Logged step points into the queue, STEPS_CHUNK per column entry (sender thread)."""
         steps = self._steps
-        while steps:
-            n = min(len(steps), STEPS_CHUNK)
-            fields = keys.encode_step_columns([steps.popleft() for _ in range(n)])
-            head, columns = fields[keys.DATA_FIELD], fields[keys.COLUMNS_FIELD]
-            assert isinstance(head, str) and isinstance(columns, bytes)
+        n = len(steps)  # whole points: each was one extend
+        if not n:
+            return
+        flat = steps[:n]
+        del steps[:n]  # the logger only appends: what it added meanwhile stays
+        chunk = STEPS_CHUNK * STEP_WIDTH
+        for at in range(0, n, chunk):
+            part = flat[at : at + chunk]
+            columns = [part[i::STEP_WIDTH] for i in range(STEP_WIDTH)]
+            try:
+                fields = keys.encode_step_columns(columns)
+            except OverflowError:
+                columns = self._fitting(columns)
+                if not columns[0]:
+                    continue
+                fields = keys.encode_step_columns(columns)
+            head, blob = fields[keys.DATA_FIELD], fields[keys.COLUMNS_FIELD]
+            assert isinstance(head, str) and isinstance(blob, bytes)
+            points = len(columns[0])
             record = Record(self._steps_key, head, None, keys.STEPS_ORDER, droppable=True)
-            record.points, record.columns = n, columns
+            record.points, record.columns = points, blob
             self._queue.append(record)
-            self._packed_extra += n - 1
+            self._packed_extra += points - 1
+
+    def _fitting(self, columns: list[list[int | float]]) -> list[list[int | float]]:
+        """The points of a chunk whose integers fit 64 bits; the others (an epoch or step no
+        reader could order) are dropped, counted and reported."""
+        keep = [
+            i
+            for i in range(len(columns[0]))
+            if all(-(2**63) <= c[i] < 2**63 for c in columns if isinstance(c[i], int))
+        ]
+        lost = len(columns[0]) - len(keep)
+        self.dropped += lost
+        print(
+            f"pivot-trainer: dropped {lost} step point(s) beyond 64-bit integers", file=sys.stderr
+        )
+        return [[c[i] for i in keep] for c in columns]
 
     def _pop(self) -> Record:
         record = self._queue.popleft()

@@ -209,7 +209,7 @@ async def write_steps(
                 (r["epoch"], r["step"], r["global_step"], r["train_loss"], _us(r["timestamp"]))
                 for r in chunk
             ]
-            fields = keys.encode_step_columns(rows)
+            fields = keys.encode_step_columns(list(zip(*rows, strict=True)))
         else:
             fields = {keys.DATA_FIELD: json.dumps(chunk, separators=(",", ":"))}
         pipe.xadd(keys.steps_stream(sid), fields)  # type: ignore[arg-type]
@@ -435,7 +435,7 @@ async def test_resources_still_answer_with_redis_down(
 async def test_entries_that_are_not_records_are_skipped_not_a_500(platform: Platform) -> None:
     sid = await session_with_steps(platform, epochs=1, per_epoch=2)
     await platform.redis.xadd(keys.steps_stream(sid), {"data": "{not json"})
-    truncated = keys.encode_step_columns([(1, 9, 9, 0.1, 0)])
+    truncated = keys.encode_step_columns([[1], [9], [9], [0.1], [0]])
     truncated[keys.COLUMNS_FIELD] = truncated[keys.COLUMNS_FIELD][:-3]
     await platform.redis.xadd(keys.steps_stream(sid), truncated)  # type: ignore[arg-type]
     await platform.redis.xadd(keys.gpu_stream(sid), {"data": "{not json"})

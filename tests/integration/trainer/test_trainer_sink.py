@@ -192,3 +192,19 @@ def test_packed_appends_follow_a_stream_of_one_record_entries(redis_server: Redi
     got = _stream(redis_server.url, keys.steps_stream(sid))
     assert [(r["epoch"], r["step"]) for r in got] == [(2, 3), (2, 4), (2, 5), (3, 1)]
     assert got[-1]["train_loss"] is None  # NaN is not JSON: null
+
+
+def test_a_step_beyond_64_bit_integers_is_dropped_and_counted_not_the_chunk(
+    redis_server: RedisServer,
+) -> None:
+    sid = f"t-{uuid.uuid4().hex[:10]}"
+    sink = RecordSink(redis_server.url, sid)
+    sink.step(1, 1, 1, 0.5)
+    sink.step(1, 2**64, 2, 0.4)  # no reader could order it: column entries hold int64
+    sink.step(1, 3, 3, 0.3)
+    with pytest.raises(ValueError):
+        sink.step(1, "four", 4, 0.2)  # type: ignore[arg-type]  # refused in the caller
+    assert sink.close(5) is True
+    assert (sink.sent, sink.dropped, sink.pending) == (2, 1, 0)
+    got = _stream(redis_server.url, keys.steps_stream(sid))
+    assert [(r["step"], r["train_loss"]) for r in got] == [(1, 0.5), (3, 0.3)]

@@ -72,7 +72,7 @@ def test_step_column_entries_read_back_as_the_schemas_records() -> None:
         (2, 1, 3, math.nan, t0 + 2_000_000),
         (2, 2, 4, -1e-300, t0 + 3_999_999),
     ]
-    fields = _as_read(keys.encode_step_columns(rows))
+    fields = _as_read(keys.encode_step_columns(list(zip(*rows, strict=True))))
     head = json.loads(fields[keys.DATA_FIELD.encode()])
     # An appender ranks the entry from its head alone.
     assert head["n"] == 4
@@ -111,7 +111,7 @@ def test_json_entries_are_not_column_entries() -> None:
     ],
 )
 def test_a_malformed_column_entry_is_a_value_error(damage: Any) -> None:
-    fields = damage(_as_read(keys.encode_step_columns([(1, 1, 1, 0.5, 0)])))
+    fields = damage(_as_read(keys.encode_step_columns([[1], [1], [1], [0.5], [0]])))
     with pytest.raises(ValueError):
         keys.decode_records(fields)
 

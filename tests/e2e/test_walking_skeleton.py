@@ -142,9 +142,13 @@ def test_kubectl_applied_session_runs_and_the_api_lists_it(
     kubectl(
         platform, "wait", "--for=jsonpath={.status.phase}=Completed", f"ts/{name}", "--timeout=180s"
     )
-    listed = api.get("/training/sessions", params={"limit": 1000}).json()
-    mine = [s for s in listed["sessions"] if s["session_id"] == name]
-    assert mine and mine[0]["status"] == "completed"
+    # The API reads CRs from a watch-backed cache: it follows the cluster, moments later.
+    def listed() -> list[dict[str, Any]] | None:
+        sessions = api.get("/training/sessions", params={"limit": 1000}).json()["sessions"]
+        mine = [s for s in sessions if s["session_id"] == name]
+        return mine if mine and mine[0]["status"] == "completed" else None
+
+    mine = wait_for(listed, 30, f"the API to list {name} as completed")
     assert mine[0]["session_name"] == "from-kubectl"
     table = kubectl(platform, "get", "ts", name)
     assert "Completed" in table and name in table

@@ -7,6 +7,7 @@ import math
 import os
 import queue
 import random
+import shutil
 import signal
 import sys
 import threading
@@ -74,6 +75,19 @@ class Precision:
     loss_scaling: bool  # fp16 needs a GradScaler; bf16 has fp32's range and does not
     channels_last: bool  # NHWC tensors: the layout cuDNN's tensor-core convolutions want
     pin_memory: bool  # page-locked host batches, so non_blocking copies overlap compute
+
+
+def missing_compiler(cuda: bool, which: Any = shutil.which) -> str | None:
+    """What torch.compile lacks to build kernels here, or None: Inductor compiles CPU
+    kernels with a C++ compiler, and Triton builds its CUDA launcher with a C compiler.
+    PyTorch's runtime images ship neither (pytorch/pytorch#116696)."""
+    if cuda:
+        if os.environ.get("CC") or any(which(c) for c in ("cc", "gcc", "clang")):
+            return None
+        return "no C compiler for Triton (cc, gcc or clang on PATH, or CC)"
+    if os.environ.get("CXX") or any(which(c) for c in ("g++", "c++", "clang++")):
+        return None
+    return "no C++ compiler for Inductor's CPU kernels (g++, c++ or clang++ on PATH, or CXX)"
 
 
 def choose_precision(device: torch.device, bf16_supported: bool) -> Precision:
@@ -201,9 +215,17 @@ class Trainer:
 
             ids = [self.device.index] if self.cuda else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)
-        if cfg.compile:
+        lacking = missing_compiler(self.cuda) if cfg.compile else None
+        if lacking and self.rt.is_main:
+            print(f"pivot-trainer: compile: true, but {lacking}: training eagerly")
+        if cfg.compile and not lacking:
             # Compiles the training forward/backward on first use; checkpoints keep the
-            # plain module's state dict, so compiled and eager runs resume each other.
+            # plain module's state dict, so compiled and eager runs resume each other. A graph
+            # the backend cannot compile runs eagerly (with a warning) rather than failing
+            # the run: compiling is an optimisation.
+            import torch._dynamo as dynamo
+
+            dynamo.config.suppress_errors = True
             self.net = torch.compile(self.net)  # type: ignore[assignment]
         self.optimizer = build_optimizer(self.model.parameters(), cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg)

@@ -24,6 +24,7 @@ import yaml
 from pivot_local.procs import free_port
 from pivot_local.services import RedisServer, S3Server
 from pivot_schema import keys, storage
+from pivot_trainer.train import missing_compiler
 
 pytestmark = pytest.mark.integration
 
@@ -372,3 +373,40 @@ def test_demo_config_learns_and_val_froc_beats_the_threshold(
     assert records[-1]["train_loss"] < records[0]["train_loss"] / 2
     assert records[-1]["val_loss"] < records[0]["val_loss"]
     assert records[-1]["val_froc"] > DEMO_FROC_THRESHOLD
+
+
+def without_compilers(env: dict[str, str]) -> dict[str, str]:
+    """No cc, g++ or clang to be found, as in PyTorch's runtime images."""
+    return {**env, "PATH": str(Path(sys.executable).parent), "CC": "", "CXX": ""}
+
+
+def test_compile_without_a_compiler_trains_eagerly_and_says_so(
+    redis_server: RedisServer, s3_server: S3Server
+) -> None:
+    url, cfg = redis_server.url, {**TINY, "epochs": 2}
+    eager, asked = new_session(), new_session()
+    ok(run(trainer_env(url, s3_server, eager, cfg)))
+    proc = ok(run(without_compilers(trainer_env(url, s3_server, asked, {**cfg, "compile": True}))))
+    assert "compile: true, but no C++ compiler" in proc.stdout and "training eagerly" in proc.stdout
+    assert metrics(url, asked) and [
+        {k: r[k] for k in METRIC_NAMES} for r in metrics(url, asked)
+    ] == [{k: r[k] for k in METRIC_NAMES} for r in metrics(url, eager)]
+
+
+@pytest.mark.skipif(missing_compiler(cuda=False) is not None, reason="no C++ compiler here")
+def test_compiled_training_matches_eager_and_resumes_eagerly(
+    redis_server: RedisServer, s3_server: S3Server
+) -> None:
+    url, cfg = redis_server.url, {**TINY, "epochs": 2}
+    eager, compiled = new_session(), new_session()
+    ok(run(trainer_env(url, s3_server, eager, cfg)))
+    proc = ok(run(trainer_env(url, s3_server, compiled, {**cfg, "compile": True}), timeout=300))
+    assert "training eagerly" not in proc.stdout
+    for got, want in zip(metrics(url, compiled), metrics(url, eager), strict=True):
+        for name in METRIC_NAMES:  # fused kernels round differently, within float tolerance
+            assert got[name] == pytest.approx(want[name], rel=1e-4, abs=1e-6), name
+    # Checkpoints hold the plain module's state: an eager run takes over the compiled one.
+    ok(run(trainer_env(url, s3_server, compiled, {**TINY, "epochs": 3})))
+    assert [r["epoch"] for r in metrics(url, compiled)] == [1, 2, 3]
+    started = [e for e in events(url, compiled) if e["type"] == "started"]
+    assert started[-1]["resumed_from"] == storage.checkpoint_id(compiled, 2)

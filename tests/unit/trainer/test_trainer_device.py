@@ -9,7 +9,7 @@ from torch import nn
 from pivot_trainer.config import ConfigError
 from pivot_trainer.losses import build_loss
 from pivot_trainer.model import CpuSyncBatchNorm, UNet, convert_sync_batchnorm
-from pivot_trainer.train import choose_precision, pick_device
+from pivot_trainer.train import choose_precision, missing_compiler, pick_device
 
 
 def test_cpu_trains_in_plain_fp32() -> None:
@@ -74,3 +74,33 @@ def test_sync_batchnorm_conversion_keeps_the_state_dict(cuda: bool, kind: type) 
         torch.testing.assert_close(after[k], v)
     converted.eval()
     assert converted(torch.randn(2, 1, 8, 8)).shape == (2, 1, 8, 8)  # eval: no collectives
+
+
+@pytest.mark.parametrize(
+    ("cuda", "found", "env", "missing"),
+    [
+        (False, {"g++"}, {}, None),
+        (False, {"clang++"}, {}, None),
+        (False, {"gcc", "cc"}, {}, "C++ compiler"),  # Inductor's CPU kernels are C++
+        (False, set(), {"CXX": "/opt/cxx"}, None),
+        (True, {"gcc"}, {}, None),
+        (True, set(), {"CC": "/opt/cc"}, None),
+        (True, {"g++"}, {}, "C compiler for Triton"),
+    ],
+)
+def test_compile_knows_which_compiler_it_needs(
+    monkeypatch: pytest.MonkeyPatch,
+    cuda: bool,
+    found: set[str],
+    env: dict[str, str],
+    missing: str | None,
+) -> None:
+    for name in ("CC", "CXX"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    said = missing_compiler(cuda, which=lambda c: f"/usr/bin/{c}" if c in found else None)
+    if missing is None:
+        assert said is None
+    else:
+        assert said is not None and missing in said

@@ -14,7 +14,7 @@ which also covers a restarted run re-emitting an epoch; events and GPU samples c
 field (`run:seq`, unique per sink) and are appended only if the stream's last entry is not the
 same run at the same or a later seq.
 
-Step points are the bulk (one every N optimizer steps): a log call appends a tuple, and the
+Step points are the bulk (one every N optimizer steps): a log call appends its numbers, and the
 sender packs them into column entries (`keys.encode_step_columns`: binary columns, no per-value
 formatting), up to `keys.STEPS_CHUNK` points an entry (one XADD per point would cap ingest at
 Redis's XADD rate). The memory bound, the spool's bound and every count (`sent`,
@@ -348,9 +348,16 @@ class RecordSink:
             head, blob = fields[keys.DATA_FIELD], fields[keys.COLUMNS_FIELD]
             assert isinstance(head, str) and isinstance(blob, bytes)
             points = len(columns[0])
-            record = Record(self._steps_key, head, None, keys.STEPS_ORDER, droppable=True)
-            record.points, record.columns = points, blob
-            self._queue.append(record)
+            self._queue.append(
+                Record(
+                    self._steps_key,
+                    head,
+                    order=keys.STEPS_ORDER,
+                    droppable=True,
+                    points=points,
+                    columns=blob,
+                )
+            )
             self._packed_extra += points - 1
 
     def _fitting(self, columns: list[list[int | float]]) -> list[list[int | float]]:

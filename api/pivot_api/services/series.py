@@ -106,9 +106,8 @@ class SessionColumns:
         if xs is None or xs.typecode != "q":
             return
         n = len(xs)
-        by_step = self.x_field != "epoch"
-        epochs = columns.get("epoch")
-        if by_step and (epochs is None or epochs.typecode != "q"):
+        epochs = columns.get("epoch") if self.x_field != "epoch" else None  # as in `add`
+        if self.x_field != "epoch" and (epochs is None or epochs.typecode != "q"):
             epochs = array("q", bytes(8 * n))
         stamps = columns.get(keys.STEP_TIME_FIELD)
         if stamps is None or stamps.typecode != "q":
@@ -122,7 +121,7 @@ class SessionColumns:
             column.xs.extend(xs)
             column.values.extend(values if values.typecode == "d" else array("d", values))
             column.stamps.extend(stamps)
-            if by_step and epochs is not None:
+            if epochs is not None:
                 column.epochs.extend(epochs)
             self.points += n
 

@@ -68,3 +68,44 @@ class SegCounts:
     def dice(self) -> float:
         denom = self.pred_pos + self.target_pos
         return 1.0 if denom == 0 else 2.0 * self.intersection / denom
+
+
+class PendingCounts:
+    """SegCounts' sums of the batches since the last `drain`, kept on the batches' device:
+    adding a batch queues a few reductions and never waits for the GPU (a host sync per step
+    would stall the CPU from queueing the next step's kernels); `drain` syncs once."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._sums: torch.Tensor | None = None  # loss_sum, correct, intersection, pred, target
+        self._samples = 0
+        self._pixels = 0
+
+    def add(self, logits: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor) -> None:
+        pred = logits.detach() > 0
+        tgt = targets.detach() > 0.5
+        n = int(targets.shape[0])
+        # float64 holds the counts exactly (to 2**53) and the loss sum as SegCounts does.
+        row = torch.stack(
+            [loss.detach().double() * n]
+            + [t.sum().double() for t in (pred == tgt, pred & tgt, pred, tgt)]
+        )
+        self._sums = row if self._sums is None else self._sums + row
+        self._samples += n
+        self._pixels += tgt.numel()
+
+    def drain(self, into: SegCounts) -> None:
+        """Add what is pending to `into` and start over."""
+        if self._sums is None:
+            return
+        loss_sum, correct, intersection, pred_pos, target_pos = self._sums.tolist()
+        into.loss_sum += loss_sum
+        into.samples += self._samples
+        into.correct += int(correct)
+        into.pixels += self._pixels
+        into.intersection += int(intersection)
+        into.pred_pos += int(pred_pos)
+        into.target_pos += int(target_pos)
+        self._reset()

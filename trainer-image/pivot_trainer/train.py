@@ -28,7 +28,7 @@ from pivot_trainer.data import load_datasets
 from pivot_trainer.froc import FrocCounts
 from pivot_trainer.gpu import GpuMonitor
 from pivot_trainer.losses import build_loss
-from pivot_trainer.metrics import SegCounts
+from pivot_trainer.metrics import PendingCounts, SegCounts
 from pivot_trainer.model import UNet, convert_sync_batchnorm
 from pivot_trainer.runtime import Runtime, cpu_budget
 from pivot_trainer.schedule import build_optimizer, build_scheduler, sync_lr
@@ -176,6 +176,7 @@ class Trainer:
         self.best_value: float | None = None
         self.last_metrics: dict[str, float] = {}
         self.train_counts = SegCounts()
+        self.pending_counts = PendingCounts()  # this epoch's batches not yet in train_counts
         self.committed: list[Committed] = []
         self.resumed_from: str | None = None
         self.latest_id: str | None = None
@@ -463,26 +464,32 @@ class Trainer:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            loss_value = float(loss.item())
-            self.train_counts.update(logits, y, loss_value)
+            # No host sync here on one GPU: the counts stay on the device until the epoch's
+            # end, and the loss is read only when a step point is due.
+            self.pending_counts.add(logits, y, loss)
             self.step += 1
             self.global_step += 1
-            stop, mean_loss = self._agree(loss_value)
             every = self.cfg.log_every_steps
-            if every and self.step % every == 0:
+            due = bool(every) and self.step % every == 0
+            stop, mean_loss = self._agree(loss, want_loss=due)
+            if due and mean_loss is not None:
                 self.sink.step(self.epoch + 1, self.step, self.global_step, mean_loss)
             if stop:
                 return False
         return True
 
-    def _agree(self, loss: float = 0.0) -> tuple[bool, float]:
-        """(does any rank want to stop, the ranks' mean loss): one small all-reduce per step,
-        so a SIGTERM on any pod stops every rank after the same step."""
+    def _agree(
+        self, loss: torch.Tensor | None = None, *, want_loss: bool = False
+    ) -> tuple[bool, float | None]:
+        """(does any rank want to stop, the ranks' mean loss if wanted): one small all-reduce
+        per step in a gang, so a SIGTERM on any pod stops every rank after the same step;
+        alone, the loss is read (a host sync) only when wanted."""
         if not self.dist:
-            return self.stop.requested, loss
-        t = torch.tensor([float(self.stop.requested), loss], dtype=torch.float64)
-        if self.cuda:
-            t = t.to(self.device)
+            return self.stop.requested, float(loss) if want_loss and loss is not None else None
+        device = self.device if self.cuda else torch.device("cpu")  # nccl reduces on the GPU
+        flag = torch.tensor(float(self.stop.requested), dtype=torch.float64, device=device)
+        value = torch.zeros_like(flag) if loss is None else loss.detach().double().to(device)
+        t = torch.stack([flag, value])
         torch.distributed.all_reduce(t)
         stop, total = t.tolist()
         return stop > 0, total / self.rt.world_size
@@ -497,6 +504,7 @@ class Trainer:
 
     def _merge_train_counts(self) -> None:
         """Rank 0 holds the whole gang's running train counts, the others none."""
+        self.pending_counts.drain(self.train_counts)
         if not self.dist:
             return
         parts = self._gather(self.train_counts)

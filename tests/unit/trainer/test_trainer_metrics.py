@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pivot_trainer.metrics import SegCounts, dice_score, pixel_accuracy
+from pivot_trainer.metrics import PendingCounts, SegCounts, dice_score, pixel_accuracy
 
 
 def test_dice_and_accuracy_known_values() -> None:
@@ -35,3 +35,26 @@ def test_counts_aggregate_over_batches_like_one_big_batch() -> None:
     assert counts.accuracy == pytest.approx(pixel_accuracy(pred, targets))
     assert counts.loss == pytest.approx((3 * 1.0 + 7 * 2.0) / 10)  # sample-weighted
     assert counts.pixels == 640
+
+
+def test_pending_counts_drain_to_what_per_batch_updates_sum_to() -> None:
+    """The training loop keeps its counts on the device and drains them at the epoch's end:
+    the same sums, to the last bit, as syncing every batch."""
+    g = torch.Generator().manual_seed(5)
+    batches = [
+        (torch.randn(4, 1, 8, 8, generator=g), (torch.rand(4, 1, 8, 8, generator=g) > 0.7).float())
+        for _ in range(6)
+    ]
+    losses = [torch.rand((), generator=g) for _ in batches]  # float32, as a loss is
+    synced, drained = SegCounts(), SegCounts()
+    pending = PendingCounts()
+    for (logits, targets), loss in zip(batches, losses, strict=True):
+        synced.update(logits, targets, float(loss.item()))
+        pending.add(logits, targets, loss)
+    pending.drain(drained)
+    assert drained == synced
+    pending.drain(drained)  # nothing left: a second drain adds nothing
+    assert drained == synced
+    pending.add(*batches[0], losses[0])
+    pending.drain(drained)
+    assert drained.samples == synced.samples + 4

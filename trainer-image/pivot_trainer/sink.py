@@ -533,6 +533,22 @@ class RecordSink:
         self._backoff = self._backoff_initial
         return True
 
+    def persist(self) -> None:
+        """Make what was logged so far outlive a kill of this process: sent to Redis, or, in an
+        outage, moved to the disk spool (which the next start in this pod directory sends
+        first). The checkpoint thread calls this before it commits: a committed checkpoint is
+        where a restarted run resumes, so the records of the epochs it covers must not be
+        only in this process's memory."""
+        if self._client is None:
+            return
+        if not self._down and self.flush(force=True):
+            return
+        if self.spool is None:
+            return
+        with self._send_lock:
+            self._pack_steps()
+            self.spool.append([self._pop() for _ in range(len(self._queue))])
+
     def close(
         self, timeout: float, *, hurry: Callable[[], bool] | None = None, hurry_timeout: float = 3.0
     ) -> bool:

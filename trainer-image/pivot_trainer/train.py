@@ -393,6 +393,8 @@ class Trainer:
         ck = self.cfg.checkpoint
         buf = io.BytesIO()
         torch.save(snapshot, buf)
+        # A run killed after this commit resumes after this epoch and never logs it again.
+        self.sink.persist()
         manifest = self.store.save(
             ckpt_id,
             buf.getvalue(),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -259,6 +260,75 @@ def test_sigterm_checkpoints_and_resume_matches_uninterrupted(
     assert [p["global_step"] for p in got_steps] == [p["global_step"] for p in want_steps]
     for got, want in zip(got_steps, want_steps, strict=True):
         assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-4, abs=1e-6)
+
+
+# ~0.5 s epochs (128 steps of 8 images) on 2 cores: a kill or an outage lands mid-run.
+LONGER: dict[str, Any] = {**TINY, "batch_size": 8, "num_train": 1024}
+
+
+def assert_each_point_once(url: str, sid: str, epochs: int) -> None:
+    """Every epoch record, step point (every 10th of 128 steps) and event exactly once."""
+    assert [r["epoch"] for r in metrics(url, sid)] == list(range(1, epochs + 1))
+    assert [(p["epoch"], p["step"]) for p in steps(url, sid)] == [
+        (e, s) for e in range(1, epochs + 1) for s in range(10, 129, 10)
+    ]
+    checkpoints = [e["checkpoint_id"] for e in events(url, sid) if e["type"] == "checkpoint"]
+    assert len(checkpoints) == len(set(checkpoints))
+
+
+def test_sigkill_at_a_random_epoch_then_a_restart_is_the_uninterrupted_run(
+    redis_server: RedisServer, s3_server: S3Server
+) -> None:
+    cfg = {**LONGER, "epochs": 4}
+    sid, url = new_session(), redis_server.url
+    at = random.randint(1, 3)
+    print(f"SIGKILL after epoch {at} is reported")
+    proc = start(trainer_env(url, s3_server, sid, cfg))
+    try:
+        wait_for(lambda: len(metrics(url, sid)) >= at, 120, f"epoch {at}")
+        proc.kill()  # no handler, no last checkpoint, no flush
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+
+    ok(run(trainer_env(url, s3_server, sid, cfg)))
+    assert_each_point_once(url, sid, 4)
+    ref_sid = new_session()
+    ok(run(trainer_env(url, s3_server, ref_sid, cfg)))
+    for got, want in zip(metrics(url, sid), metrics(url, ref_sid), strict=True):
+        for name in METRIC_NAMES:
+            assert got[name] == pytest.approx(want[name], rel=1e-4, abs=1e-6), (got, want)
+    for got, want in zip(steps(url, sid), steps(url, ref_sid), strict=True):
+        assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-4, abs=1e-6)
+
+
+def test_redis_stopped_for_10_s_mid_run_loses_and_duplicates_nothing(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    sid, epochs = new_session(), 12
+    server = RedisServer(data_dir=tmp_path / "redis").start()
+    url = server.url
+    proc = start(trainer_env(url, s3_server, sid, {**LONGER, "epochs": epochs}))
+    try:
+        wait_for(lambda: len(metrics(url, sid)) >= 1, 120, "the first epoch")
+        client = redis.Redis.from_url(url)
+        client.save()  # the stream so far survives the restart, as with AOF in the chart
+        client.close()
+        server.stop()
+        time.sleep(10)  # the run goes on (and may finish) while Redis is away
+        server.start()
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert "redis unavailable" in err and "reachable again" in err
+        assert_each_point_once(url, sid, epochs)
+        types = [e["type"] for e in events(url, sid)]
+        assert types == ["started"] + ["checkpoint"] * epochs + ["completed"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        server.stop()
 
 
 def test_corrupt_latest_falls_back_to_previous(

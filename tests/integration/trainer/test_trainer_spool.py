@@ -167,6 +167,51 @@ def test_a_trainer_killed_while_replaying_its_spool_resends_without_duplicates(
         server.stop()
 
 
+_PERSIST_THEN_DIE = """
+import os, signal, sys
+from pivot_schema import keys
+from pivot_trainer.sink import RecordSink
+
+sink = RecordSink(sys.argv[1], sys.argv[2], spool_dir=sys.argv[3], backoff_initial=30)
+sink.start(interval=30)  # the background thread would not send before the kill
+for epoch in (1, 2):
+    for step in range(1, 1001):
+        sink.step(epoch, step, (epoch - 1) * 1000 + step, 1.0 / step)
+        if step % 100 == 0:
+            sink.event(keys.EVENT_CHECKPOINT, epoch=epoch, step=step)
+    sink.metric(epoch, {"train_loss": 1.0 / epoch})
+    sink.persist()  # what the checkpoint thread does before it commits epoch `epoch`
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("redis_up", [True, False], ids=["redis-up", "redis-down"])
+def test_what_persist_saw_outlives_a_sigkill(tmp_path: Path, redis_up: bool) -> None:
+    """A checkpoint commits after `persist`: the records of the epochs it covers are in
+    Redis or on disk, never only in the memory of a process that can be killed."""
+    port, sid = free_port(), f"t-{uuid.uuid4().hex[:10]}"
+    url = f"redis://127.0.0.1:{port}/0"
+    server = RedisServer(port=port)
+    try:
+        if redis_up:
+            server.start()
+        child = subprocess.run(
+            [sys.executable, "-c", _PERSIST_THEN_DIE, url, sid, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert child.returncode == -9, child.stderr
+        if not redis_up:
+            server.start()
+        again = RecordSink(url, sid, spool_dir=tmp_path)
+        assert again.pending == (0 if redis_up else 2 * (1000 + 10 + 1))
+        assert again.close(10) is True
+        _assert_exactly_once(url, sid, range(1, 3), 1000)
+    finally:
+        server.stop()
+
+
 def test_the_disk_bound_drops_oldest_step_points_but_never_epochs_or_events(
     tmp_path: Path,
 ) -> None:

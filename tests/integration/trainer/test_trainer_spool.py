@@ -111,6 +111,18 @@ def test_an_outage_longer_than_the_memory_bound_spills_to_disk_and_loses_nothing
         server.stop()
 
 
+def _killed(script: str, url: str, sid: str, spool: Path) -> subprocess.CompletedProcess[str]:
+    """Run a sink script in a process of its own that ends by SIGKILL, as a trainer can."""
+    child = subprocess.run(
+        [sys.executable, "-c", script, url, sid, str(spool)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.returncode == -9, child.stderr
+    return child
+
+
 _DIE_MID_REPLAY = """
 import os, signal, sys
 from pivot_trainer import sink as sink_module
@@ -143,13 +155,7 @@ def test_a_trainer_killed_while_replaying_its_spool_resends_without_duplicates(
     total = 3 * (steps + steps // 100 + 1)
     server = RedisServer(port=port).start()
     try:
-        child = subprocess.run(
-            [sys.executable, "-c", _DIE_MID_REPLAY, url, sid, str(tmp_path)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert child.returncode == -9, child.stderr
+        child = _killed(_DIE_MID_REPLAY, url, sid, tmp_path)
         assert f"{total} record(s) left" in child.stderr
         written = sum(len(_stream(url, k)) for k in keys.session_keys(sid))
         assert 0 < written < total  # killed mid-replay, after its second batch
@@ -195,13 +201,7 @@ def test_what_persist_saw_outlives_a_sigkill(tmp_path: Path, redis_up: bool) -> 
     try:
         if redis_up:
             server.start()
-        child = subprocess.run(
-            [sys.executable, "-c", _PERSIST_THEN_DIE, url, sid, str(tmp_path)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert child.returncode == -9, child.stderr
+        _killed(_PERSIST_THEN_DIE, url, sid, tmp_path)
         if not redis_up:
             server.start()
         again = RecordSink(url, sid, spool_dir=tmp_path)

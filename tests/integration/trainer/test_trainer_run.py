@@ -162,6 +162,20 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
+def assert_same_run(url: str, sid: str, ref_sid: str) -> None:
+    """`sid` trained what the uninterrupted reference `ref_sid` did: the same epoch records and
+    step points, values within float tolerance (kernels may sum in another order)."""
+    got, want = metrics(url, sid), metrics(url, ref_sid)
+    assert [r["epoch"] for r in got] == [r["epoch"] for r in want]
+    for a, b in zip(got, want, strict=True):
+        for name in METRIC_NAMES:
+            assert a[name] == pytest.approx(b[name], rel=1e-4, abs=1e-6), (name, a, b)
+    got_steps, want_steps = steps(url, sid), steps(url, ref_sid)
+    assert [p["global_step"] for p in got_steps] == [p["global_step"] for p in want_steps]
+    for a, b in zip(got_steps, want_steps, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4, abs=1e-6)
+
+
 def test_train_checkpoint_rerun_and_extend(redis_server: RedisServer, s3_server: S3Server) -> None:
     sid, url = new_session(), redis_server.url
     ok(run(trainer_env(url, s3_server, sid, {**TINY, "log_every_steps": 2})))
@@ -249,17 +263,11 @@ def test_sigterm_checkpoints_and_resume_matches_uninterrupted(
     # Same seed, uninterrupted: the stop and mid-epoch resume changed nothing.
     ref_sid = new_session()
     ok(run(trainer_env(url, s3_server, ref_sid, cfg)))
-    for got, want in zip(resumed, metrics(url, ref_sid), strict=True):
-        for name in METRIC_NAMES:
-            assert got[name] == pytest.approx(want[name], rel=1e-4, abs=1e-6), (got, want)
+    assert_same_run(url, sid, ref_sid)
     # Step points too: each once, in order, across the stop (128 steps an epoch, every 10th).
-    got_steps, want_steps = steps(url, sid), steps(url, ref_sid)
-    assert [(p["epoch"], p["step"]) for p in got_steps] == [
+    assert [(p["epoch"], p["step"]) for p in steps(url, sid)] == [
         (e, s) for e in (1, 2, 3) for s in range(10, 129, 10)
     ]
-    assert [p["global_step"] for p in got_steps] == [p["global_step"] for p in want_steps]
-    for got, want in zip(got_steps, want_steps, strict=True):
-        assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-4, abs=1e-6)
 
 
 # ~0.5 s epochs (128 steps of 8 images) on 2 cores: a kill or an outage lands mid-run.
@@ -297,11 +305,7 @@ def test_sigkill_at_a_random_epoch_then_a_restart_is_the_uninterrupted_run(
     assert_each_point_once(url, sid, 4)
     ref_sid = new_session()
     ok(run(trainer_env(url, s3_server, ref_sid, cfg)))
-    for got, want in zip(metrics(url, sid), metrics(url, ref_sid), strict=True):
-        for name in METRIC_NAMES:
-            assert got[name] == pytest.approx(want[name], rel=1e-4, abs=1e-6), (got, want)
-    for got, want in zip(steps(url, sid), steps(url, ref_sid), strict=True):
-        assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-4, abs=1e-6)
+    assert_same_run(url, sid, ref_sid)
 
 
 def test_redis_stopped_for_10_s_mid_run_loses_and_duplicates_nothing(
@@ -472,9 +476,7 @@ def test_compiled_training_matches_eager_and_resumes_eagerly(
     ok(run(trainer_env(url, s3_server, eager, cfg)))
     proc = ok(run(trainer_env(url, s3_server, compiled, {**cfg, "compile": True}), timeout=300))
     assert "training eagerly" not in proc.stdout
-    for got, want in zip(metrics(url, compiled), metrics(url, eager), strict=True):
-        for name in METRIC_NAMES:  # fused kernels round differently, within float tolerance
-            assert got[name] == pytest.approx(want[name], rel=1e-4, abs=1e-6), name
+    assert_same_run(url, compiled, eager)  # fused kernels round differently
     # Checkpoints hold the plain module's state: an eager run takes over the compiled one.
     ok(run(trainer_env(url, s3_server, compiled, {**TINY, "epochs": 3})))
     assert [r["epoch"] for r in metrics(url, compiled)] == [1, 2, 3]

@@ -11,7 +11,7 @@ import pytest
 
 from pivot_local.cluster import apply_manifests
 from pivot_local.kube import KubeEmulator, run_emulator_in_thread
-from pivot_local.services import RedisServer, S3Server
+from pivot_local.services import RedisServer, S3Server, SeaweedS3Server
 
 CRDS = sorted((Path(__file__).resolve().parents[1] / "crds").glob("*.yaml"))
 # A kubeconfig of a real cluster (kind in CI): the tests that use the Kubernetes API run there.
@@ -51,8 +51,14 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
-    server = S3Server().start()
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server | SeaweedS3Server]:
+    """moto (in memory, fast) unless PIVOT_TEST_S3=seaweedfs: the platform's own S3, which
+    also checks signatures, for running the S3 tests against it."""
+    server: S3Server | SeaweedS3Server
+    if os.environ.get("PIVOT_TEST_S3") == "seaweedfs":
+        server = SeaweedS3Server(data_dir=tmp_path_factory.mktemp("s3")).start()
+    else:
+        server = S3Server().start()
     yield server
     server.stop()
 

@@ -55,7 +55,14 @@ def _s3_client(settings: Settings):  # type: ignore[no-untyped-def]
         aws_secret_access_key=settings.s3_secret_key,
         region_name=settings.s3_region,
         # Short timeouts and few retries: a dead store must fail a call, not hang a worker.
-        config=BotoConfig(connect_timeout=2, read_timeout=30, retries={"max_attempts": 2}),
+        # SigV4 presigned URLs too (botocore presigns SigV2 by default, which S3 deprecated
+        # and the local SeaweedFS rejects with response-content-disposition).
+        config=BotoConfig(
+            connect_timeout=2,
+            read_timeout=30,
+            retries={"max_attempts": 2},
+            signature_version="s3v4",
+        ),
     )
 
 
@@ -124,6 +131,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         bucket=settings.s3_bucket,
         kube=kube,
         timeout_s=settings.health_timeout_s,
+        operator_namespace=settings.operator_namespace or settings.namespace,
+        operator_lease=settings.operator_lease,
     )
     if kube is not None:
         objects = client.CustomObjectsApi(kube)

@@ -172,6 +172,10 @@ class Components(BaseModel):
     database: ComponentState
     filesystem: ComponentState
     kubernetes: ComponentState
+    # From heartbeat Leases: the operator's in its namespace, the nodes' in kube-node-lease
+    # (healthy while at least one is fresh).
+    operator: ComponentState
+    kubelet: ComponentState
 
 
 class HealthResponse(BaseModel):

@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pivot_api.ratelimit import parse_limits
+from pivot_schema.leases import OPERATOR_LEASE
 
 
 class Settings(BaseSettings):
@@ -28,8 +29,15 @@ class Settings(BaseSettings):
 
     # How long a health probe waits for each component before calling it unhealthy.
     health_timeout_s: float = Field(default=2.0, gt=0)
+    # The operator's heartbeat Lease that /health reads (pivot_operator.heartbeat): the
+    # operator's namespace (default: `namespace`) and the lease's name.
+    operator_namespace: str | None = None
+    operator_lease: str = OPERATOR_LEASE
     # How long a read waits for the first list of TrainingSessions after startup.
     cache_sync_timeout_s: float = Field(default=10.0, gt=0)
+    # How long a worker whose watch cache is behind what another worker has shown waits for
+    # its watch before it reads the API server directly (pivot_api.consistency).
+    read_catch_up_s: float = Field(default=2.0, gt=0)
     # Server-side timeout of one watch request; the informer reconnects after it.
     watch_timeout_s: int = Field(default=300, ge=1)
 

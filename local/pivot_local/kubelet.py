@@ -30,11 +30,14 @@ from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from pivot_local.procs import free_port, spawn
+from pivot_schema.leases import NODE_LEASE_NAMESPACE, lease_manifest, renewed
 
 log = logging.getLogger("pivot.kubelet")
 
 MERGE_PATCH = "application/merge-patch+json"
 NODE_NAME = "pivot-local"
+# A real kubelet's node lease: 40 s, renewed every quarter of that.
+NODE_LEASE_SECONDS = 40
 # Host variables a "container" may need to run on this machine; nothing else leaks in.
 PASSTHROUGH_ENV = (
     "PATH",
@@ -127,8 +130,10 @@ class ProcessKubelet:
         *,
         node_name: str = NODE_NAME,
         python: str = sys.executable,
+        lease_seconds: int = NODE_LEASE_SECONDS,
     ):
         self.kubeconfig = str(kubeconfig)
+        self.lease_seconds = lease_seconds
         self.work_dir = Path(work_dir)
         self.node_name = node_name
         self.python = python
@@ -140,6 +145,8 @@ class ProcessKubelet:
         self._core: client.CoreV1Api | None = None
         self._stopping = asyncio.Event()
         self._watch_task: asyncio.Future[None] | None = None
+        self._lease_task: asyncio.Task[None] | None = None
+        self._node_lease: dict[str, Any] | None = None  # as last written
 
     @property
     def core(self) -> client.CoreV1Api:
@@ -155,6 +162,7 @@ class ProcessKubelet:
         self._core = client.CoreV1Api(self._api)
         try:
             await self._register_node()
+            self._lease_task = asyncio.create_task(self._heartbeat())
             while not self._stopping.is_set():
                 self._watch_task = asyncio.ensure_future(self._list_and_watch())
                 try:
@@ -173,6 +181,8 @@ class ProcessKubelet:
     async def shutdown(self) -> None:
         """Stop every pod process (SIGTERM, then SIGKILL) and close the client."""
         self._stopping.set()
+        if self._lease_task is not None:
+            self._lease_task.cancel()
         for running in list(self.running.values()):
             await self._kill(running, grace=5.0)
         self.running.clear()
@@ -239,6 +249,38 @@ class ProcessKubelet:
                 _content_type=MERGE_PATCH,
                 _preload_content=False,
             )
+        )
+
+    async def _heartbeat(self) -> None:
+        """Renew the node's Lease in kube-node-lease every quarter of its duration, as a real
+        kubelet does: /health reads it to call the kubelet alive."""
+        while not self._stopping.is_set():
+            try:
+                await self._renew_node_lease()
+            except Exception as exc:  # the next round reads the lease again
+                self._node_lease = None
+                log.warning("could not renew the node lease: %s", exc)
+            await asyncio.sleep(self.lease_seconds / 4)
+
+    async def _renew_node_lease(self) -> None:
+        coordination = client.CoordinationV1Api(self._api)
+        ns, name, now = NODE_LEASE_NAMESPACE, self.node_name, datetime.now(UTC)
+        if self._node_lease is None:
+            try:
+                self._node_lease = await _checked(
+                    coordination.read_namespaced_lease(name, ns, _preload_content=False)
+                )
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                body = lease_manifest(name, ns, name, self.lease_seconds, now)
+                self._node_lease = await _checked(
+                    coordination.create_namespaced_lease(ns, body, _preload_content=False)
+                )
+                return
+        body = renewed(self._node_lease, name, self.lease_seconds, now)
+        self._node_lease = await _checked(
+            coordination.replace_namespaced_lease(name, ns, body, _preload_content=False)
         )
 
     async def _list_and_watch(self) -> None:

@@ -9,21 +9,29 @@ import os
 import secrets
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from pivot_local.claims import DataDirLock, check_ports
 from pivot_local.cluster import kube_http_client
 from pivot_local.procs import free_port, spawn, terminate, wait_until_serving
-from pivot_local.services import RedisServer, S3Server
+from pivot_local.services import RedisServer, SeaweedS3Server
+from pivot_local.supervisor import Part, Supervisor
 from pivot_schema import env as tenv
 from pivot_schema.crd import crd_manifest_path
+from pivot_schema.leases import LEASES_PATH, OPERATOR_LEASE, lease_fresh
 
 REPO_ROOT = crd_manifest_path().parent.parent
 # kopf's peering CRDs (leader election between operator replicas) and the peering's name.
 PEERING_CRDS = crd_manifest_path().parent / "kopf-peering.yaml"
 PEERING_NAME = "pivot-operator"
+# The operator's heartbeat here: shorter than a cluster's 15 s, so /health notices a stuck
+# operator sooner; long enough that a busy 2-core machine does not make it flap.
+OPERATOR_LEASE_SECONDS = 10
 
 
 class LocalPlatform:
@@ -43,10 +51,17 @@ class LocalPlatform:
         kubeconfig: str | Path | None = None,
         auth: bool = True,
         rate_limit: bool = True,
+        supervise: bool = False,
+        report: Callable[[str], None] | None = None,
+        on_give_up: Callable[[str], None] | None = None,
     ):
         """With `kubeconfig`, use that cluster (the TrainingSession and kopf peering CRDs
         installed) instead of starting the emulator and the process kubelet; `namespace` is
-        created if missing and deleted on stop."""
+        created if missing and deleted on stop.
+
+        With `supervise`, a dead operator, API, Redis (or S3 run as a process) is reported
+        through `report` and restarted (pivot_local.supervisor); `on_give_up` is called with
+        the reason when one keeps dying."""
         self.data_dir = Path(data_dir).resolve()
         self.host = host
         self.api_port = api_port or free_port(host)
@@ -61,13 +76,19 @@ class LocalPlatform:
         self.rate_limit = rate_limit
         self.logs = self.data_dir / "logs"
         self.redis: RedisServer | None = None
-        self.s3: S3Server | None = None
+        self.s3: SeaweedS3Server | None = None
         self.kube: Any = None
         self.kubelet: Any = None
         self.external = kubeconfig is not None
         self.kubeconfig = Path(kubeconfig).resolve() if kubeconfig else self.data_dir / "kubeconfig"
         self.operator: subprocess.Popen[bytes] | None = None
         self.api: subprocess.Popen[bytes] | None = None
+        self.supervise = supervise
+        self.supervisor: Supervisor | None = None
+        self._report = report
+        self._on_give_up = on_give_up
+        self._lock = DataDirLock(self.data_dir)
+        self._claimed = False
         self._stack = contextlib.ExitStack()
 
     @property
@@ -76,21 +97,44 @@ class LocalPlatform:
 
     # -- start / stop ----------------------------------------------------------------------
 
+    def claim(self) -> None:
+        """Check the fixed ports, then lock the data dir (start() does it if not yet done).
+        Raises PlatformBusy, having started and written nothing, when a port is taken or
+        another platform has the data dir."""
+        if self._claimed:
+            return
+        check_ports(self.host, [self.api_port] if self.with_api else [])
+        self._lock.acquire()
+        self._claimed = True
+        # Closed last: the lock; just before it, the supervisor's thread, which the processes
+        # it restarted must not outlive (their death signal follows that thread).
+        self._stack.callback(self._release)
+        self._stack.callback(self._end_supervision)
+
+    def _release(self) -> None:
+        self._lock.release()
+        self._claimed = False
+
     def start(self) -> LocalPlatform:
         from pivot_local.kube import run_emulator_in_thread
         from pivot_local.kubelet import run_kubelet_in_thread
 
+        self.claim()
         self.logs.mkdir(parents=True, exist_ok=True)
         try:
             self.redis = RedisServer(host=self.host, data_dir=self.data_dir / "redis").start()
             self._stack.callback(self.redis.stop)
-            self.s3 = S3Server(host=self.host).start()
+            self.s3 = SeaweedS3Server(host=self.host, data_dir=self.data_dir / "s3").start()
             self._stack.callback(self.s3.stop)
             if self.external:
                 self._create_namespace()
             else:
                 self.kube = self._stack.enter_context(
-                    run_emulator_in_thread(host=self.host, crds=[crd_manifest_path(), PEERING_CRDS])
+                    run_emulator_in_thread(
+                        host=self.host,
+                        crds=[crd_manifest_path(), PEERING_CRDS],
+                        data_dir=self.data_dir / "kube",
+                    )
                 )
                 self.kube.write_kubeconfig(self.kubeconfig)
             self._create_s3_secret()
@@ -105,6 +149,11 @@ class LocalPlatform:
             if self.with_api:
                 self._stack.callback(self.stop_api)
                 self.start_api()
+            self.wait_for_operator()
+            if self.supervise:
+                self.supervisor = Supervisor(
+                    self._parts(), report=self._report, on_give_up=self._on_give_up
+                ).start()
         except BaseException:
             self.stop()
             raise
@@ -113,7 +162,123 @@ class LocalPlatform:
     def stop(self) -> None:
         """Stop everything in reverse order: API, operator, kubelet (kills trainers), emulator,
         S3, Redis."""
+        if self.supervisor is not None:
+            self.supervisor.quiesce()  # nothing restarts what is being stopped
         self._stack.close()
+
+    @property
+    def failure(self) -> str | None:
+        """Why supervision gave up (a part kept dying), else None."""
+        return self.supervisor.failure if self.supervisor is not None else None
+
+    # -- supervision -----------------------------------------------------------------------
+
+    def _parts(self) -> list[Part]:
+        parts = [
+            Part(
+                "operator",
+                lambda: self.operator,
+                self._restart_operator,
+                down_note="sessions are not reconciled until it is back",
+                on_death=self._expire_operator_lease,
+            ),
+            Part(
+                "redis",
+                lambda: self.redis.proc if self.redis else None,
+                self._restart_redis,
+                down_note="trainers hold their metrics until it is back",
+            ),
+            # A process (SeaweedFS), or moto in a thread: no proc, nothing to restart.
+            Part("s3", lambda: getattr(self.s3, "proc", None), self._restart_s3),
+        ]
+        if self.with_api:
+            parts.append(
+                Part(
+                    "api",
+                    lambda: self.api,
+                    self._restart_api,
+                    down_note=f"{self.api_url}/api/v1 (and its /health) is down until it is back",
+                )
+            )
+        return parts
+
+    def _end_supervision(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.join()
+
+    def _restart_operator(self) -> None:
+        self.start_operator()
+        self._or_stop(self.operator, self.wait_for_operator)
+
+    def _restart_api(self) -> None:
+        self.start_api(wait=False)
+        self._or_stop(self.api, self._wait_for_api)
+
+    @staticmethod
+    def _or_stop(proc: subprocess.Popen[bytes] | None, wait: Callable[[], None]) -> None:
+        """Wait for a restarted process to come up; one that does not is stopped, so that the
+        next restart never runs beside it."""
+        try:
+            wait()
+        except BaseException:
+            if proc is not None:
+                terminate(proc, timeout=5)
+            raise
+
+    def _restart_redis(self) -> None:
+        assert self.redis is not None
+        self.redis.stop()
+        self.redis.start()  # on the same port: every component holds its URL
+
+    def _restart_s3(self) -> None:
+        assert self.s3 is not None
+        self.s3.stop()
+        self.s3.start()
+
+    def _operator_lease_path(self) -> str:
+        return f"{LEASES_PATH.format(namespace=self.namespace)}/{OPERATOR_LEASE}"
+
+    def _operator_lease(self) -> dict[str, Any] | None:
+        with self.http() as kube:
+            resp = kube.get(self._operator_lease_path())
+        return dict(resp.json()) if resp.status_code == 200 else None
+
+    def wait_for_operator(self, timeout: float = 60.0) -> None:
+        """Until our operator process renews its heartbeat lease (the lease names its pid):
+        its startup is done and /health can call it healthy."""
+        assert self.operator is not None
+        proc, deadline = self.operator, time.monotonic() + timeout
+        log = self.logs / "operator.log"
+        while True:
+            if proc.poll() is not None:
+                tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+                raise RuntimeError(
+                    f"the operator exited with {proc.returncode}; its log ends:\n{tail}"
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                lease = self._operator_lease()
+                holder = str(((lease or {}).get("spec") or {}).get("holderIdentity") or "")
+                if lease and holder.endswith(f"-{proc.pid}") and lease_fresh(lease):
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the operator did not renew its lease within {timeout:.0f}s")
+            time.sleep(0.2)
+
+    def _expire_operator_lease(self, pid: int) -> None:
+        """The operator with `pid` died: drop its heartbeat now, so /health says so at once
+        instead of when the lease runs out (only if it still names that process)."""
+        with contextlib.suppress(httpx.HTTPError), self.http() as kube:
+            resp = kube.get(self._operator_lease_path())
+            if resp.status_code != 200:
+                return
+            lease = resp.json()
+            if str(lease["spec"].get("holderIdentity") or "").endswith(f"-{pid}"):
+                rv = lease["metadata"]["resourceVersion"]
+                kube.request(
+                    "DELETE",
+                    self._operator_lease_path(),
+                    json={"preconditions": {"resourceVersion": rv}},
+                )
 
     def __enter__(self) -> LocalPlatform:
         return self.start()
@@ -133,6 +298,8 @@ class LocalPlatform:
                 "PIVOT_KUBECONFIG": str(self.kubeconfig),
                 "PIVOT_NAMESPACE": self.namespace,
                 "PIVOT_NAMESPACES": self.namespace,
+                "PIVOT_OPERATOR_NAMESPACE": self.namespace,
+                "PIVOT_OPERATOR_LEASE_SECONDS": str(OPERATOR_LEASE_SECONDS),
                 "PIVOT_REDIS_URL": self.redis.url,
                 "PIVOT_S3_ENDPOINT": self.s3.endpoint,
                 "PIVOT_S3_BUCKET": self.s3.bucket,
@@ -238,7 +405,7 @@ class LocalPlatform:
             self.operator.wait()
             self.operator = None
 
-    def start_api(self, timeout: float = 60.0) -> None:
+    def start_api(self, timeout: float = 60.0, *, wait: bool = True) -> None:
         argv = [
             sys.executable,
             "-m",
@@ -254,12 +421,18 @@ class LocalPlatform:
         ]
         with open(self.logs / "api.log", "ab") as out:
             self.api = spawn(argv, env=self.api_env(), stdout=out, stderr=subprocess.STDOUT)
+        if wait:
+            self._wait_for_api(timeout)
+
+    def _wait_for_api(self, timeout: float = 60.0) -> None:
+        assert self.api is not None
         wait_until_serving(
             f"{self.api_url}/api/v1/health",
             self.api,
             timeout=timeout,
             what="the API",
             log=self.logs / "api.log",
+            port=self.api_port,  # answered by this process, not by whoever has the port
         )
 
     def stop_api(self) -> None:

@@ -65,6 +65,13 @@ def terminate(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int | Non
         return proc.wait()
 
 
+def kill_group(proc: subprocess.Popen[Any]) -> None:
+    """SIGKILL what is left of a dead child's process group (e.g. workers of a killed
+    uvicorn, which would keep its listening socket)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -77,6 +84,37 @@ def port_open(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def port_free(host: str, port: int) -> bool:
+    """Whether a server could listen on host:port now: a bind as uvicorn and Redis do it
+    (SO_REUSEADDR, so a port in TIME_WAIT after our own last run counts as free)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def listens_on(pid: int, port: int) -> bool:
+    """Whether process `pid` or one of its descendants (uvicorn's workers share the parent's
+    socket) holds a listening TCP socket on `port`."""
+    import psutil  # the api extra's, which the local extra includes
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return False
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            for conn in proc.net_connections(kind="tcp"):
+                if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                    return True
+    return False
+
+
 def wait_until_serving(
     url: str,
     proc: subprocess.Popen[Any],
@@ -85,9 +123,13 @@ def wait_until_serving(
     what: str = "the server",
     log: Path | None = None,
     max_status: int = 499,
+    port: int | None = None,
 ) -> None:
     """Poll `url` until it answers with a status up to `max_status`; fail at once if `proc`
-    exits, naming `what` and quoting the end of its `log`."""
+    exits, naming `what` and quoting the end of its `log`.
+
+    With `port`, an answer counts only once `proc` itself listens on that port: otherwise
+    another server holding the port could answer for a child that failed to bind."""
     import httpx  # the local extra's; only the waiting callers need it
 
     def fail(reason: str) -> RuntimeError:
@@ -98,8 +140,9 @@ def wait_until_serving(
     while True:
         if proc.poll() is not None:
             raise fail(f"exited with {proc.returncode}")
+        ours = port is None or listens_on(proc.pid, port)
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code <= max_status:
+            if ours and httpx.get(url, timeout=2).status_code <= max_status:
                 return
         if time.monotonic() > deadline:
             raise fail(f"did not answer {url} within {timeout:.0f}s")

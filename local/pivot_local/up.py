@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from pivot_local.claims import PlatformBusy
 from pivot_local.platform import REPO_ROOT, LocalPlatform
 
 TERMINAL = {"completed", "failed", "stopped"}
@@ -23,7 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--demo", action="store_true", help="create and train a demo session")
     parser.add_argument("--host", default="127.0.0.1", help="address every part listens on")
     parser.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
-    parser.add_argument("--data-dir", default=".pivot", help="state and logs (default .pivot)")
+    parser.add_argument(
+        "--data-dir",
+        default=".pivot",
+        help="kept across restarts: Kubernetes objects, Redis (AOF), S3 objects, logs"
+        " (default .pivot; delete it to start from nothing)",
+    )
     parser.add_argument(
         "--config", default="configs/train.yaml", help="demo config, relative to the repo root"
     )
@@ -64,7 +70,11 @@ def run_demo(
         shown: tuple[Any, Any] = (None, None)
         started = time.monotonic()
         while not stop.is_set():
-            body = http.get(f"/training/sessions/{session_id}").json()
+            try:
+                body = http.get(f"/training/sessions/{session_id}").json()
+            except httpx.TransportError:  # the API is restarting (supervision says so)
+                stop.wait(1.0)
+                continue
             status, epoch = body["status"], body.get("current_epoch") or 0
             if (status, epoch) != shown:
                 metrics = body.get("latest_metrics") or {}
@@ -116,7 +126,16 @@ def main(args: argparse.Namespace) -> int:
         api_workers=args.workers,
         auth=not args.no_auth,
         rate_limit=not args.no_rate_limit,
+        # A part that dies is said and restarted; one that keeps dying stops PIVOT.
+        supervise=True,
+        report=lambda msg: _print(f"pivot up: {msg}"),
+        on_give_up=lambda _reason: stop.set(),
     )
+    try:
+        platform.claim()  # before anything is written or started
+    except PlatformBusy as exc:
+        _print(f"pivot up: {exc}")
+        return 2
     _print("starting PIVOT: redis, s3, kubernetes API emulator, kubelet, operator, api ...")
     t0 = time.monotonic()
     try:
@@ -147,7 +166,7 @@ def main(args: argparse.Namespace) -> int:
         if not stop.is_set():
             _print("serving; press Ctrl-C to stop")
             stop.wait()
-        return rc
+        return 1 if platform.failure else rc
     finally:
         _print("stopping PIVOT ...")
         platform.stop()

@@ -5,10 +5,23 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from pivot_schema.leases import OPERATOR_LEASE, OPERATOR_LEASE_SECONDS
+
+SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
+
+
+def _own_namespace() -> str:
+    """The pod's namespace, from its ServiceAccount mount (empty outside a cluster)."""
+    try:
+        return SA_NAMESPACE_FILE.read_text().strip()
+    except OSError:
+        return ""
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,11 @@ class OperatorConfig:
     # A replica that stops heartbeating (killed) is presumed dead after this many seconds.
     peering_lifetime: int = 30
     kubeconfig: str | None = None
+    # The heartbeat Lease (pivot_operator.heartbeat) that /health reads: its namespace (the
+    # operator's own), name and duration.
+    lease_namespace: str = "default"
+    lease_name: str = OPERATOR_LEASE
+    lease_seconds: int = OPERATOR_LEASE_SECONDS
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -76,4 +94,9 @@ class OperatorConfig:
             ),
             peering_lifetime=int(_env("PIVOT_PEERING_LIFETIME", str(cls.peering_lifetime))),
             kubeconfig=os.environ.get("KUBECONFIG") or None,
+            lease_namespace=_env("PIVOT_OPERATOR_NAMESPACE", "")
+            or _own_namespace()
+            or (namespaces[0].strip() if namespaces else cls.lease_namespace),
+            lease_name=_env("PIVOT_OPERATOR_LEASE", cls.lease_name),
+            lease_seconds=int(_env("PIVOT_OPERATOR_LEASE_SECONDS", str(cls.lease_seconds))),
         )

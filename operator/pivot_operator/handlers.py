@@ -14,7 +14,7 @@ from typing import Any, cast
 import kopf
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from pivot_operator import metrics
+from pivot_operator import heartbeat, metrics
 from pivot_operator.builders import build_headless_service, build_trainer_pod, replicas_of
 from pivot_operator.config import OperatorConfig
 from pivot_operator.kube import SessionKube, make_api_client
@@ -79,11 +79,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.locks = {}
     memo.due = {}
     memo.wakeups = {}
+    memo.heartbeat = heartbeat.start(memo.kube.api, CONFIG)  # what /health calls "operator"
     metrics.serve(CONFIG.metrics_port)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    memo.heartbeat.cancel()
     await memo.telemetry.close()
     await memo.kube.api.close()
 

@@ -10,6 +10,8 @@ Why each rule:
 - events: kopf posts the Events `kubectl describe ts` shows.
 - customresourcedefinitions, namespaces: kopf's resource and namespace discovery.
 - kopfpeerings/clusterkopfpeerings: leader election between replicas (kopf peering).
+- leases: the heartbeat Lease in the operator's namespace that /health reads
+  (pivot_operator.heartbeat): read once, created if missing, then updated.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ RULES: tuple[Rule, ...] = (
     Rule(("apiextensions.k8s.io",), ("customresourcedefinitions",), READ),
     Rule(("",), ("namespaces",), ("list", "watch")),
     Rule(("kopf.dev",), ("kopfpeerings", "clusterkopfpeerings"), (*READ, "patch", "update")),
+    Rule(("coordination.k8s.io",), ("leases",), ("get", "create", "update")),
 )
 
 

@@ -287,4 +287,6 @@ def test_health_reports_every_component(api: httpx.Client) -> None:
         "database": "healthy",
         "filesystem": "healthy",
         "kubernetes": "healthy",
+        "operator": "healthy",
+        "kubelet": "healthy",
     }

@@ -1,10 +1,11 @@
 """The chart's RBAC covers exactly what the API and the operator do.
 
 Runs last in tests/e2e (after the other modules drove sessions through the same platform):
-drives a lifecycle of its own — create, start, complete; start and stop; a finished session
-deleted by its TTL; a session deleted by a user — then compares every request the Kubernetes
-API emulator served to the operator (`pivot-operator/…`, and kopf's own `kopf/…`) and to the API
-(`pivot-api/…`) with the grants of the chart's Roles, as rendered for this platform's namespace.
+drives a lifecycle of its own — a health check; create, start, complete; start and stop; a
+finished session deleted by its TTL; a session deleted by a user — then compares every request
+the Kubernetes API emulator served to the operator (`pivot-operator/…`, and kopf's own `kopf/…`)
+and to the API (`pivot-api/…`) with the grants of the chart's Roles, as rendered for this
+platform's namespace.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ def wait_status(api: httpx.Client, platform: LocalPlatform, sid: str, wanted: se
 
 def run_lifecycle(api: httpx.Client, kube: httpx.Client, platform: LocalPlatform) -> None:
     ts = TS_PATH.format(ns=platform.namespace)
+    # /health reads the operator's and the nodes' heartbeat Leases.
+    assert api.get("/health").json()["status"] == "healthy"
     done = create(api, config=TINY_CONFIG, session_name="rbac-complete")
     assert api.post(f"/training/sessions/{done}/start").status_code == 200
     stopped = create(api, config={**TINY_CONFIG, "epochs": 10_000}, session_name="rbac-stop")

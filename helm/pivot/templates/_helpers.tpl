@@ -106,3 +106,6 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "pivot.peeringName" -}}
 {{- default (printf "%s-operator" (include "pivot.fullname" .)) .Values.operator.peeringName -}}
 {{- end -}}
+
+{{/* The operator's heartbeat Lease (in the release namespace), which the API's /health reads. */}}
+{{- define "pivot.operatorLeaseName" -}}{{ include "pivot.fullname" . }}-operator{{- end -}}

@@ -5,6 +5,9 @@
     with run_emulator_in_thread(crds=[...]) as emu: ...      # sync code and tests
     python -m pivot_local.kube --port 6443 --crd crds/trainingsessions.pivot.dev.yaml
 
+With `data_dir` its objects survive a restart (persist.py: snapshot + append log, fsynced
+once a second; RVs continue, older watch resumes get 410 Gone).
+
 It has no auth, so it listens on 127.0.0.1 by default. Memory stays bounded: a ring of
 `history_limit` watch events per resource type (older resumes get 410 Expired), Events expire
 after `event_ttl` seconds, and a watcher more than 10000 events behind is cut off.

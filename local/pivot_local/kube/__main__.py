@@ -12,7 +12,7 @@ from .emulator import KubeEmulator
 
 async def _serve(args: argparse.Namespace) -> None:
     emu = KubeEmulator(host=args.host, port=args.port, crds=args.crd,
-                       history_limit=args.history_limit)
+                       history_limit=args.history_limit, data_dir=args.data_dir)
     await emu.start()
     if args.kubeconfig:
         emu.write_kubeconfig(args.kubeconfig)
@@ -29,6 +29,8 @@ def main() -> None:
     p.add_argument("--port", type=int, default=6443)
     p.add_argument("--crd", type=Path, action="append", default=[], help="CRD manifest to load")
     p.add_argument("--kubeconfig", type=Path, help="write a kubeconfig for the emulator here")
+    p.add_argument("--data-dir", type=Path,
+                   help="keep objects here across restarts (default: in memory only)")
     p.add_argument("--history-limit", type=int, default=1000,
                    help="watch events kept per resource type for resumes")
     args = p.parse_args()

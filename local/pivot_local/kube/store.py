@@ -1,4 +1,5 @@
-"""In-memory object store with the API server's write semantics and a bounded watch cache.
+"""In-memory object store with the API server's write semantics and a bounded watch cache,
+optionally kept on disk by a Journal (persist.py).
 
 Stored objects are never mutated after they are stored: every write builds a new dict, so
 list results, watch events and the history ring can share references without copying.
@@ -20,6 +21,7 @@ from typing import Any
 from . import errors
 from .errors import ApiError
 from .meta import meta_causes
+from .persist import Journal
 from .resources import ResourceType, builtin_types, types_from_crd
 
 Obj = dict[str, Any]
@@ -94,7 +96,12 @@ class DeleteOptions:
 class Store:
     """All objects, keyed by (group, plural) then (namespace, name)."""
 
-    def __init__(self, history_limit: int = 1000, watch_queue_limit: int = 10000) -> None:
+    def __init__(
+        self,
+        history_limit: int = 1000,
+        watch_queue_limit: int = 10000,
+        journal: Journal | None = None,
+    ) -> None:
         self.history_limit = history_limit
         self.watch_queue_limit = watch_queue_limit
         self.rv = 0
@@ -111,10 +118,46 @@ class Store:
         self._by_owner: dict[str, set[tuple[tuple[str, str], Key]]] = {}
         self._uids: set[str] = set()
         self.start_time = dt.datetime.now(dt.UTC)
+        # Set once the saved state is loaded: every _put/_drop is then noted in it.
+        self.journal: Journal | None = None
+        self._rv_ceiling = float("inf")  # RVs above it need a durable reservation first
         for rt in builtin_types():
             self.register(rt)
         for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.create(self.types[("", "namespaces")], None, {"metadata": {"name": ns}})
+        if journal is not None:
+            self._attach(journal)
+
+    def _attach(self, journal: Journal) -> None:
+        saved, rv = journal.load()
+        if saved is not None:
+            self.restore(saved, rv)
+        self.rv = max(self.rv, rv)
+        self._rv_ceiling = self.rv
+        self.journal = journal
+        if saved is None:  # a new directory: the built-in namespaces are its first state
+            for rt_key, objs in self.objects.items():
+                for key, obj in objs.items():
+                    journal.record(rt_key, key, obj)
+
+    def restore(self, saved: list[tuple[tuple[str, str], Obj]], rv: int) -> None:
+        """Replace every object with saved ones (uids, timestamps and RVs as they were) and
+        continue RVs from `rv`. Watch history starts empty: older resumes get 410 Gone."""
+        for rt_key in list(self.objects):
+            for key in list(self.objects[rt_key]):
+                self._drop(rt_key, key)
+        crd_key = ("apiextensions.k8s.io", "customresourcedefinitions")
+        for rt_key, obj in saved:
+            if rt_key == crd_key:
+                self.register(types_from_crd(obj))
+        for rt_key, obj in saved:
+            if rt_key in self.types:
+                meta = obj["metadata"]
+                self._put(rt_key, (meta.get("namespace") or "", meta["name"]), obj)
+        self.rv = max(self.rv, rv)
+        for rt_key, ring in self.history.items():
+            ring.clear()
+            self.compacted[rt_key] = self.rv
 
     # ---- type registry ---------------------------------------------------------------
 
@@ -220,6 +263,8 @@ class Store:
 
     def _next_rv(self) -> str:
         self.rv += 1
+        if self.rv > self._rv_ceiling and self.journal is not None:
+            self._rv_ceiling = self.journal.reserve(self.rv)
         return str(self.rv)
 
     # ---- writes ---------------------------------------------------------------------------
@@ -558,11 +603,15 @@ class Store:
         for ref in meta.get("ownerReferences") or []:
             self._by_owner.setdefault(str(ref.get("uid")), set()).add((rt_key, key))
         self._uids.add(meta["uid"])
+        if self.journal is not None:
+            self.journal.record(rt_key, key, obj)
 
     def _drop(self, rt_key: tuple[str, str], key: Key) -> Obj | None:
         old = self.objects[rt_key].pop(key, None)
         if old is not None:
             self._unindex(rt_key, key, old)
+            if self.journal is not None:
+                self.journal.record(rt_key, key, None)
         return old
 
     def _unindex(self, rt_key: tuple[str, str], key: Key, obj: Obj) -> None:

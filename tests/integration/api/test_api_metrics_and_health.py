@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
-from datetime import datetime
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from pivot_schema import keys
+from pivot_schema.leases import NODE_LEASE_NAMESPACE, OPERATOR_LEASE, lease_manifest
 
 from .api_platform import Platform, platform_settings, serve
 
@@ -149,15 +153,53 @@ async def test_history_rejects_max_points_below_two_with_the_envelope(platform: 
     assert resp.json()["error"]["details"]["field"] == "max_points"
 
 
-async def test_health_is_healthy_with_every_part_up(platform: Platform) -> None:
+Heartbeats = Callable[..., Awaitable[None]]
+
+
+@pytest.fixture
+async def heartbeats(kube: client.ApiClient, namespace: str) -> AsyncIterator[Heartbeats]:
+    """Write the Leases an operator (in the test's namespace, which the API reads) and a node
+    renew; `operator_age_s` makes the operator's last renewal that long ago."""
+    coordination = client.CoordinationV1Api(kube)
+    node = f"node-{namespace}"
+
+    async def write(*, operator_age_s: float = 0) -> None:
+        now = datetime.now(UTC)
+        renewed = now - timedelta(seconds=operator_age_s)
+        operator = lease_manifest(OPERATOR_LEASE, namespace, "operator-1", 15, renewed)
+        await coordination.create_namespaced_lease(namespace, operator)
+        node_lease = lease_manifest(node, NODE_LEASE_NAMESPACE, node, 40, now)
+        await coordination.create_namespaced_lease(NODE_LEASE_NAMESPACE, node_lease)
+
+    yield write
+    with contextlib.suppress(ApiException):
+        await coordination.delete_namespaced_lease(node, NODE_LEASE_NAMESPACE)
+
+
+async def test_health_is_healthy_with_every_part_up(
+    platform: Platform, heartbeats: Heartbeats
+) -> None:
+    await heartbeats()
     body = (await platform.http.get("/api/v1/health")).json()
     assert body["status"] == "healthy", body
     assert body["components"] == {
         "database": "healthy",
         "filesystem": "healthy",
         "kubernetes": "healthy",
+        "operator": "healthy",
+        "kubelet": "healthy",
     }
     assert body["uptime_seconds"] >= 0
+
+
+async def test_health_calls_an_operator_whose_lease_ran_out_unhealthy(
+    platform: Platform, heartbeats: Heartbeats
+) -> None:
+    await heartbeats(operator_age_s=60)  # a 15 s lease last renewed a minute ago
+    body = (await platform.http.get("/api/v1/health")).json()
+    assert body["status"] == "degraded"
+    assert body["components"]["operator"] == "unhealthy"
+    assert body["components"]["kubelet"] == "healthy"
 
 
 def dead_port() -> int:
@@ -179,11 +221,9 @@ async def test_health_is_degraded_when_redis_is_down(
     async with serve(settings) as (_, http):
         body = (await http.get("/api/v1/health")).json()
     assert body["status"] == "degraded"
-    assert body["components"] == {
-        "database": "unhealthy",
-        "filesystem": "healthy",
-        "kubernetes": "healthy",
-    }
+    assert body["components"]["database"] == "unhealthy"
+    assert body["components"]["filesystem"] == "healthy"
+    assert body["components"]["kubernetes"] == "healthy"
 
 
 def _us(timestamp: str) -> int:

@@ -104,6 +104,8 @@ async def test_health_is_degraded_and_quick_when_everything_is_down(
         "database": "unhealthy",
         "filesystem": "unhealthy",
         "kubernetes": "unhealthy",
+        "operator": "unhealthy",
+        "kubelet": "unhealthy",
     }
     assert body["timestamp"].endswith("Z")
     assert set(body["system"]) == {"cpu_percent", "memory_percent", "disk_percent"}

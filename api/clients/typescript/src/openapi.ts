@@ -882,6 +882,16 @@ export interface components {
              * @enum {string}
              */
             kubernetes: "healthy" | "unhealthy";
+            /**
+             * Operator
+             * @enum {string}
+             */
+            operator: "healthy" | "unhealthy";
+            /**
+             * Kubelet
+             * @enum {string}
+             */
+            kubelet: "healthy" | "unhealthy";
         };
         /** CpuStats */
         CpuStats: {

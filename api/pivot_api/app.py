@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from pivot_api import __version__
+from pivot_api.consistency import ReadMarks
 from pivot_api.errors import install_error_handlers
 from pivot_api.fastpath import SessionReadFastPath, session_route
 from pivot_api.kube import SessionCache, SessionWriter, new_api_client
@@ -72,7 +73,11 @@ async def _start_background_jobs(app: FastAPI, jobs: BackgroundJobs) -> None:
     cache: SessionCache | None = getattr(app.state, "session_cache", None)
     if cache is not None:
         watcher = LifecycleWatcher(
-            cache, app.state.redis, app.state.api_keys, interval_s=settings.lifecycle_interval_s
+            cache,
+            app.state.redis,
+            app.state.api_keys,
+            interval_s=settings.lifecycle_interval_s,
+            marks=app.state.read_marks,
         )
         with contextlib.suppress(RedisError, OSError):  # down now: the leader sets it later
             await watcher.since()
@@ -139,11 +144,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         cache = SessionCache(objects, settings.namespace, watch_timeout_s=settings.watch_timeout_s)
         cache.start()
         app.state.session_cache = cache
+        writer = SessionWriter(objects, settings.namespace, cache)
+        app.state.read_marks = ReadMarks(
+            redis, ApiKeys(settings.namespace), cache, catch_up_s=settings.read_catch_up_s
+        )
         app.state.sessions = SessionService(
             cache,
-            SessionWriter(objects, settings.namespace, cache),
+            writer,
             settings.configs_dir,
             sync_timeout_s=settings.cache_sync_timeout_s,
+            marks=app.state.read_marks,
         )
         app.state.metrics = MetricsService(
             redis, app.state.sessions, cache_points=settings.history_cache_points
@@ -200,7 +210,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         s3.close()
         for name in (
             *("sessions", "metrics", "checkpoints", "live", "health", "resources"),
-            *("session_cache", "redis", "s3", "kube", "jobs", "api_keys"),
+            *("session_cache", "read_marks", "redis", "s3", "kube", "jobs", "api_keys"),
             *("alerts", "notifications"),
         ):
             setattr(app.state, name, None)

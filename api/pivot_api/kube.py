@@ -3,6 +3,11 @@
 Reads are served from the cache (list once, then watch from that resourceVersion), so a GET
 makes no API-server call. Writes go to the API server and the object it returns is written
 through into the cache, so a read right after a write on this worker sees it.
+
+The cache keeps two resourceVersions: `position`, up to which every watch event has been
+applied (what a list can promise), and `seen`, the newest version it holds of anything
+(write-through included). `pivot_api.consistency` compares them with what other workers have
+shown, so that no client reads an older state after a newer one.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ async def new_api_client(kubeconfig: str | None) -> client.ApiClient:
     return api
 
 
-def _rv(obj: Obj) -> int | None:
+def rv_of(obj: Obj) -> int | None:
     """resourceVersion as a number: opaque by contract, but etcd's revisions (and the
     emulator's) are integers, and ordering them is what keeps stale events out."""
     try:
@@ -56,7 +61,7 @@ def _rv(obj: Obj) -> int | None:
 def _newer(candidate: Obj, current: Obj | None) -> bool:
     if current is None:
         return True
-    new, old = _rv(candidate), _rv(current)
+    new, old = rv_of(candidate), rv_of(current)
     return new is None or old is None or new >= old
 
 
@@ -81,6 +86,12 @@ class SessionCache:
         self._synced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
+        # Every watch event up to this resourceVersion has been applied.
+        self.position = 0
+        # The newest resourceVersion of anything held (>= position with write-through).
+        self.seen = 0
+        # Set and replaced whenever the cache moves: what catch-up waiters sleep on.
+        self._moved = asyncio.Event()
 
     # ---- reads -----------------------------------------------------------------------------
 
@@ -103,6 +114,27 @@ class SessionCache:
     def size(self) -> int:
         return len(self._objects)
 
+    async def wait_moved(self, within_s: float) -> None:
+        """Return after the cache next changes, or after `within_s`."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._moved.wait(), within_s)
+
+    def _notify(self) -> None:
+        self._moved.set()
+        self._moved = asyncio.Event()
+
+    def _advance(self, rv: int | None) -> None:
+        """The watch (or a list) has delivered everything up to `rv`."""
+        if rv is not None and rv > self.position:
+            self.position = rv
+            self.seen = max(self.seen, rv)
+            self._notify()
+
+    async def refresh(self) -> None:
+        """A fresh list from the API server, merged in: the way to catch up at once when the
+        watch is slow (or stuck) and a reader must not wait longer."""
+        await self._list()
+
     # ---- writes ----------------------------------------------------------------------------
 
     def upsert(self, obj: Obj) -> None:
@@ -110,18 +142,23 @@ class SessionCache:
         name = obj.get("metadata", {}).get("name")
         if name and _newer(obj, self._objects.get(name)):
             self._objects[name] = obj
+            rv = rv_of(obj)
+            if rv is not None and rv > self.seen:
+                self.seen = rv
+            self._notify()
 
     def remove(self, obj: Obj) -> None:
         name = obj.get("metadata", {}).get("name")
         current = self._objects.get(name) if name else None
         if current is not None and _newer(obj, current):
             del self._objects[name]
+            self._notify()
 
     def _replace(self, objects: Iterable[Obj], list_rv: int | None) -> None:
         fresh = {o["metadata"]["name"]: o for o in objects}
         # Keep what was written through after the list was taken.
         for name, obj in self._objects.items():
-            rv = _rv(obj)
+            rv = rv_of(obj)
             if name not in fresh and rv is not None and list_rv is not None and rv > list_rv:
                 fresh[name] = obj
         for obj in list(fresh.values()):
@@ -129,6 +166,9 @@ class SessionCache:
             if current is not None and not _newer(obj, current):
                 fresh[obj["metadata"]["name"]] = current
         self._objects = fresh
+        newest = max((r for o in fresh.values() if (r := rv_of(o)) is not None), default=0)
+        self.seen = max(self.seen, newest)
+        self._notify()
 
     # ---- the informer loop -----------------------------------------------------------------
 
@@ -167,7 +207,9 @@ class SessionCache:
             GROUP, VERSION, self._namespace, PLURAL, _request_timeout=30
         )
         rv = body.get("metadata", {}).get("resourceVersion", "")
-        self._replace(body.get("items", []), _rv({"metadata": {"resourceVersion": rv}}))
+        list_rv = rv_of({"metadata": {"resourceVersion": rv}})
+        self._replace(body.get("items", []), list_rv)
+        self._advance(list_rv)
         self._synced.set()
         return rv
 
@@ -209,6 +251,8 @@ class SessionCache:
                     self.upsert(obj)
                 elif kind == "DELETED":
                     self.remove(obj)
+                # Events come in resourceVersion order; a BOOKMARK moves the position alone.
+                self._advance(rv_of(obj))
         finally:
             resp.release()
 

@@ -230,10 +230,11 @@ def cmd_sessions_watch(args: argparse.Namespace, p: Printer) -> int:
                 elif event.event == "status":
                     view.status(str(event.data.get("status")))
                     final_event = event.data
-        # The stream's last status event is the outcome; the session record can lag it by
-        # the operator's next status write.
+        # The stream ends only once the session the API serves has finished, and reads never
+        # go back, so the record is the outcome (with the last epoch's metrics); the event
+        # is the fallback for a server that predates that rule.
         final = client.get_session(args.session)
-        status = str(final_event.get("status") or final.status)
+        status = final.status if final.finished else str(final_event.get("status"))
         reason = final.message or final_event.get("message") or final_event.get("error")
         view.finish(status, reason, final.latest_metrics)
         return finished_code(status)

@@ -30,6 +30,13 @@ COMPONENT_TRAINER = "trainer"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "pivot-operator"
 
+# When the user last asked a session to run / to stop (ISO-8601 UTC), written by the API with
+# spec.suspend in one patch. They make the answer of a start or stop the state every later
+# read shows: a session stopped before the operator ever saw it run reads `stopped` with that
+# `stopped_at`, not `created`; the operator carries the times into status.
+ANNOTATION_STARTED_AT = "pivot.dev/started-at"
+ANNOTATION_STOPPED_AT = "pivot.dev/stopped-at"
+
 
 class _CamelModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
@@ -242,12 +249,16 @@ _PHASE_TO_STATUS = {
 }
 
 
-def api_status(phase: str | None, *, suspend: bool | None) -> SessionStatus:
+def api_status(
+    phase: str | None, *, suspend: bool | None, ever_started: bool = False
+) -> SessionStatus:
     """The one mapping from a CR's phase (and spec.suspend) to the API's status word.
 
     spec.suspend is the user's latest word and the phase the operator's latest observation;
     until the operator catches up, the desired state wins for the non-terminal phases: a
-    session just started reads `pending`, one just stopped reads `stopped`.
+    session just started reads `pending`, one just stopped reads `stopped`. `ever_started`
+    (a start was asked, see ANNOTATION_STARTED_AT, or status.startedAt) tells a suspended
+    session that was stopped from one that never ran.
     """
     try:
         observed = Phase(phase) if phase else None
@@ -256,12 +267,29 @@ def api_status(phase: str | None, *, suspend: bool | None) -> SessionStatus:
     if observed in TERMINAL_PHASES:
         return _PHASE_TO_STATUS[observed]
     if suspend:
-        if observed in (None, Phase.CREATED):
+        if observed in (None, Phase.CREATED) and not ever_started:
             return SessionStatus.CREATED
         return SessionStatus.STOPPED
     if observed in (None, Phase.CREATED, Phase.STOPPED):
         return SessionStatus.PENDING
     return _PHASE_TO_STATUS[observed]
+
+
+def ever_started(obj: dict[str, Any]) -> bool:
+    """A start was ever asked of this TrainingSession, or its trainer ever ran."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return bool(
+        annotations.get(ANNOTATION_STARTED_AT) or (obj.get("status") or {}).get("startedAt")
+    )
+
+
+def session_status(obj: dict[str, Any]) -> SessionStatus:
+    """The API's status word of a TrainingSession object (the one rule, for every reader)."""
+    return api_status(
+        (obj.get("status") or {}).get("phase"),
+        suspend=(obj.get("spec") or {}).get("suspend"),
+        ever_started=ever_started(obj),
+    )
 
 
 def new_training_session(

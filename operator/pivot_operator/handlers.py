@@ -100,15 +100,16 @@ class Synced:
 
 async def _telemetry(
     memo: kopf.Memo, name: str, logger: logging.Logger | kopf.Logger
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None, bool]:
+    """(latest epoch record, best checkpoint, whether Redis could be read)."""
     try:
         telemetry: Telemetry = memo.telemetry
         latest = await telemetry.latest_epoch_record(name)
         best = best_checkpoint(await telemetry.recent_events(name))
-        return latest, best
+        return latest, best, True
     except Exception as exc:  # telemetry is best effort: Redis down must not block scheduling
         logger.warning(f"telemetry unavailable for {name}: {exc}")
-        return None, None
+        return None, None, False
 
 
 def _owned(pod: dict[str, Any], uid: str) -> bool:
@@ -156,12 +157,12 @@ async def _sync(
             ]
         spec = session.get("spec") or {}
         status = session.get("status") or {}
-        latest, best = (None, None)
+        latest, best, telemetry_ok = (None, None, True)
         if status.get("phase") not in TERMINAL_PHASES and any(
             p.phase in ("Running", "Succeeded") for p in pods
         ):
             # Only a started trainer has telemetry: pending sessions cost Redis nothing.
-            latest, best = await _telemetry(memo, name, logger)
+            latest, best, telemetry_ok = await _telemetry(memo, name, logger)
         replicas = replicas_of(spec)
         plan = decide(
             spec,
@@ -174,6 +175,8 @@ async def _sync(
             backoff_base=config.backoff_base_seconds,
             schedule_timeout=config.schedule_timeout_seconds,
             generation=session["metadata"].get("generation"),
+            annotations=session["metadata"].get("annotations"),
+            telemetry_ok=telemetry_ok,
         )
         synced = Synced(status.get("phase"), spec, status, plan.requeue_after)
         if plan.create:
@@ -388,7 +391,7 @@ async def _track_progress(
     meta = body.get("metadata") or {}
     spec = dict(body.get("spec") or {})
     status = dict(body.get("status") or {})
-    latest, best = await _telemetry(memo, meta["name"], logger)
+    latest, best, _ok = await _telemetry(memo, meta["name"], logger)
     fields: dict[str, Any] = {}
     if latest:
         fields.update(telemetry_fields(latest, total_epochs(spec)))

@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pivot_schema.crd import (
+    ANNOTATION_STARTED_AT,
+    ANNOTATION_STOPPED_AT,
     DEFAULT_BACKOFF_LIMIT,
     LABEL_ATTEMPT,
     LABEL_RANK,
@@ -224,9 +226,18 @@ def decide(
     backoff_base: float = 2.0,
     schedule_timeout: float = 10.0,
     generation: int | None = None,
+    annotations: dict[str, Any] | None = None,
+    telemetry_ok: bool = True,
 ) -> Plan:
-    """One step towards what the spec asks, from what is observed now."""
+    """One step towards what the spec asks, from what is observed now.
+
+    `annotations` are the CR's (the times the API answered a start or stop with);
+    `telemetry_ok` is False when Redis could not be read this time, so a session whose pods
+    have all succeeded waits for its final metrics instead of completing without them."""
     plan = Plan()
+    asked = annotations or {}
+    asked_start = asked.get(ANNOTATION_STARTED_AT)
+    asked_stop = asked.get(ANNOTATION_STOPPED_AT)
     phase_now = status.get("phase")
     now_s = format_time(now)
     if phase_now in TERMINAL_PHASES:
@@ -284,14 +295,17 @@ def decide(
         plan.delete += [p.name for p in current.values() if not p.terminating]
         # Pods the operator stops are not preempted: forget that this attempt was launched.
         out["launchedAttempt"] = None
-        if phase_now in (None, Phase.CREATED) and not status.get("startedAt"):
+        if phase_now in (None, Phase.CREATED) and not status.get("startedAt") and not asked_start:
             return finish(
                 Phase.CREATED,
                 ConditionReason.NOT_STARTED,
                 "Created; start the session to run it",
                 suspended=True,
             )
-        out["stoppedAt"] = status.get("stoppedAt") if phase_now == Phase.STOPPED else now_s
+        # A stop the API answered carries its time: the status says the same.
+        out["stoppedAt"] = (
+            status.get("stoppedAt") if phase_now == Phase.STOPPED else asked_stop or now_s
+        )
         return finish(Phase.STOPPED, ConditionReason.SUSPENDED_BY_USER, "Stopped by the user", True)
 
     failures = [(p, f) for p in current.values() if (f := failure_of(p)) is not None]
@@ -404,7 +418,15 @@ def decide(
         )
 
     if len(pods_now) == replicas and all(p.phase == "Succeeded" for p in pods_now):
-        out["startedAt"] = status.get("startedAt") or now_s
+        out["startedAt"] = status.get("startedAt") or asked_start or now_s
+        if not telemetry_ok:
+            # Completed is final: it must carry the last epoch's metrics, so not yet.
+            plan.requeue_after = 1.0
+            return finish(
+                Phase.RUNNING,
+                ConditionReason.POD_SUCCEEDED,
+                "Training finished; waiting to read its final metrics",
+            )
         out["completedAt"] = out["finishedAt"] = now_s
         out["currentEpoch"] = max(
             int(out.get("currentEpoch") or 0), int(status.get("currentEpoch") or 0)
@@ -413,7 +435,7 @@ def decide(
             out["progress"] = 1.0
         return finish(Phase.COMPLETED, ConditionReason.POD_SUCCEEDED, "Training completed")
     if len(pods_now) == replicas and all(p.phase in ("Running", "Succeeded") for p in pods_now):
-        out["startedAt"] = status.get("startedAt") or now_s
+        out["startedAt"] = status.get("startedAt") or asked_start or now_s
         return finish(Phase.RUNNING, ConditionReason.POD_RUNNING, "Training")
     unsched = next((c for c in conditions if c["type"] == ConditionType.SCHEDULABLE), None)
     if unsched and unsched["status"] == "False":

@@ -15,6 +15,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from pivot_api.consistency import ReadMarks
 from pivot_api.kube import SessionCache
 from pivot_api.services.platform_events import (
     TRAINING_COMPLETED,
@@ -92,9 +93,18 @@ def event_for(previous: str | None, obj: Obj) -> tuple[str | None, dict[str, Any
 
 class LifecycleWatcher:
     def __init__(
-        self, cache: SessionCache, redis: Redis, keys: ApiKeys, *, interval_s: float = 1.0
+        self,
+        cache: SessionCache,
+        redis: Redis,
+        keys: ApiKeys,
+        *,
+        interval_s: float = 1.0,
+        marks: ReadMarks | None = None,
     ) -> None:
         self._cache = cache
+        # A receiver of an event may read the session from any worker at once: the state
+        # the event tells is recorded as shown first (see pivot_api.consistency).
+        self._marks = marks
         self._redis = redis
         self._keys = keys
         self._interval_s = interval_s
@@ -134,6 +144,8 @@ class LifecycleWatcher:
             type_, data = event_for(prev_text, obj)
             if prev_text is None and _older_than(obj, since):
                 type_ = None
+            if type_ is not None and self._marks is not None:
+                await self._marks.shown(obj)
             event = await publish_transition(
                 self._redis,
                 self._keys,

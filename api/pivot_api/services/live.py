@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,24 @@ _MIN_BACKOFF_S = 0.1
 MAX_QUEUED = 10_000
 # Statuses after which nothing more will come: the stream ends with a status event.
 FINAL_STATUSES = frozenset({SessionStatus.COMPLETED, SessionStatus.FAILED, SessionStatus.STOPPED})
+# How far along a status is, for "the served session has reached what the trainer said".
+_RANK = {
+    SessionStatus.CREATED: 0,
+    SessionStatus.PENDING: 1,
+    SessionStatus.RUNNING: 2,
+    SessionStatus.STOPPED: 3,
+    SessionStatus.COMPLETED: 3,
+    SessionStatus.FAILED: 3,
+}
+# A trainer's end followed by more: the state the session was in after it (a failed attempt
+# is retried; a stopped session was started again).
+_ATTEMPT_END = {
+    keys.EVENT_FAILED: SessionStatus.PENDING,
+    keys.EVENT_STOPPED: SessionStatus.STOPPED,
+    keys.EVENT_COMPLETED: SessionStatus.RUNNING,
+}
+# How often a held status event looks again (the cache also wakes it when it changes).
+_SETTLE_POLL_S = 0.25
 _FINAL_EVENTS = {
     keys.EVENT_COMPLETED: SessionStatus.COMPLETED,
     keys.EVENT_FAILED: SessionStatus.FAILED,
@@ -142,7 +161,10 @@ def _parse(reply: Any, metrics_key: str, cursor: Cursor, session_id: str) -> lis
             except (ValueError, UnicodeDecodeError):
                 record = None  # not a record a trainer writes: skipped, the cursor moves on
             raw.append((_id_key(sid), stream, sid, record))
-    raw.sort(key=lambda e: (e[0], e[1]))
+    # By millisecond, then metrics before events: ids of the two streams are not ordered
+    # within one millisecond, and a trainer writes an epoch's record before the event that
+    # ends its run.
+    raw.sort(key=lambda e: (e[0][0], e[1], e[0][1]))
     pos = [_id_key(cursor.metrics), _id_key(cursor.events)]
     ids = [cursor.metrics, cursor.events]
     out = []
@@ -323,14 +345,73 @@ class LiveService:
             if self._tails.get(tail.session_id) is tail:
                 del self._tails[tail.session_id]
 
-    async def _final_status(self, session_id: str) -> SessionStatus | None:
+    async def _served(self, session_id: str) -> SessionStatus | None:
+        """The session's status as the API serves it (GET, list): the one truth a stream's
+        status events follow. None when it cannot be read now."""
         try:
-            status = status_of(await self._sessions.lookup(session_id))
+            return status_of(await self._sessions.current(session_id))
         except NotFoundError:
             return SessionStatus.STOPPED  # deleted under the client: nothing more will come
         except PivotError:
             return None
+
+    async def _final_status(self, session_id: str) -> SessionStatus | None:
+        status = await self._served(session_id)
         return status if status in FINAL_STATUSES else None
+
+    async def _more_after(self, session_id: str, cursor: Cursor, *, events_only: bool) -> bool:
+        """Something follows `cursor` in the session's streams (the trainer went on); with
+        `events_only`, a lifecycle event (a new attempt starts with one): an epoch record
+        sent late is no sign of another run."""
+        streams = {keys.events_stream(session_id): cursor.events}
+        if not events_only:
+            streams[keys.metrics_stream(session_id)] = cursor.metrics
+        try:
+            return bool(await self.redis.xread(streams, count=1))  # type: ignore[arg-type]
+        except RedisError:
+            return False
+
+    async def _settle(
+        self, session_id: str, event: LiveEvent, cursor: Cursor, more: bool
+    ) -> AsyncIterator[LiveEvent]:
+        """A trainer's status event, sent only once the session the API serves has reached
+        it, so that no client reads an earlier state after it: `started` waits for the
+        session to be running (or past it); `completed`/`failed`/`stopped` end the stream
+        only once the session is finished, with the status it is served with. Heartbeats
+        meanwhile.
+
+        A trainer's end is not always the session's (a failed attempt is retried, a stopped
+        session is started again): when anything follows it in the streams (`more`, or a
+        later read), it goes out as a status event that does not end the stream, with the
+        status the session has (had) after it. A `started` that anything follows is history
+        and goes out as it is."""
+        need = _RANK[SessionStatus.COMPLETED if event.final else SessionStatus.RUNNING]
+        beat = time.monotonic() + self._heartbeat_s
+        while True:
+            if event.final and more:
+                # An attempt's end, not the session's: the state the session was in after it
+                # (the same live and when replayed).
+                after = _ATTEMPT_END.get(str(event.data.get("event")))
+                status = after.value if after is not None else event.data.get("status")
+                yield LiveEvent(STATUS, {**event.data, "status": status}, event.id, event.stream_id)
+                return
+            served = await self._served(session_id)
+            if served is not None and _RANK[served] >= need:
+                if event.final:
+                    data = {**event.data, "status": served.value}
+                    yield LiveEvent(STATUS, data, event.id, event.stream_id, final=True)
+                else:
+                    yield event
+                return
+            if not event.final and more:
+                # History (a started attempt that has since gone on or ended): as it was.
+                yield event
+                return
+            await self._sessions.wait_changed(min(_SETTLE_POLL_S, self._heartbeat_s))
+            more = await self._more_after(session_id, cursor, events_only=event.final)
+            if time.monotonic() >= beat:
+                beat = time.monotonic() + self._heartbeat_s
+                yield LiveEvent(HEARTBEAT)
 
     async def events(
         self, session_id: str, cursor: Cursor, *, kind: str = "sse"
@@ -354,8 +435,8 @@ class LiveService:
         ended = False
         backoff = _MIN_BACKOFF_S
 
-        def deliver(entries: list[_Entry]) -> list[LiveEvent]:
-            nonlocal cursor, ended
+        def deliver(entries: list[_Entry]) -> list[tuple[LiveEvent, Cursor]]:
+            nonlocal cursor
             out = []
             for entry in entries:
                 if entry.key <= pos[entry.stream]:
@@ -373,9 +454,26 @@ class LiveService:
                     event = LiveEvent(
                         event.kind, event.data, str(cursor), event.stream_id, event.final
                     )
-                ended = event.final  # metrics events are never final
-                out.append(event)
+                out.append((event, cursor))
             return out
+
+        def parsed(reply: Any) -> list[_Entry]:
+            return _parse(reply, metrics_key, cursor, session_id)
+
+        async def send(batch: list[tuple[LiveEvent, Cursor]]) -> AsyncIterator[LiveEvent]:
+            """A delivered batch, its status events settled against the served session."""
+            nonlocal ended
+            for i, (event, after) in enumerate(batch):
+                if event.kind != STATUS:
+                    ended = False
+                    yield event
+                    continue
+                later = batch[i + 1 :]
+                more = any(e.kind == STATUS for e, _ in later) if event.final else bool(later)
+                async for out in self._settle(session_id, event, after, more):
+                    if out.kind != HEARTBEAT:
+                        ended = out.final
+                    yield out
 
         try:
             while True:
@@ -409,7 +507,9 @@ class LiveService:
                     backoff = _MIN_BACKOFF_S
                     if not reply:
                         break  # the entries up to the tail's position are gone (trimmed)
-                    for event in deliver(_parse(reply, metrics_key, cursor, session_id)):
+                    async for event in send(
+                        deliver(_parse(reply, metrics_key, cursor, session_id))
+                    ):
                         yield event
                 check_status = True
                 # Follow the tail.
@@ -418,7 +518,7 @@ class LiveService:
                     batches = sub.take()
                     if batches:
                         for batch in batches:
-                            for event in deliver(batch):
+                            async for event in send(deliver(batch)):
                                 yield event
                         continue
                     if ended:
@@ -430,7 +530,9 @@ class LiveService:
                             return  # it ended; a reconnect resumes from its cursor
                         if not reply:
                             return
-                        for event in deliver(_parse(reply, metrics_key, cursor, session_id)):
+                        async for event in send(
+                            deliver(_parse(reply, metrics_key, cursor, session_id))
+                        ):
                             yield event
                         continue
                     if check_status:

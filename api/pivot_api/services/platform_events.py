@@ -76,6 +76,12 @@ class ApiKeys:
     def leader(self, job: str) -> str:
         return self.key("leader", job)
 
+    @property
+    def read_mark(self) -> str:
+        """The newest TrainingSession resourceVersion any worker has shown a client (see
+        pivot_api.consistency)."""
+        return self.key("read-mark")
+
 
 def utcnow_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

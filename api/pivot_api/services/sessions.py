@@ -13,6 +13,7 @@ from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from pivot_api.consistency import ReadMarks
 from pivot_api.errors import (
     ConflictError,
     NotFoundError,
@@ -20,7 +21,7 @@ from pivot_api.errors import (
     UpstreamError,
     ValidationError,
 )
-from pivot_api.kube import Obj, SessionCache, SessionWriter
+from pivot_api.kube import Obj, SessionCache, SessionWriter, rv_of
 from pivot_api.models import (
     CreateSessionRequest,
     CreateSessionResponse,
@@ -31,7 +32,14 @@ from pivot_api.models import (
     StopSessionResponse,
 )
 from pivot_api.services.configs import load_config_file, resolve_config_path, validate_config
-from pivot_schema.crd import SessionStatus, TrainingSessionSpec, api_status, new_training_session
+from pivot_schema.crd import (
+    ANNOTATION_STARTED_AT,
+    ANNOTATION_STOPPED_AT,
+    SessionStatus,
+    TrainingSessionSpec,
+    new_training_session,
+    session_status,
+)
 
 ID_PREFIX = "sess-"
 _ID_ALPHABET = string.ascii_lowercase + string.digits
@@ -82,8 +90,11 @@ def created_at(obj: Obj) -> str | None:
 
 
 def status_of(obj: Obj) -> SessionStatus:
-    phase = (obj.get("status") or {}).get("phase")
-    return api_status(phase, suspend=obj.get("spec", {}).get("suspend"))
+    return session_status(obj)
+
+
+def _asked(obj: Obj, annotation: str) -> str | None:
+    return _norm_ts(((obj.get("metadata") or {}).get("annotations") or {}).get(annotation))
 
 
 def _epochs(obj: Obj) -> tuple[int, int, float]:
@@ -99,15 +110,20 @@ def _epochs(obj: Obj) -> tuple[int, int, float]:
 def to_detail(obj: Obj) -> SessionDetail:
     spec, status = obj.get("spec", {}), obj.get("status") or {}
     current, total, progress = _epochs(obj)
+    state = status_of(obj)
+    # Until the operator writes its own times, those the start and stop answered with.
+    stopped_at = _norm_ts(status.get("stoppedAt"))
+    if stopped_at is None and state == SessionStatus.STOPPED:
+        stopped_at = _asked(obj, ANNOTATION_STOPPED_AT)
     return SessionDetail(
         session_id=obj["metadata"]["name"],
         session_name=spec.get("sessionName"),
-        status=status_of(obj),
+        status=state,
         config=spec.get("config") or {},
         tags=spec.get("tags") or [],
         created_at=created_at(obj),
-        started_at=_norm_ts(status.get("startedAt")),
-        stopped_at=_norm_ts(status.get("stoppedAt")),
+        started_at=_norm_ts(status.get("startedAt")) or _asked(obj, ANNOTATION_STARTED_AT),
+        stopped_at=stopped_at,
         completed_at=_norm_ts(status.get("completedAt")),
         current_epoch=current,
         total_epochs=total,
@@ -145,11 +161,14 @@ class SessionService:
         configs_dir: Path,
         *,
         sync_timeout_s: float = 10.0,
+        marks: ReadMarks | None = None,
     ) -> None:
         self._cache = cache
         self._writer = writer
         self._configs_dir = configs_dir
         self._sync_timeout_s = sync_timeout_s
+        # Without marks (no Redis configured), reads are monotonic per worker only.
+        self._marks = marks
         # session id -> (resourceVersion, its SessionDetail as JSON)
         self._detail_json: dict[str, tuple[str, bytes]] = {}
 
@@ -174,21 +193,47 @@ class SessionService:
         await self._ready()
         obj = self._cache.get(session_id)
         if obj is None:
-            try:
-                obj = await self._writer.get(session_id)
-            except ApiException as exc:
-                raise _upstream(exc, "reading the session") from exc
+            obj = await self._fresh(session_id)
         if obj is None:
             raise NotFoundError(f"session not found: {session_id}", {"session_id": session_id})
         return obj
 
+    async def _fresh(self, session_id: str) -> Obj | None:
+        try:
+            return await self._writer.get(session_id)
+        except ApiException as exc:
+            raise _upstream(exc, "reading the session") from exc
+
+    async def current(self, session_id: str) -> Obj:
+        """The session's CR as this API may show it now: never older than what any worker
+        or replica has already shown a client (see pivot_api.consistency). What a session's
+        state is read from; `lookup` only asks whether it exists."""
+        _check_id(session_id)
+        await self._ready()
+        covered = await self._marks.read() if self._marks is not None else None
+        obj = self._cache.get(session_id)
+        if obj is None:
+            # Not here (yet): the API server says. What it answers is shown from now on.
+            obj = await self._fresh(session_id)
+            if obj is not None and self._marks is not None:
+                await self._marks.shown(obj)
+        if obj is None:
+            raise NotFoundError(f"session not found: {session_id}", {"session_id": session_id})
+        if self._marks is not None:
+            await self._marks.cover(covered, rv_of(obj))
+        return obj
+
+    async def wait_changed(self, within_s: float) -> None:
+        """Return when any session changes in this worker's cache, or after `within_s`."""
+        await self._cache.wait_moved(within_s)
+
     async def get(self, session_id: str) -> SessionDetail:
-        return to_detail(await self.lookup(session_id))
+        return to_detail(await self.current(session_id))
 
     async def get_json(self, session_id: str) -> bytes:
         """`get` as JSON, serialised once per resourceVersion of the CR (a CR changes a few
         times an epoch; a dashboard reads it many times a second)."""
-        obj = await self.lookup(session_id)
+        obj = await self.current(session_id)
         version = obj.get("metadata", {}).get("resourceVersion")
         hit = self._detail_json.get(session_id)
         if hit is not None and version is not None and hit[0] == version:
@@ -202,7 +247,10 @@ class SessionService:
 
     async def list(self, *, limit: int, offset: int, status: SessionStatus | None) -> SessionList:
         await self._ready()
+        covered = await self._marks.read() if self._marks is not None else None
         objs = self._cache.all()
+        if self._marks is not None:
+            await self._marks.cover(covered, self._cache.seen)
         if status is not None:
             objs = [o for o in objs if status_of(o) == status]
         objs.sort(key=_sort_key, reverse=True)
@@ -231,6 +279,8 @@ class SessionService:
             body["metadata"]["annotations"] = {CREATED_AT_ANNOTATION: now}
             try:
                 obj = await self._writer.create(body)
+                if self._marks is not None:
+                    await self._marks.shown(obj)
                 break
             except ApiException as exc:
                 if exc.status == 409:
@@ -249,7 +299,7 @@ class SessionService:
             config=obj.get("spec", {}).get("config") or {},
         )
 
-    async def _transition(self, session_id: str, *, run: bool) -> None:
+    async def _transition(self, session_id: str, *, run: bool, now: str) -> None:
         """Set spec.suspend to `not run` unless the session already heads there or is over.
 
         The decision follows spec.suspend (what was last asked) and terminal phases, not the
@@ -278,12 +328,18 @@ class SessionService:
                     _conflict_message(run=run, current=current),
                     {"session_id": session_id, "status": current.value},
                 )
+            asked = ANNOTATION_STARTED_AT if run else ANNOTATION_STOPPED_AT
             patch = {
-                "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
+                "metadata": {
+                    "resourceVersion": obj["metadata"]["resourceVersion"],
+                    "annotations": {asked: now},
+                },
                 "spec": {"suspend": not run},
             }
             try:
-                await self._writer.patch(session_id, patch)
+                patched = await self._writer.patch(session_id, patch)
+                if self._marks is not None:
+                    await self._marks.shown(patched)
                 return
             except ApiException as exc:
                 if exc.status == 409:
@@ -298,12 +354,14 @@ class SessionService:
         )
 
     async def start(self, session_id: str) -> StartSessionResponse:
-        await self._transition(session_id, run=True)
-        return StartSessionResponse(session_id=session_id, status="running", started_at=iso_z())
+        now = iso_z()
+        await self._transition(session_id, run=True, now=now)
+        return StartSessionResponse(session_id=session_id, status="running", started_at=now)
 
     async def stop(self, session_id: str) -> StopSessionResponse:
-        await self._transition(session_id, run=False)
-        return StopSessionResponse(session_id=session_id, status="stopped", stopped_at=iso_z())
+        now = iso_z()
+        await self._transition(session_id, run=False, now=now)
+        return StopSessionResponse(session_id=session_id, status="stopped", stopped_at=now)
 
 
 def _conflict_message(*, run: bool, current: SessionStatus) -> str:

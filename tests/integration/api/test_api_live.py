@@ -27,9 +27,27 @@ class Live:
     app: Any
 
     async def session(self) -> str:
+        """A started session whose trainer runs: the CR as the operator would leave it."""
         sid = str((await self.platform.create())["session_id"])
+        resp = await self.platform.http.post(f"/api/v1/training/sessions/{sid}/start")
+        assert resp.status_code == 200, resp.text
+        await self.platform.patch_status(sid, {"phase": "Running"})
         await self.event(sid, keys.EVENT_STARTED)
         return sid
+
+    async def finish(self, sid: str, kind: str, **fields: Any) -> None:
+        """The trainer's last event, then the operator's terminal phase a moment later (a
+        trainer stops because the user stopped its session)."""
+        if kind == keys.EVENT_STOPPED:
+            resp = await self.platform.http.post(f"/api/v1/training/sessions/{sid}/stop")
+            assert resp.status_code == 200, resp.text
+        await self.event(sid, kind, **fields)
+        phase = {
+            keys.EVENT_COMPLETED: "Completed",
+            keys.EVENT_FAILED: "Failed",
+            keys.EVENT_STOPPED: "Stopped",
+        }[kind]
+        await self.platform.patch_status(sid, {"phase": phase})
 
     async def epoch(self, sid: str, epoch: int, **metrics: float) -> None:
         record = keys.epoch_record(epoch, metrics or {"train_loss": 1.0 / epoch})
@@ -111,7 +129,7 @@ async def test_sse_reconnect_with_last_event_id_gets_every_event_exactly_once(
     await live.epoch(sid, 4)
     await live.event(sid, keys.EVENT_CHECKPOINT, checkpoint_id=f"ckpt_{sid}_e00004", epoch=4)
     await live.epoch(sid, 5)
-    await live.event(sid, keys.EVENT_COMPLETED)
+    await live.finish(sid, keys.EVENT_COMPLETED)
     rest = await read_sse(live, sid, headers={"Last-Event-ID": first[-1].id or ""})
     assert [d["epoch"] for e in rest if e.event == "metrics" and (d := e.data)] == [4, 5]
     assert [e.event for e in rest if e.event != "metrics"] == ["checkpoint", "status"]
@@ -129,7 +147,7 @@ async def test_sse_from_the_start_replays_the_session_and_closes_when_it_ends(
 ) -> None:
     sid = await live.session()
     await live.epoch(sid, 1)
-    await live.event(sid, keys.EVENT_FAILED, error="CUDA out of memory")
+    await live.finish(sid, keys.EVENT_FAILED, error="CUDA out of memory")
     events = await read_sse(live, sid)
     assert sorted(str(e.event) for e in events) == ["metrics", "status", "status"]
     assert events[-1].data == {**events[-1].data, "status": "failed", "error": "CUDA out of memory"}
@@ -207,7 +225,7 @@ async def test_ws_reconnect_with_since_gets_every_event_exactly_once(live: Live)
     await live.epoch(sid, 2)
     first = await read_ws(live, sid, count=3)
     await live.epoch(sid, 3)
-    await live.event(sid, keys.EVENT_STOPPED, epoch=3)
+    await live.finish(sid, keys.EVENT_STOPPED, epoch=3)
     rest = await read_ws(live, sid, since=first[-1]["id"])
     assert sorted((m["type"], m.get("epoch"), m.get("status") or "") for m in rest) == [
         ("metrics", 3, ""),
@@ -311,7 +329,7 @@ async def test_many_clients_of_one_session_share_one_read_and_get_identical_stre
     late = [asyncio.create_task(read_sse(live, sid)) for _ in range(4)]
     for epoch in range(21, 31):
         await live.epoch(sid, epoch)
-    await live.event(sid, keys.EVENT_COMPLETED)
+    await live.finish(sid, keys.EVENT_COMPLETED)
 
     streams = [frames(s) for s in await asyncio.gather(*early, *late)]
     assert all(s == streams[0] for s in streams)
@@ -351,7 +369,7 @@ async def test_a_client_resuming_mid_stream_joins_the_shared_read_exactly_once(
         )
         for epoch in range(6, 9):
             await live.epoch(sid, epoch)
-        await live.event(sid, keys.EVENT_COMPLETED)
+        await live.finish(sid, keys.EVENT_COMPLETED)
         rest = await resumed
     seen = [d["epoch"] for e in first + rest if e.event == "metrics" and (d := e.data)]
     assert seen == list(range(1, 9))
@@ -378,7 +396,7 @@ async def test_a_client_that_falls_behind_catches_up_from_redis_exactly_once(
             await live.epoch(sid, epoch)
         await asyncio.sleep(0.3)  # the shared read hands them over (and drops this client)
         assert not service._tails[sid].subscribers  # overflowed: unsubscribed
-        await live.event(sid, keys.EVENT_COMPLETED)
+        await live.finish(sid, keys.EVENT_COMPLETED)
         got = [event async for event in stream if event.kind != "heartbeat"]
     finally:
         await stream.aclose()
@@ -396,7 +414,7 @@ async def test_an_entry_that_is_not_a_record_is_skipped_by_followers_and_catch_u
         await asyncio.sleep(0.01)
     await live.platform.redis.xadd(keys.metrics_stream(sid), {"data": "{not json"})
     await live.epoch(sid, 1)
-    await live.event(sid, keys.EVENT_COMPLETED)
+    await live.finish(sid, keys.EVENT_COMPLETED)
     followed = await follower
     replayed = await read_sse(live, sid)  # from the start: its own catch-up reads
     for events in (followed, replayed):
@@ -405,3 +423,69 @@ async def test_an_entry_that_is_not_a_record_is_skipped_by_followers_and_catch_u
         ]
         assert events[-1].data == {**(events[-1].data or {}), "status": "completed"}
     assert frames(followed) == frames(replayed)
+
+
+async def test_the_stream_ends_only_once_the_session_the_api_serves_has_finished(
+    live: Live,
+) -> None:
+    sid = await live.session()
+    for epoch in (1, 2, 3):
+        await live.epoch(sid, epoch, val_loss=1.0 / epoch)
+    # The trainer's last word is in Redis; the operator has not written the CR yet.
+    await live.event(sid, keys.EVENT_COMPLETED)
+    got: list[SseEvent] = []
+    reader = asyncio.create_task(_collect(live, sid, got))
+    await asyncio.sleep(1.0)  # five heartbeats: time enough to (wrongly) end the stream
+    assert not reader.done(), [(e.event, e.data) for e in got]
+    assert sorted(str(e.event) for e in got) == ["metrics", "metrics", "metrics", "status"], got
+    await live.platform.patch_status(
+        sid, {"phase": "Completed", "currentEpoch": 3, "latestMetrics": {"val_loss": 1 / 3}}
+    )
+    await asyncio.wait_for(reader, 10)
+    assert got[-1].event == "status" and got[-1].data == {
+        **(got[-1].data or {}),
+        "status": "completed",
+    }
+    # What the stream ended on is what a read says now, with the last epoch's metrics.
+    body = (await live.platform.http.get(f"/api/v1/training/sessions/{sid}")).json()
+    assert (body["status"], body["current_epoch"]) == ("completed", 3)
+
+
+async def test_a_failed_attempt_that_is_retried_does_not_end_the_stream(live: Live) -> None:
+    sid = await live.session()
+    await live.epoch(sid, 1)
+    await live.event(sid, keys.EVENT_FAILED, error="node lost")
+    await live.platform.patch_status(sid, {"phase": "Pending", "restarts": 1})  # retrying
+    got: list[SseEvent] = []
+    reader = asyncio.create_task(_collect(live, sid, got))
+    await asyncio.sleep(0.6)
+    assert not reader.done()
+    # The retry starts and trains on; only then is the failure known to be an attempt's.
+    await live.platform.patch_status(sid, {"phase": "Running"})
+    await live.event(sid, keys.EVENT_STARTED)
+    await live.epoch(sid, 2)
+    await live.finish(sid, keys.EVENT_COMPLETED)
+    await asyncio.wait_for(reader, 10)
+    statuses = statuses_of(got)
+    assert statuses == [
+        ("started", "running"),
+        ("failed", "pending"),
+        ("started", "running"),
+        ("completed", "completed"),
+    ]
+    # Replayed later from the start, the history reads the same.
+    assert statuses_of(await read_sse(live, sid)) == statuses
+
+
+def statuses_of(events: list[SseEvent]) -> list[tuple[Any, Any]]:
+    return [(d.get("event"), d["status"]) for e in events if e.event == "status" and (d := e.data)]
+
+
+async def _collect(live: Live, sid: str, into: list[SseEvent]) -> None:
+    async with (
+        httpx.AsyncClient(timeout=30) as http,
+        http.stream("GET", f"{live.base}/api/v1/sse/training/{sid}") as resp,
+    ):
+        async for ev in sse_events(resp):
+            if ev.comment is None:
+                into.append(ev)

@@ -103,6 +103,41 @@ def test_apply_manifest_then_watch_list_metrics_and_checkpoints(
     assert Path(downloaded.stdout.strip()).stat().st_size > 0
 
 
+# The watch-then-read race this guards against struck once in ~700 runs; the suite repeats
+# it a few times, PIVOT_TEST_REPEATS=30 (or more) hunts for it on purpose.
+REPEATS = int(os.environ.get("PIVOT_TEST_REPEATS", "3"))
+
+
+@pytest.mark.parametrize("run", range(REPEATS))
+def test_watch_ends_on_what_every_read_then_says_with_the_last_epochs_metrics(
+    platform: LocalPlatform, tmp_path: Path, run: int
+) -> None:
+    manifest = {
+        "apiVersion": "pivot.dev/v1alpha1",
+        "kind": "TrainingSession",
+        "metadata": {"name": f"cli-truth-{run}-{os.getpid()}"},
+        "spec": {"config": {**TINY_CONFIG, "epochs": 2}},
+    }
+    path = tmp_path / "session.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    session_id = as_json(pivot("apply", "-f", str(path), "-o", "json", url=platform.api_url))[
+        "session_id"
+    ]
+    watch = pivot("sessions", "watch", session_id, url=platform.api_url)
+    assert watch.returncode == 0, watch.stderr
+    got = as_json(pivot("sessions", "get", session_id, "-o", "json", url=platform.api_url))
+    last = as_json(pivot("metrics", session_id, "-o", "json", url=platform.api_url))["metrics"][-1]
+    assert (got["status"], got["current_epoch"], last["epoch"]) == ("completed", 2, 2)
+    # The last line is the outcome with the last epoch's metrics, as the read says.
+    final = watch.stdout.splitlines()[-1].split()
+    assert final[0] == "completed", watch.stdout
+    shown = dict(item.split("=", 1) for item in final[1:])
+    assert shown and shown == {k: f"{v:.4g}" for k, v in got["latest_metrics"].items()}, (
+        watch.stdout
+    )
+    assert {k: f"{v:.4g}" for k, v in last.items() if k not in ("epoch", "timestamp")} == shown
+
+
 def test_create_start_stop_and_their_exit_codes(platform: LocalPlatform, tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({**TINY_CONFIG, "epochs": 500}))

@@ -322,3 +322,35 @@ def test_ttl_counts_from_the_finish() -> None:
 def test_status_records_the_generation_it_answers() -> None:
     plan = decide(SPEC, {}, [], T0, generation=3)
     assert plan.status["observedGeneration"] == 3
+
+
+def test_a_session_stopped_before_the_operator_saw_it_run_is_stopped_at_the_asked_time() -> None:
+    # Started and stopped through the API before any reconcile: the phase is still Created,
+    # but the stop was answered `stopped` with this time, so the status says the same.
+    asked = {"pivot.dev/started-at": NOW, "pivot.dev/stopped-at": "2026-01-01T00:00:01Z"}
+    plan = decide({**SPEC, "suspend": True}, {"phase": "Created"}, [], T0, annotations=asked)
+    assert plan.status["phase"] == "Stopped"
+    assert plan.status["stoppedAt"] == "2026-01-01T00:00:01Z"
+    # Never started: still Created.
+    plan = decide({**SPEC, "suspend": True}, {}, [], T0, annotations={})
+    assert plan.status["phase"] == "Created"
+
+
+def test_the_start_time_the_api_answered_is_the_status_start_time() -> None:
+    asked = {"pivot.dev/started-at": "2025-12-31T23:59:59Z"}
+    status = {"launchedAttempt": 0, "attempt": 0}
+    plan = decide(SPEC, status, [pod("Running")], T0, annotations=asked)
+    assert plan.status["phase"] == "Running"
+    assert plan.status["startedAt"] == "2025-12-31T23:59:59Z"
+
+
+def test_all_pods_succeeded_waits_for_the_final_metrics_when_redis_cannot_be_read() -> None:
+    status = {"phase": "Running", "launchedAttempt": 0, "attempt": 0, "currentEpoch": 3}
+    waiting = decide(SPEC, status, [pod("Succeeded")], T0, telemetry_ok=False)
+    assert waiting.status.get("phase", "Running") == "Running"
+    assert waiting.requeue_after is not None and waiting.requeue_after <= 1.0
+    latest = {"epoch": 4, "val_loss": 0.25, "timestamp": NOW}
+    done = decide(SPEC, status, [pod("Succeeded")], T0, latest=latest)
+    assert done.status["phase"] == "Completed"
+    assert done.status["currentEpoch"] == 4
+    assert done.status["latestMetrics"] == {"val_loss": 0.25}

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from pivot_schema import keys, storage
-from pivot_schema.crd import Phase, SessionStatus, api_status
+from pivot_schema.crd import Phase, SessionStatus, api_status, session_status
 
 
 @pytest.mark.parametrize(
@@ -38,6 +38,20 @@ def test_api_status_is_derived_from_phase_and_suspend(
     phase: str | None, suspend: bool | None, expected: SessionStatus
 ) -> None:
     assert api_status(phase, suspend=suspend) is expected
+
+
+def test_a_session_stopped_before_the_operator_saw_it_run_reads_stopped() -> None:
+    # The start and the stop both reached the CR before any reconcile (phase still Created):
+    # the stop answered `stopped`, and every read says so, not `created`.
+    body = {
+        "metadata": {"annotations": {"pivot.dev/started-at": "2026-01-01T00:00:00Z"}},
+        "spec": {"suspend": True},
+        "status": {"phase": "Created"},
+    }
+    assert session_status(body) is SessionStatus.STOPPED
+    assert session_status({**body, "metadata": {}}) is SessionStatus.CREATED
+    ran = {"spec": {"suspend": True}, "status": {"startedAt": "2026-01-01T00:00:00Z"}}
+    assert session_status(ran) is SessionStatus.STOPPED
 
 
 def test_every_phase_has_a_status_word() -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
+
+import pytest
 
 from pivot_schema import keys
 from pivot_trainer.gpu import GpuMonitor, device_record
@@ -50,7 +53,11 @@ def test_unsupported_fields_are_null_not_missing() -> None:
     }
 
 
-def test_without_nvml_the_monitor_does_nothing_quietly(capsys: Any) -> None:
+def test_without_nvml_the_monitor_does_nothing_quietly(
+    capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # NVML is absent here, but not on a GPU machine: make `import pynvml` fail everywhere.
+    monkeypatch.setitem(sys.modules, "pynvml", None)
     sink = ListSink()
     monitor = GpuMonitor(sink, interval=0.01)
     assert monitor.start() is False

@@ -21,16 +21,20 @@ from redis.exceptions import RedisError
 
 from pivot_api import __version__
 from pivot_api.consistency import ReadMarks
+from pivot_api.docs import install_docs
 from pivot_api.errors import install_error_handlers
 from pivot_api.fastpath import SessionReadFastPath, session_route
+from pivot_api.head import HeadAsGet
 from pivot_api.kube import SessionCache, SessionWriter, new_api_client
+from pivot_api.limits import install_body_limit
 from pivot_api.models import ErrorResponse
 from pivot_api.observability import ObservabilityMiddleware, configure_logging, metrics_payload
+from pivot_api.openapi import install_openapi
 from pivot_api.routers import alerts as alerts_router
 from pivot_api.routers import checkpoints, health, live, metrics, monitor, sessions
 from pivot_api.routers import notifications as notifications_router
 from pivot_api.routers import webhooks as webhooks_router
-from pivot_api.security import install_security
+from pivot_api.security import install_security, public_paths
 from pivot_api.services.alerts import AlertEvaluator, AlertStore
 from pivot_api.services.background import BackgroundJobs
 from pivot_api.services.checkpoints import CheckpointService
@@ -224,8 +228,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Create, run and watch PyTorch training sessions on Kubernetes.",
         openapi_url=f"{prefix}/openapi.json",
-        docs_url="/docs",
-        redoc_url="/redoc",
+        # Served by pivot_api.docs, with their assets from the API itself (no CDN).
+        docs_url=None,
+        redoc_url=None,
         lifespan=lifespan,
         responses={
             500: {"model": ErrorResponse, "description": "Internal error"},
@@ -235,6 +240,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     configure_logging(settings.log_level, settings.log_format)
     install_error_handlers(app)
+    install_docs(app, f"{prefix}/openapi.json")
     # Innermost of the middlewares (each one added wraps those before it), so the ones added
     # next still apply to the session read it answers (pivot_api.fastpath).
     app.add_middleware(
@@ -242,7 +248,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         prefix=prefix,
         route=session_route(sessions.router.routes, sessions.get_session),
     )
+    app.add_middleware(HeadAsGet)  # HEAD as GET, the fast path's too; inside keys and limits
+    install_body_limit(app, settings)  # 413 as a body passes PIVOT_MAX_BODY_BYTES
     install_security(app, settings)  # inside the observability middleware
+    install_openapi(app, settings, public_paths(app, prefix))
     app.add_middleware(ObservabilityMiddleware)
 
     @app.get("/metrics", include_in_schema=False)

@@ -18,8 +18,9 @@ webhook makes the server call an arbitrary URL and holds a signing secret).
 
 Clients send `Authorization: Bearer <key>` or `X-API-Key: <key>`. Browsers cannot set headers
 on EventSource or WebSocket, so GET requests and WebSocket connections may pass
-`?access_token=<key>` instead; it is never accepted for writes, and is redacted from uvicorn's
-logs (the API's own access log records paths without the query).
+`?access_token=<key>` instead (HEAD too); it is never accepted for writes (a write that carries
+only one is told to send the header instead), and is redacted from uvicorn's logs (the API's
+own access log records paths without the query).
 """
 
 from __future__ import annotations
@@ -207,6 +208,14 @@ def presented_key(scope: Scope) -> str | None:
     return None
 
 
+def has_query_token(scope: Scope) -> bool:
+    """The URL carries an access_token (whether or not this request may use it)."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    return ACCESS_TOKEN_PARAM in query and any(
+        key == ACCESS_TOKEN_PARAM and value for key, value in parse_qsl(query)
+    )
+
+
 class ApiKeyMiddleware:
     """401 without a known key, 403 when its scope is too small; public paths pass.
 
@@ -234,6 +243,15 @@ class ApiKeyMiddleware:
             if presented:
                 challenge += ', error="invalid_token"'
             hint = "send Authorization: Bearer <key> or X-API-Key: <key>"
+            if not presented and has_query_token(scope):
+                # A write with the token in its URL: say why it was not taken.
+                method = scope.get("method", "")
+                message = (
+                    f"an API key is required: the {ACCESS_TOKEN_PARAM} query parameter is "
+                    f"only for reads and streams (GET, HEAD and WebSocket); a {method} "
+                    "needs the Authorization or X-API-Key header"
+                )
+                hint = "send Authorization: Bearer <key> or X-API-Key: <key>, not the URL's token"
             await deny(
                 scope,
                 receive,

@@ -105,10 +105,29 @@ async def _pivot_error(_: Request, exc: Exception) -> JSONResponse:
     return envelope(exc.status_code, exc.code, exc.message, exc.details)
 
 
+def _json_invalid(err: dict[str, Any]) -> JSONResponse:
+    """A body that is not JSON: FastAPI puts the character offset where a field goes
+    (("body", 16)); say what is wrong and where, and name the body as the field."""
+    loc = list(err.get("loc", ()))
+    position = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+    reason = str((err.get("ctx") or {}).get("error") or "JSON decode error")
+    message = f"request body is not valid JSON: {reason}"
+    if position is not None:
+        message += f" (at character {position})"
+    details: dict[str, Any] = {"field": "body", "location": "body", "reason": reason}
+    if position is not None:
+        details["position"] = position
+    details["errors"] = [{"field": "body", "location": "body", "message": message}]
+    return envelope(422, "VALIDATION_ERROR", message, details)
+
+
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    raw = list(exc.errors())
+    if raw and raw[0].get("type") == "json_invalid":
+        return _json_invalid(raw[0])
     errors = []
-    for err in exc.errors():
+    for err in raw:
         field, where = field_of(err.get("loc", ()))
         errors.append({"field": field, "location": where, "message": err.get("msg", "")})
     first = errors[0] if errors else {"field": "", "location": None, "message": "invalid request"}
@@ -123,7 +142,7 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     fallback = "ERROR" if exc.status_code < 500 else "INTERNAL_ERROR"
     code = _STATUS_CODES.get(exc.status_code, fallback)
-    response = envelope(exc.status_code, code, str(exc.detail))
+    response = envelope(exc.status_code, code, str(exc.detail), getattr(exc, "details", None))
     if exc.headers:
         response.headers.update(exc.headers)
     return response

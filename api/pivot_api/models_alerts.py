@@ -6,15 +6,26 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+from pydantic.json_schema import WithJsonSchema
 
-from pivot_api.models import absent_not_null
+from pivot_api.models import NamePattern, absent_not_null
 from pivot_api.services.alert_conditions import (
     COMPARISONS,
     HISTORY_CONDITIONS,
+    KNOWN_METRICS,
     SYSTEM_METRICS,
     Mode,
+    check_metric,
 )
+from pivot_schema.text import check_name
 
 Severity = Literal["low", "medium", "high", "critical"]
 ConditionName = Literal[
@@ -31,8 +42,21 @@ AlertStatus = Literal["active", "acknowledged", "resolved"]
 NotificationType = Literal["training", "alert", "system"]
 Priority = Literal["low", "medium", "high"]
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-MetricName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Name = Annotated[
+    str, StringConstraints(min_length=1, max_length=128), AfterValidator(check_name), NamePattern()
+]
+RuleTag = Annotated[
+    str, StringConstraints(min_length=1, max_length=63), AfterValidator(check_name), NamePattern()
+]
+Person = Annotated[
+    str, StringConstraints(min_length=1, max_length=256), AfterValidator(check_name), NamePattern()
+]
+# Only a metric something writes: a rule on another name could never fire.
+MetricName = Annotated[
+    str,
+    AfterValidator(check_metric),
+    WithJsonSchema({"type": "string", "enum": list(KNOWN_METRICS)}),
+]
 Threshold = Annotated[float, Field(allow_inf_nan=False)]
 
 
@@ -67,8 +91,9 @@ class AlertRuleRequest(BaseModel):
 
     name: Name
     metric: MetricName = Field(
-        description="cpu_percent, memory_percent, disk_percent, gpu_utilization, "
-        "gpu_memory_percent, gpu_temperature, or any training metric (val_loss...)."
+        description="The host's cpu_percent, memory_percent, disk_percent, gpu_utilization, "
+        "gpu_memory_percent, gpu_temperature, or a metric the trainer writes (train_loss, "
+        "val_loss, train_accuracy, val_accuracy, val_dice, val_froc, learning_rate)."
     )
     condition: ConditionName
     threshold: Threshold | None = Field(
@@ -81,9 +106,7 @@ class AlertRuleRequest(BaseModel):
     session_id: Annotated[str, StringConstraints(min_length=1, max_length=253)] | None = Field(
         default=None, description="Only this session."
     )
-    tag: Annotated[str, StringConstraints(min_length=1, max_length=63)] | None = Field(
-        default=None, description="Only sessions with this tag."
-    )
+    tag: RuleTag | None = Field(default=None, description="Only sessions with this tag.")
     for_epochs: int = Field(
         default=5, ge=1, le=100_000, description="no_improvement_for: epochs without one."
     )
@@ -127,7 +150,7 @@ class AlertRuleUpdate(BaseModel):
     severity: Severity | None = None
     enabled: bool | None = None
     session_id: Annotated[str, StringConstraints(min_length=1, max_length=253)] | None = None
-    tag: Annotated[str, StringConstraints(min_length=1, max_length=63)] | None = None
+    tag: RuleTag | None = None
     for_epochs: int | None = Field(default=None, ge=1, le=100_000)
     mode: Mode | None = None
     window_s: float | None = Field(default=None, gt=0, le=30 * 86400)
@@ -188,14 +211,14 @@ class AlertList(BaseModel):
 class AcknowledgeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    acknowledged_by: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    acknowledged_by: Person
     notes: Annotated[str, StringConstraints(max_length=4096)] = ""
 
 
 class ResolveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    resolved_by: Annotated[str, StringConstraints(min_length=1, max_length=256)] = "api"
+    resolved_by: Person = "api"
     notes: Annotated[str, StringConstraints(max_length=4096)] = ""
 
 

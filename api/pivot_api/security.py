@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from pivot_api import docs
 from pivot_api.auth import ApiKeyMiddleware, KeyStore, install_log_redaction
 from pivot_api.ratelimit import RateLimiter, RateLimitMiddleware, parse_limits
 from pivot_api.services.platform_events import ApiKeys
@@ -17,8 +18,9 @@ from pivot_api.settings import Settings
 
 
 def public_paths(app: FastAPI, prefix: str) -> frozenset[str]:
-    """Neither keyed nor limited: probes, Prometheus, and the API's own documentation."""
-    paths = {f"{prefix}/health", "/metrics"}
+    """Neither keyed nor limited: probes, Prometheus, and the API's own documentation (its
+    pages and their assets, pivot_api.docs)."""
+    paths = {f"{prefix}/health", "/metrics", *docs.public_paths()}
     for path in (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url):
         if path:
             paths.add(path)

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # Server-side timeout of one watch request; the informer reconnects after it.
     watch_timeout_s: int = Field(default=300, ge=1)
 
+    # Largest request body (JSON) any route reads; a bigger one is refused with 413 as it is
+    # read. Checkpoint uploads have their own limit, below.
+    max_body_bytes: int = Field(default=1024**2, ge=1024)
     # Largest checkpoint an upload may carry; a bigger one is refused with 413.
     checkpoint_max_upload_bytes: int = Field(default=4 * 1024**3, ge=1)
     # Part size of the S3 multipart upload an upload streams into (S3's minimum is 5 MiB).

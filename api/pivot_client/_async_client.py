@@ -7,7 +7,14 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+    Sequence,
+)
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -30,6 +37,7 @@ from pivot_client._base import (
     drop_none,
     metric_record,
     rule_body,
+    session_body,
 )
 from pivot_client._client import (
     check_outcome,
@@ -48,12 +56,14 @@ from pivot_client.types import (
     CreatedSession,
     Health,
     LiveEvent,
+    LiveMetrics,
     Message,
     MetricHistory,
     MetricRecord,
     Notification,
     NotificationList,
     Resources,
+    ResourceSpec,
     Session,
     SessionGpuHistory,
     SessionMetrics,
@@ -62,6 +72,7 @@ from pivot_client.types import (
     StartedSession,
     StepHistory,
     StoppedSession,
+    TolerationSpec,
     UploadedCheckpoint,
     Webhook,
     WebhookDeadLetterList,
@@ -174,14 +185,21 @@ class AsyncPIVOTClient:
         config: Mapping[str, Any] | None = None,
         session_name: str | None = None,
         tags: list[str] | None = None,
+        resources: ResourceSpec | None = None,
+        node_selector: Mapping[str, str] | None = None,
+        tolerations: Sequence[TolerationSpec] | None = None,
+        replicas: int | None = None,
     ) -> CreatedSession:
-        body = drop_none(
-            {
-                "config_path": config_path,
-                "config": dict(config) if config is not None else None,
-                "session_name": session_name,
-                "tags": tags,
-            }
+        """A new session (status `created`), as `PIVOTClient.create_session`."""
+        body = session_body(
+            config_path=config_path,
+            config=config,
+            session_name=session_name,
+            tags=tags,
+            resources=resources,
+            node_selector=node_selector,
+            tolerations=tolerations,
+            replicas=replicas,
         )
         return await self._request(CreatedSession, "POST", "/training/sessions", json_body=body)
 
@@ -264,7 +282,7 @@ class AsyncPIVOTClient:
 
     def stream_metrics(
         self, session_id: str, *, last_event_id: str | None = None, max_reconnects: int = 5
-    ) -> AsyncEventStream[MetricRecord]:
+    ) -> AsyncEventStream[LiveMetrics]:
         return AsyncEventStream(
             self,
             session_id,

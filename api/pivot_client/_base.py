@@ -9,14 +9,14 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
 import httpx
 
 from pivot_client._exceptions import APIConnectionError, APITimeoutError
-from pivot_client.types import FINAL_STATUSES, LiveEvent, MetricRecord
+from pivot_client.types import FINAL_STATUSES, LiveEvent, LiveMetrics
 
 DEFAULT_URL = "http://localhost:8000"
 API_PREFIX = "/api/v1"
@@ -106,16 +106,46 @@ class RetryPolicy:
 
 
 def connection_error(exc: httpx.TransportError) -> APIConnectionError:
+    """The SDK's error for a request that got no answer, naming what was tried (`GET
+    http://host:8000/api/v1/...`): "connection refused" alone does not say which URL."""
     request = None
     with contextlib.suppress(RuntimeError):  # a transport error raised without a request
         request = exc.request
     if isinstance(exc, httpx.TimeoutException):
         return APITimeoutError(request=request)
-    return APIConnectionError(f"connection error: {exc}", request=request)
+    reason = str(exc) or type(exc).__name__
+    tried = f" ({request.method} {request.url})" if request is not None else ""
+    return APIConnectionError(f"connection error: {reason}{tried}", request=request)
 
 
 def drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
+
+
+def session_body(
+    *,
+    config_path: str | None,
+    config: Mapping[str, Any] | None,
+    session_name: str | None,
+    tags: Sequence[str] | None,
+    resources: Mapping[str, Any] | None,
+    node_selector: Mapping[str, str] | None,
+    tolerations: Sequence[Mapping[str, Any]] | None,
+    replicas: int | None,
+) -> dict[str, Any]:
+    """The body of a create (POST /training/sessions), for both clients."""
+    return drop_none(
+        {
+            "config_path": config_path,
+            "config": dict(config) if config is not None else None,
+            "session_name": session_name,
+            "tags": list(tags) if tags is not None else None,
+            "resources": dict(resources) if resources is not None else None,
+            "node_selector": dict(node_selector) if node_selector is not None else None,
+            "tolerations": [dict(t) for t in tolerations] if tolerations is not None else None,
+            "replicas": replicas,
+        }
+    )
 
 
 # An alert rule's fields, as the create and update methods take them as keyword arguments.
@@ -248,5 +278,5 @@ class StreamState:
         return LiveEvent(event=sse.event, data=data, id=sse.id)
 
 
-def metric_record(event: LiveEvent) -> MetricRecord:
-    return MetricRecord.model_validate(event.data)
+def metric_record(event: LiveEvent) -> LiveMetrics:
+    return LiveMetrics.model_validate(event.data)

@@ -7,7 +7,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -30,6 +30,7 @@ from pivot_client._base import (
     drop_none,
     metric_record,
     rule_body,
+    session_body,
 )
 from pivot_client._exceptions import (
     APIConnectionError,
@@ -47,12 +48,14 @@ from pivot_client.types import (
     CreatedSession,
     Health,
     LiveEvent,
+    LiveMetrics,
     Message,
     MetricHistory,
     MetricRecord,
     Notification,
     NotificationList,
     Resources,
+    ResourceSpec,
     Session,
     SessionGpuHistory,
     SessionMetrics,
@@ -61,6 +64,7 @@ from pivot_client.types import (
     StartedSession,
     StepHistory,
     StoppedSession,
+    TolerationSpec,
     UploadedCheckpoint,
     Webhook,
     WebhookDeadLetterList,
@@ -186,15 +190,25 @@ class PIVOTClient:
         config: Mapping[str, Any] | None = None,
         session_name: str | None = None,
         tags: list[str] | None = None,
+        resources: ResourceSpec | None = None,
+        node_selector: Mapping[str, str] | None = None,
+        tolerations: Sequence[TolerationSpec] | None = None,
+        replicas: int | None = None,
     ) -> CreatedSession:
-        """A new session (status `created`) from a config file on the server or inline."""
-        body = drop_none(
-            {
-                "config_path": config_path,
-                "config": dict(config) if config is not None else None,
-                "session_name": session_name,
-                "tags": tags,
-            }
+        """A new session (status `created`) from a config file on the server or inline.
+
+        `resources` (`{"gpu": 1, "cpu": "8", "memory": "32Gi"}`) is what every trainer pod
+        gets; `node_selector` and `tolerations` choose its nodes; `replicas` > 1 makes a
+        distributed session of that many pods. The server validates them as the CRD does."""
+        body = session_body(
+            config_path=config_path,
+            config=config,
+            session_name=session_name,
+            tags=tags,
+            resources=resources,
+            node_selector=node_selector,
+            tolerations=tolerations,
+            replicas=replicas,
         )
         return self._request(CreatedSession, "POST", "/training/sessions", json_body=body)
 
@@ -276,7 +290,7 @@ class PIVOTClient:
 
     def stream_metrics(
         self, session_id: str, *, last_event_id: str | None = None, max_reconnects: int = 5
-    ) -> EventStream[MetricRecord]:
+    ) -> EventStream[LiveMetrics]:
         """Epoch records as they are written, from the first (or after `last_event_id`),
         ending when the session ends. A dropped connection resumes where it broke off:
         no record is lost or given twice. Use it in a `with` block to close it early."""

@@ -55,7 +55,8 @@ class APIConnectionError(APIError):
 
 class APITimeoutError(APIConnectionError):
     def __init__(self, *, request: httpx.Request | None = None) -> None:
-        super().__init__("request timed out", request=request)
+        tried = f" ({request.method} {request.url})" if request is not None else ""
+        super().__init__(f"request timed out{tried}", request=request)
 
 
 class APIStatusError(APIError):

@@ -11,12 +11,17 @@
     pivot apply -f session.yaml                create a session from a manifest or a create body
 
 The API is `--url` or PIVOT_URL (default http://localhost:8000); `--api-key` or PIVOT_API_KEY
-is sent as a bearer token. `-o json|yaml` prints what the API answered, for scripts.
+is sent as a bearer token. `-o json|yaml` prints what the API answered, for scripts. These
+options go before the command or after it (`pivot --url U sessions list`, `pivot sessions list
+--url U`). Tables escape control characters that strings from the server may hold (`\n`,
+`\x00`, `\u202e`...), so that no name can rewrite the terminal. Output into a pipe that
+closes early (`pivot sessions list | head`) ends quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -26,6 +31,7 @@ from typing import IO, Any
 
 import yaml
 
+from pivot_client._base import API_PREFIX, base_url_from
 from pivot_client._exceptions import (
     APIConnectionError,
     APIStatusError,
@@ -52,11 +58,13 @@ EXIT_RATE_LIMITED = 7  # 429 after the client's retries
 EXIT_UNREACHABLE = 8  # no answer: connection refused, timeout, broken stream
 EXIT_TRAINING_FAILED = 9  # `sessions watch`: the session failed or was stopped
 EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_BROKEN_PIPE = 141  # stdout closed early (`| head`): 128 + SIGPIPE, as a shell reports
 
 EXIT_CODES_HELP = """exit codes:
   0 ok              1 API error          2 usage / bad input   3 not found
   4 conflict        5 invalid request    6 unauthorized        7 rate limited
-  8 API unreachable 9 training failed or stopped (sessions watch)   130 interrupted"""
+  8 API unreachable 9 training failed or stopped (sessions watch)   130 interrupted
+  141 output pipe closed (e.g. | head)"""
 
 _ERROR_EXITS: list[tuple[type[PIVOTError], int]] = [
     (NotFoundError, EXIT_NOT_FOUND),
@@ -116,8 +124,9 @@ class Printer:
             self.table(list(rows), columns)
         else:
             for key, item in (value or {}).items():
-                shown = json.dumps(item) if isinstance(item, dict | list) else item
-                self.out.write(f"{key}: {shown}\n")
+                # JSON text escapes control characters itself (and all of non-ASCII).
+                shown = json.dumps(item) if isinstance(item, dict | list) else escape(str(item))
+                self.out.write(f"{escape(str(key))}: {shown}\n")
 
     def table(self, rows: list[Mapping[str, Any]], columns: Sequence[str]) -> None:
         if not columns:
@@ -139,8 +148,35 @@ def fmt_cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, list):
-        return ",".join(str(v) for v in value) or "-"
-    return str(value)
+        return escape(",".join(str(v) for v in value)) or "-"
+    return escape(str(value))
+
+
+# Characters a terminal acts on or that reorder what it shows, as C-style escapes.
+_ESCAPES = {"\a": "\\a", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v", "\f": "\\f"}
+_ESCAPES |= {"\r": "\\r", "\\": "\\\\"}
+
+
+def escape(text: str) -> str:
+    """`text` safe to print on a terminal: control characters (C0, DEL, C1), format
+    characters (bidi overrides such as U+202E, zero-width ones) and line or paragraph
+    separators become escapes (`\\n`, `\\x00`, `\\u202e`); a backslash is doubled so that
+    an escape cannot be forged. Text without any of them comes back as it was."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    out = []
+    for ch in text:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ch.isprintable() or ch == " ":
+            out.append(ch)
+        elif ord(ch) < 0x100:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) < 0x10000:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    return "".join(out)
 
 
 def dump(model: PIVOTModel | Sequence[PIVOTModel]) -> Any:
@@ -186,7 +222,55 @@ def cmd_sessions_create(args: argparse.Namespace, p: Printer) -> int:
         body["config"] = load_yaml(args.config_file)
     else:
         body["config_path"] = args.config_path
+    body.update(placement(args))
     return create(args, p, body)
+
+
+_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+
+def placement(args: argparse.Namespace) -> dict[str, Any]:
+    """resources, node_selector, tolerations and replicas from `sessions create`'s flags (the
+    server checks them as the CRD does: quantities, label syntax)."""
+    asked = (("gpu", args.gpu), ("cpu", args.cpu), ("memory", args.memory))
+    resources = {k: v for k, v in asked if v is not None}
+    out: dict[str, Any] = {}
+    if resources:
+        out["resources"] = resources
+    if args.node_selector:
+        selector: dict[str, str] = {}
+        for item in args.node_selector:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise UsageError(f"--node-selector takes KEY=VALUE, got {item!r}")
+            selector[key] = value
+        out["node_selector"] = selector
+    if args.toleration:
+        out["tolerations"] = [toleration(t) for t in args.toleration]
+    if args.replicas is not None:
+        out["replicas"] = args.replicas
+    return out
+
+
+def toleration(text: str) -> dict[str, Any]:
+    """A toleration in kubectl taint's notation: KEY[=VALUE][:EFFECT] (Equal with a value,
+    Exists without; every effect when none is named)."""
+    spec, sep, effect = text.rpartition(":")
+    if not sep:
+        spec, effect = text, ""
+    if effect and effect not in _EFFECTS:
+        raise UsageError(
+            f"--toleration: effect must be one of {', '.join(_EFFECTS)}, got {effect!r}"
+        )
+    key, has_value, value = spec.partition("=")
+    out: dict[str, Any] = {"operator": "Equal" if has_value else "Exists"}
+    if key:
+        out["key"] = key
+    if has_value:
+        out["value"] = value
+    if effect:
+        out["effect"] = effect
+    return out
 
 
 def create(args: argparse.Namespace, p: Printer, body: dict[str, Any]) -> int:
@@ -273,9 +357,10 @@ class Progress:
             self.p.out.flush()
             return
         values = " ".join(
-            f"{k}={v:.4g}"
+            f"{escape(k)}={v:.4g}"
             for k, v in record.items()
-            if k not in ("epoch", "timestamp") and isinstance(v, int | float)
+            # `loss` is one of the others again (val_loss, mostly): shown once.
+            if k not in ("epoch", "timestamp", "loss") and isinstance(v, int | float)
         )
         filled = int(self.WIDTH * min(self.epoch, self.total) / self.total)
         bar = "#" * filled + "-" * (self.WIDTH - filled)
@@ -289,16 +374,17 @@ class Progress:
 
     def status(self, status: str) -> None:
         if self.p.fmt == "table" and not self.live and status not in FINAL_STATUSES:
-            self.p.out.write(f"status {status}\n")
+            self.p.out.write(f"status {escape(status)}\n")
 
     def finish(self, status: str, message: str | None, latest: Mapping[str, Any]) -> None:
         if self.p.fmt != "table":
             return
         if self.drawn:
             self.p.out.write("\n")
-        reason = f": {message}" if message and status != "completed" else ""
-        metrics = " ".join(f"{k}={v:.4g}" for k, v in latest.items())
-        self.p.out.write(f"{self.p.paint(status, status)}{reason}  {metrics}".rstrip() + "\n")
+        reason = f": {escape(message)}" if message and status != "completed" else ""
+        metrics = " ".join(f"{escape(k)}={v:.4g}" for k, v in latest.items())
+        shown = self.p.paint(escape(status), status)
+        self.p.out.write(f"{shown}{reason}  {metrics}".rstrip() + "\n")
 
 
 def cmd_metrics(args: argparse.Namespace, p: Printer) -> int:
@@ -482,7 +568,19 @@ def cmd_webhooks_redeliver(args: argparse.Namespace, p: Printer) -> int:
 
 
 # What a TrainingSession's spec may carry through the API's create body.
-_API_SPEC_FIELDS = {"config", "sessionName", "tags", "suspend"}
+_API_SPEC_FIELDS = {
+    *("config", "sessionName", "tags", "suspend"),
+    *("resources", "nodeSelector", "tolerations", "replicas"),
+}
+# The create body's fields (a body, not a manifest, may be applied too).
+_BODY_FIELDS = {
+    *("config", "config_path", "session_name", "tags"),
+    *("resources", "node_selector", "tolerations", "replicas"),
+}
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
 
 
 def body_from_document(doc: Any) -> tuple[dict[str, Any], bool]:
@@ -503,13 +601,24 @@ def body_from_document(doc: Any) -> tuple[dict[str, Any], bool]:
         meta = doc.get("metadata") or {}
         name = spec.get("sessionName") or meta.get("name")
         body = {"config": spec["config"], "session_name": name, "tags": spec.get("tags")}
+        # The CR's camelCase spec, as the create body's snake_case fields.
+        body["resources"] = spec.get("resources")
+        body["node_selector"] = spec.get("nodeSelector")
+        tolerations = spec.get("tolerations")
+        if isinstance(tolerations, list):
+            tolerations = [
+                {_snake(k): v for k, v in t.items()} if isinstance(t, dict) else t
+                for t in tolerations
+            ]
+        body["tolerations"] = tolerations
+        body["replicas"] = spec.get("replicas")
+        body = {k: v for k, v in body.items() if v is not None}
         # Like `kubectl apply`, a manifest without `suspend: true` runs at once.
         return body, spec.get("suspend") is not True
-    allowed = {"config", "config_path", "session_name", "tags"}
-    unknown = sorted(set(doc) - allowed)
+    unknown = sorted(set(doc) - _BODY_FIELDS)
     if unknown:
         raise UsageError(f"unknown fields for a create body: {', '.join(unknown)}")
-    return {k: v for k, v in doc.items() if k in allowed}, False
+    return {k: v for k, v in doc.items() if k in _BODY_FIELDS}, False
 
 
 def cmd_apply(args: argparse.Namespace, p: Printer) -> int:
@@ -576,18 +685,31 @@ def age(created_at: str | None) -> str:
 # -- parser ---------------------------------------------------------------------------------
 
 
-def _api_options() -> argparse.ArgumentParser:
+def _api_options(*, defaults: bool) -> argparse.ArgumentParser:
+    """The options every API command takes, before the command (`pivot --url U sessions
+    list`: the top-level parser's, with the defaults) or after it (each command's, which
+    set nothing unless given, so that they do not undo what came before)."""
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--url", default=os.environ.get("PIVOT_URL"), help="API URL (env PIVOT_URL)"
+        "--url", default=default(os.environ.get("PIVOT_URL")), help="API URL (env PIVOT_URL)"
     )
     common.add_argument(
-        "--api-key", default=os.environ.get("PIVOT_API_KEY"), help="API key (env PIVOT_API_KEY)"
+        "--api-key",
+        default=default(os.environ.get("PIVOT_API_KEY")),
+        help="API key (env PIVOT_API_KEY)",
     )
     common.add_argument(
-        "-o", "--output", choices=("table", "json", "yaml"), default="table", help="format"
+        "-o",
+        "--output",
+        choices=("table", "json", "yaml"),
+        default=default("table"),
+        help="format",
     )
-    common.add_argument("--retries", type=int, default=2, help=argparse.SUPPRESS)
+    common.add_argument("--retries", type=int, default=default(2), help=argparse.SUPPRESS)
     return common
 
 
@@ -597,6 +719,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
         description="PIVOT training platform",
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_api_options(defaults=True)],
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     up = sub.add_parser("up", help="run the whole platform on this machine")
@@ -607,7 +730,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     if local_up is not None:
         local_up.add_arguments(up)
 
-    api = _api_options()
+    api = _api_options(defaults=False)
 
     def command(
         group: Any, name: str, handler: Callable[..., int], help_text: str
@@ -629,6 +752,19 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     source.add_argument("-f", "--config-file", help="a local YAML config, sent inline")
     cmd.add_argument("--name", help="display name")
     cmd.add_argument("--tag", action="append", help="a tag (repeatable)")
+    cmd.add_argument("--gpu", type=int, help="GPUs per pod (nvidia.com/gpu)")
+    cmd.add_argument("--cpu", help="CPU per pod, a quantity (4, 500m)")
+    cmd.add_argument("--memory", help="memory per pod, a quantity (16Gi)")
+    cmd.add_argument("--replicas", type=int, help="pods of a distributed session")
+    cmd.add_argument(
+        "--node-selector", action="append", metavar="KEY=VALUE", help="a node label (repeatable)"
+    )
+    cmd.add_argument(
+        "--toleration",
+        action="append",
+        metavar="KEY[=VALUE][:EFFECT]",
+        help="a taint to tolerate, as kubectl taint writes it (repeatable)",
+    )
     cmd.add_argument("--start", action="store_true", help="start it at once")
     command(sessions, "start", cmd_sessions_start, "start training").add_argument("session")
     command(sessions, "stop", cmd_sessions_stop, "stop training").add_argument("session")
@@ -700,7 +836,28 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     return parser, local_up
 
 
+def stdout_gone() -> None:
+    """Whoever read stdout has gone (`pivot ... | head`): send what is still to be written
+    to /dev/null, so that neither later writes nor the flush at exit raise BrokenPipeError."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows here, not as a traceback at exit
+        return code
+    except BrokenPipeError:
+        # As Unix tools do: stop quietly. (Not SIGPIPE's default action, which would also
+        # kill the process on a write to a closed socket.)
+        stdout_gone()
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: list[str] | None) -> int:
     parser, local_up = build_parser()
     args = parser.parse_args(argv)
     if args.command == "up":
@@ -712,13 +869,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args, printer))
     except UsageError as exc:
-        print(f"pivot: {exc}", file=sys.stderr)
+        print(f"pivot: {escape(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except APIStatusError as exc:
-        print(f"pivot: {exc.message} ({exc.status_code} {exc.code})", file=sys.stderr)
+        print(f"pivot: {escape(exc.message)} ({exc.status_code} {exc.code})", file=sys.stderr)
+        return exit_code_for(exc)
+    except APIConnectionError as exc:
+        message = exc.message
+        url = base_url_from(args.url).removesuffix(API_PREFIX)
+        if url not in message:
+            message += f" (API at {url})"
+        print(f"pivot: {escape(message)}", file=sys.stderr)
+        print("pivot: is the API running there? set --url or PIVOT_URL", file=sys.stderr)
         return exit_code_for(exc)
     except PIVOTError as exc:
-        print(f"pivot: {exc.message}", file=sys.stderr)
+        print(f"pivot: {escape(exc.message)}", file=sys.stderr)
         return exit_code_for(exc)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

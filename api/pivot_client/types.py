@@ -6,12 +6,31 @@ server never breaks an older client."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
 SessionStatus = Literal["created", "pending", "running", "stopped", "completed", "failed"]
 FINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "stopped"})
+
+
+class ResourceSpec(TypedDict, total=False):
+    """What every trainer pod of a session gets: GPUs (nvidia.com/gpu) and CPU and memory as
+    Kubernetes quantities (`4`, `"500m"`, `"16Gi"`)."""
+
+    gpu: int
+    cpu: int | str
+    memory: int | str
+
+
+class TolerationSpec(TypedDict, total=False):
+    """A Kubernetes toleration, snake_case (`toleration_seconds`)."""
+
+    key: str
+    operator: Literal["Exists", "Equal"]
+    value: str
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+    toleration_seconds: int
 
 
 class PIVOTModel(BaseModel):
@@ -113,6 +132,15 @@ class MetricRecord(PIVOTModel):
     @property
     def values(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+
+class LiveMetrics(MetricRecord):
+    """One epoch record from a live stream (`stream_metrics`): a MetricRecord plus `loss`,
+    the value the reference's examples print as "Loss": the record's own `loss` if it has
+    one, else `val_loss`, else (an epoch without validation) `train_loss`; None when that
+    value is not finite. `values` are the metrics without it."""
+
+    loss: float | None = None
 
 
 class SessionMetrics(PIVOTModel):

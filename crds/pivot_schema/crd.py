@@ -7,12 +7,25 @@ camelCase on the wire (`model_dump(by_alias=True)`).
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StrictInt,
+    StringConstraints,
+)
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import WithJsonSchema
+
+from pivot_schema.config import ConfigError, check_config, config_json_schema
 
 GROUP = "pivot.dev"
 VERSION = "v1alpha1"
@@ -99,6 +112,10 @@ class ConditionReason(StrEnum):
     SCHEDULED = "Scheduled"
     UNSCHEDULABLE = "Unschedulable"
     NOT_SCHEDULED = "NotScheduled"
+    # The trainer cannot train this config (it exited with pivot_schema.config's
+    # EXIT_CONFIG_ERROR, or the operator found the config invalid before making pods):
+    # permanent, never retried.
+    INVALID_CONFIG = "InvalidConfig"
 
 
 # Default spec.backoffLimit: failed attempts retried before the session is Failed.
@@ -110,31 +127,92 @@ LABEL_RANK = "pivot.dev/rank"
 LABEL_KUEUE_QUEUE = "kueue.x-k8s.io/queue-name"
 
 
-class TrainingConfig(BaseModel):
-    """The training config; keys beyond these are kept (the CRD preserves unknown fields)."""
+def _checked_config(raw: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return check_config(raw)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
 
-    model_config = ConfigDict(extra="allow")
 
-    epochs: int = Field(ge=1, le=100_000)
-    batch_size: int | None = Field(default=None, ge=1)
-    learning_rate: float | None = Field(default=None, gt=0)
-    seed: int | None = None
-    optimizer: str | None = None
-    scheduler: str | None = None
+# The training config: checked by pivot_schema.config (the trainer's own validation) and
+# stored in its canonical form; keys beyond the trainer's are kept (the CRD preserves them).
+TrainingConfig = Annotated[
+    dict[str, Any], AfterValidator(_checked_config), WithJsonSchema(config_json_schema())
+]
+
+# A Kubernetes resource quantity (`500m`, `2`, `16Gi`, `1e3`), not negative: what the CRD's
+# `pattern` for resources.cpu and resources.memory says (the apimachinery regex, unsigned).
+QUANTITY_PATTERN = (
+    r"^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+_QUANTITY = re.compile(QUANTITY_PATTERN)
+
+
+def _whole(value: Any) -> Any:
+    # As the trainer reads its config: true is no 1, 2.0 is 2, 2.5 is no integer (left for
+    # the strict int check to refuse).
+    if isinstance(value, bool):
+        raise ValueError(f"must be an integer, got {value!r}")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Integer fields: no bool for 1, no 2.5 for 2 (JSON's 2.0 is 2). The bounds come before the
+# validator, so that the schema states them as minimum.
+WholeNumber = Annotated[StrictInt, BeforeValidator(_whole)]
+NonNegative = Annotated[StrictInt, Field(ge=0), BeforeValidator(_whole)]
+Positive = Annotated[StrictInt, Field(ge=1), BeforeValidator(_whole)]
+
+
+def _quantity(value: Any) -> int | str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON's 2.0 is 2
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and _QUANTITY.match(value) and not value.endswith("\n"):
+        return value
+    raise ValueError(
+        f"must be a Kubernetes quantity (a whole number or a string like 500m, 2 or 16Gi), "
+        f"got {value!r}"
+    )
+
+
+Quantity = Annotated[
+    int | str,
+    PlainValidator(_quantity),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": QUANTITY_PATTERN},
+            ]
+        }
+    ),
+]
+# Label keys and values (nodeSelector, tolerations) as Kubernetes accepts them.
+LABEL_KEY_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+LabelKey = Annotated[str, StringConstraints(max_length=317, pattern=LABEL_KEY_PATTERN)]
+LabelValue = Annotated[str, StringConstraints(max_length=63, pattern=LABEL_VALUE_PATTERN)]
 
 
 class Resources(_CamelModel):
-    gpu: int | None = Field(default=None, ge=0)
-    cpu: int | str | None = None
-    memory: int | str | None = None
+    gpu: NonNegative | None = None
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
 
 
 class Toleration(_CamelModel):
-    key: str | None = None
+    key: LabelKey | None = None
     operator: Literal["Exists", "Equal"] | None = None
-    value: str | None = None
+    value: LabelValue | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    toleration_seconds: int | None = None
+    toleration_seconds: WholeNumber | None = None
 
 
 class CheckpointPolicy(_CamelModel):
@@ -180,12 +258,12 @@ class TrainingSessionSpec(_CamelModel):
     image: str | None = None
     config: TrainingConfig
     resources: Resources | None = None
-    node_selector: dict[str, str] | None = None
+    node_selector: dict[str, LabelValue] | None = None
     tolerations: list[Toleration] | None = None
     checkpoint: CheckpointPolicy | None = None
     backoff_limit: int | None = Field(default=None, ge=0)
     ttl_seconds_after_finished: int | None = Field(default=None, ge=0)
-    replicas: int | None = Field(default=None, ge=1)
+    replicas: Positive | None = None
     affinity: dict[str, Any] | None = None
     priority_class_name: str | None = None
     runtime_class_name: str | None = None
@@ -223,6 +301,8 @@ class TrainingSessionStatus(_CamelModel):
     total_epochs: int | None = Field(default=None, ge=0)
     progress: float | None = Field(default=None, ge=0, le=1)
     latest_metrics: dict[str, float] | None = None
+    # latest_metrics' val_loss to 4 significant digits, for the Val-Loss printer column.
+    display_val_loss: str | None = None
     started_at: str | None = None
     stopped_at: str | None = None
     completed_at: str | None = None

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from pivot_client.cli import stdout_gone
 from pivot_local.claims import PlatformBusy
 from pivot_local.platform import REPO_ROOT, LocalPlatform
 
@@ -50,7 +51,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _print(msg: str) -> None:
-    print(msg, flush=True)
+    try:
+        print(msg, flush=True)
+    except BrokenPipeError:
+        # Whoever read the output has gone (`pivot up | head`): serve on, quietly, and stop
+        # as usual on Ctrl-C (a traceback here would skip stopping the platform).
+        stdout_gone()
+
+
+def client_url(host: str, port: int) -> str:
+    """The URL a client on this machine uses: a wildcard address is not one to connect to."""
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 literal
+    return f"http://{host}:{port}"
 
 
 def run_demo(
@@ -148,12 +163,17 @@ def main(args: argparse.Namespace) -> int:
         _print(f"  API        {platform.api_url}/api/v1  (docs: {platform.api_url}/docs)")
         _print(f"  kubeconfig {platform.kubeconfig}  (kubectl --kubeconfig ... get ts)")
         _print(f"  logs       {platform.logs}")
+        # What the `pivot` command and the SDKs read: PIVOT_URL (else localhost:8000, which
+        # is not this API under --port) and PIVOT_API_KEY.
+        export_url = f"             export PIVOT_URL={client_url(args.host, args.port)}"
         if platform.api_key:
             key_file = write_key_file(platform.data_dir, platform.api_key)
             _print(f"  API key    {platform.api_key}  (admin; also in {key_file})")
+            _print(export_url)
             _print(f"             export PIVOT_API_KEY={platform.api_key}")
         else:
             _print("  API key    none: the API runs without keys (--no-auth)")
+            _print(export_url)
         rc = 0
         if args.demo:
             config = args.config

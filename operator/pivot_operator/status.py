@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pivot_schema.config import EXIT_CONFIG_ERROR, ConfigError, check_config
 from pivot_schema.crd import (
     ANNOTATION_STARTED_AT,
     ANNOTATION_STOPPED_AT,
@@ -164,9 +165,24 @@ def failure_of(pod: PodView) -> tuple[ConditionReason, str] | None:
     if pod.reason == "OOMKilled":
         return ConditionReason.OOM_KILLED, f"pod {pod.name} ran out of memory (OOMKilled)"
     detail = f"pod {pod.name} exited with code {pod.exit_code}"
+    if pod.exit_code == EXIT_CONFIG_ERROR:
+        detail = f"{detail}, a config error"
     if pod.message:
         detail = f"{detail}: {pod.message[-400:]}"
+    if pod.exit_code == EXIT_CONFIG_ERROR:
+        # The trainer refused its config (or environment): every retry would too.
+        return ConditionReason.INVALID_CONFIG, detail
     return ConditionReason.EXIT_CODE, detail
+
+
+def config_problem(spec: dict[str, Any]) -> str | None:
+    """Why the trainer would refuse this spec's config (pivot_schema.config, the trainer's own
+    validation), or None. What the CRD's schema cannot state is caught here, before any pod."""
+    try:
+        check_config(spec.get("config"))
+    except ConfigError as exc:
+        return str(exc)
+    return None
 
 
 def preempted(pod: PodView) -> bool:
@@ -318,6 +334,18 @@ def decide(
         plan.delete += [p.name for p in interrupted if not p.terminating]
         interrupted = []
 
+    problem = None if was_launched else config_problem(spec)
+    if problem is not None:
+        # A config the trainer would refuse: no pod for it, no retry (it cannot get better).
+        message = f"Failed: {ConditionReason.INVALID_CONFIG.value}: {problem} (not retried)"
+        plan.delete += [p.name for p in current.values() if not p.terminating and not p.finished]
+        out["stoppedAt"] = out["finishedAt"] = now_s
+        out["nextAttemptAt"] = None
+        conditions.append(
+            _condition(ConditionType.FAILED, "True", ConditionReason.INVALID_CONFIG, message, now_s)
+        )
+        return finish(Phase.FAILED, ConditionReason.INVALID_CONFIG, message)
+
     if failures:
         _pod, (reason, detail) = failures[0]
         restarts = int(status.get("restarts") or 0)
@@ -325,13 +353,17 @@ def decide(
         limit = DEFAULT_BACKOFF_LIMIT if limit is None else int(limit)
         plan.events.append((EVENT_WARNING, reason.value, f"attempt {attempt} failed: {detail}"))
         plan.delete += [p.name for p in current.values() if not p.terminating and not p.finished]
-        if restarts >= limit:
+        permanent = reason == ConditionReason.INVALID_CONFIG
+        if permanent or restarts >= limit:
             final = ConditionReason.BACKOFF_LIMIT_EXCEEDED if limit > 0 else reason
             message = (
                 f"Failed after {restarts + 1} attempt(s): {reason.value}: {detail}"
                 if limit > 0
                 else f"Failed: {reason.value}: {detail}"
             )
+            if permanent:
+                final = reason
+                message = f"Failed: {reason.value}: {detail} (a config error is not retried)"
             out["stoppedAt"] = out["finishedAt"] = now_s
             out["nextAttemptAt"] = None
             conditions.append(_condition(ConditionType.FAILED, "True", final, message, now_s))
@@ -444,7 +476,8 @@ def decide(
 
 
 def telemetry_fields(latest: dict[str, Any], total: int) -> dict[str, Any]:
-    """currentEpoch, progress and latestMetrics from the trainer's newest epoch record."""
+    """currentEpoch, progress, latestMetrics and displayValLoss from the trainer's newest
+    epoch record."""
     epoch = int(latest.get("epoch") or 0)
     metrics = {
         k: float(v)
@@ -454,9 +487,17 @@ def telemetry_fields(latest: dict[str, Any], total: int) -> dict[str, Any]:
         and not isinstance(v, bool)
     }
     out: dict[str, Any] = {"currentEpoch": epoch, "latestMetrics": metrics}
+    if "val_loss" in metrics:
+        out["displayValLoss"] = display_number(metrics["val_loss"])  # the Val-Loss column
     if total > 0:
         out["progress"] = round(min(1.0, epoch / total), 4)
     return out
+
+
+def display_number(value: float) -> str:
+    """A metric as a printer column shows it: 4 significant digits (kubectl prints a number
+    column's float with all 17)."""
+    return f"{value:.4g}"
 
 
 def best_checkpoint(events: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -74,6 +74,8 @@ def test_ctrl_c_while_training_kills_the_trainer_and_redis(tmp_path: Path) -> No
         # `pivot up` prints the admin key it made and leaves it in the data dir.
         key = (tmp_path / "pivot" / "api-key").read_text().strip()
         assert f"export PIVOT_API_KEY={key}" in "\n".join(lines)
+        # ... and the URL to export beside it: the CLI's default is port 8000, not --port's.
+        assert f"export PIVOT_URL=http://127.0.0.1:{port}" in "\n".join(lines)
         api = httpx.Client(
             base_url=f"http://127.0.0.1:{port}/api/v1",
             timeout=30,

@@ -6,7 +6,7 @@ import os
 import sys
 
 from pivot_schema import env as env_names
-from pivot_trainer.config import ConfigError, parse_config
+from pivot_trainer.config import EXIT_CONFIG_ERROR, ConfigError, parse_config
 from pivot_trainer.runtime import read_env
 
 
@@ -16,7 +16,7 @@ def main() -> int:
         cfg = parse_config(os.environ.get(env_names.CONFIG_JSON))
     except ConfigError as exc:
         print(f"pivot-trainer: config error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG_ERROR  # permanent: the operator fails the session, no retry
     # Before torch (and its OpenMP runtime) loads: idle OpenMP threads sleep instead of
     # spinning. Measured on 2 shared cores: same speed alone, ~30% faster per step when
     # another process is busy (spinning teams fight over the cores). Env overrides it.

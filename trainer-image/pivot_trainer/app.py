@@ -16,11 +16,11 @@ from typing import Any
 from pivot_schema import keys
 from pivot_schema.storage import CheckpointManifest
 from pivot_trainer.checkpoint import CheckpointStore, make_s3_client
-from pivot_trainer.config import ConfigError, TrainConfig
+from pivot_trainer.config import EXIT_CONFIG_ERROR, ConfigError, TrainConfig
 from pivot_trainer.runtime import Runtime
 from pivot_trainer.sink import RecordSink
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, EXIT_CONFIG_ERROR
 FINAL_FLUSH_S = 30.0  # a finished run waits this long for Redis to come back
 STOP_FLUSH_S = 3.0  # a stopped pod has a grace period: keep the exit quick
 

@@ -54,15 +54,49 @@ async def _sse_body(live: LiveService, session_id: str, cursor: Cursor) -> Async
         yield sse_frame(event)
 
 
+_SSE_EXAMPLE = (
+    "retry: 1000\n\n"
+    "id: 0-0_1734605405000-0\nevent: status\n"
+    'data: {"epoch":1,"timestamp":"2025-12-19T10:30:05Z","session_id":"sess-abc123",'
+    '"event":"started","status":"running"}\n\n'
+    "id: 1734605460000-0_1734605405000-0\nevent: metrics\n"
+    'data: {"epoch":1,"timestamp":"2025-12-19T10:31:00Z","train_loss":0.856,'
+    '"val_loss":0.912,"learning_rate":0.001,"loss":0.912}\n\n'
+    ": heartbeat\n\n"
+)
+
+
 @router.get(
     "/sse/training/{session_id}",
     response_class=StreamingResponse,
     responses={
         200: {
-            "content": {"text/event-stream": {}},
-            "description": "Events `metrics`, `status`, `checkpoint`; `id:` resumes the stream",
+            "content": {"text/event-stream": {"example": _SSE_EXAMPLE}},
+            "description": "Server-Sent Events; `id:` resumes the stream (Last-Event-ID).\n\n"
+            "- `metrics`: an epoch record with `epoch` and `loss` "
+            "(schema LiveMetricsEvent)\n"
+            "- `status`: the session's status (schema LiveStatusEvent); the stream ends "
+            "after a final one\n"
+            "- `checkpoint`: a checkpoint was saved (the trainer's event: `checkpoint_id`, "
+            "`epoch`...)\n\n"
+            "Comment lines (`: heartbeat`) keep an idle connection open. The WebSocket "
+            "`/ws/training/{session_id}` sends the same events as JSON messages with a "
+            "`type`; its `metrics` messages are LiveMetricsMessage.",
         },
         404: {"model": ErrorResponse, "description": "No such session"},
+    },
+    openapi_extra={
+        "x-sse-events": {
+            "metrics": {"$ref": "#/components/schemas/LiveMetricsEvent"},
+            "status": {"$ref": "#/components/schemas/LiveStatusEvent"},
+        },
+        "x-websocket": {
+            "path": "/ws/training/{session_id}",
+            "messages": {
+                "metrics": {"$ref": "#/components/schemas/LiveMetricsMessage"},
+                "status": {"$ref": "#/components/schemas/LiveStatusEvent"},
+            },
+        },
     },
 )
 async def sse_training(
@@ -83,18 +117,18 @@ async def sse_training(
 
 
 def ws_message(session_id: str, event: LiveEvent) -> dict[str, Any]:
-    """The reference's `{epoch, loss}` plus the full record for metrics; the event's own
-    fields for the others. `id` is what `since` takes to resume."""
+    """The reference's `{epoch, loss}` plus the full record for metrics (LiveMetricsMessage);
+    the event's own fields for the others. `id` is what `since` takes to resume."""
     if event.kind == METRICS:
-        record = event.data
-        metrics = {k: v for k, v in record.items() if k not in ("epoch", "timestamp")}
+        record = event.data  # the SSE event's data: the record with its `loss`
+        metrics = {k: v for k, v in record.items() if k not in ("epoch", "timestamp", "loss")}
         return {
             "type": METRICS,
             "id": event.id,
             "stream_id": event.stream_id,
             "session_id": session_id,
             "epoch": record.get("epoch"),
-            "loss": loss_of(record),
+            "loss": record["loss"] if "loss" in record else loss_of(record),
             "timestamp": record.get("timestamp"),
             "metrics": metrics,
         }

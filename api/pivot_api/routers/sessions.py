@@ -36,10 +36,15 @@ _CONFLICT: Responses = {
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=CreateSessionResponse,
-    responses={404: {"model": ErrorResponse, "description": "config_path not found"}},
+    responses={
+        404: {"model": ErrorResponse, "description": "config_path not found"},
+        413: {"model": ErrorResponse, "description": "Body over PIVOT_MAX_BODY_BYTES"},
+    },
 )
 async def create_session(body: CreateSessionRequest, sessions: Sessions) -> CreateSessionResponse:
-    """Create a session (suspended) from a config file or an inline config."""
+    """Create a session (suspended) from a config file or an inline config, and where it runs
+    (resources, node_selector, tolerations, replicas). The config is checked as the trainer
+    checks it: what it would refuse is a 422 naming the field (`config.optimizer`)."""
     return await sessions.create(body)
 
 

@@ -9,11 +9,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from pivot_schema.config import METRICS as TRAINING_METRICS
+
 # Metrics of the host the API runs on (psutil, NVML). A GPU metric on a rule scoped to a
 # session or tag is read from that session's own GPU telemetry instead.
 HOST_METRICS = frozenset({"cpu_percent", "memory_percent", "disk_percent"})
 GPU_METRICS = frozenset({"gpu_utilization", "gpu_memory_percent", "gpu_temperature"})
 SYSTEM_METRICS = HOST_METRICS | GPU_METRICS
+# Every metric a rule may watch: the host's and those the trainer writes (pivot_schema.config).
+# A rule on any other name could never fire, so it is refused.
+KNOWN_METRICS: tuple[str, ...] = (
+    *sorted(HOST_METRICS),
+    *sorted(GPU_METRICS),
+    *TRAINING_METRICS,
+)
 
 COMPARISONS = ("greater_than", "less_than", "equals", "not_equals")
 # Conditions that need a training metric's history, not one value.
@@ -41,6 +50,13 @@ class Verdict:
 
 def is_system_metric(metric: str) -> bool:
     return metric in SYSTEM_METRICS
+
+
+def check_metric(metric: str) -> str:
+    """`metric`, or ValueError listing the metrics a rule may watch."""
+    if metric not in KNOWN_METRICS:
+        raise ValueError(f"unknown metric {metric!r}: a rule can watch {', '.join(KNOWN_METRICS)}")
+    return metric
 
 
 def not_finite(value: float | None) -> bool:

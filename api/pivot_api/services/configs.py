@@ -6,10 +6,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
-from pydantic import ValidationError as PydanticValidationError
 
 from pivot_api.errors import NotFoundError, ValidationError
-from pivot_schema.crd import TrainingConfig
+from pivot_schema.config import ConfigError, ConfigTooLargeError, check_config
 
 
 def resolve_config_path(configs_dir: Path, config_path: str) -> Path:
@@ -60,20 +59,16 @@ def load_config_file(path: Path, shown_as: str) -> dict[str, Any]:
     return data
 
 
-def validate_config(raw: dict[str, Any]) -> TrainingConfig:
-    """The config checked against pivot_schema's TrainingConfig (the CRD's rules)."""
+def validate_config(raw: Any, *, config_path: str | None = None) -> dict[str, Any]:
+    """The config as it is to be stored, checked by the trainer's own validation
+    (pivot_schema.config): what the trainer would refuse is a 422 naming the field."""
     try:
-        return TrainingConfig.model_validate(raw)
-    except PydanticValidationError as exc:
-        errors = [
-            {
-                "field": ".".join(["config", *(str(p) for p in err["loc"])]),
-                "message": err["msg"],
-            }
-            for err in exc.errors()
-        ]
-        first = errors[0]
-        raise ValidationError(
-            f"invalid training config: {first['field']}: {first['message']}",
-            {"field": first["field"], "errors": errors},
-        ) from exc
+        return check_config(raw)
+    except ConfigError as exc:
+        field = ".".join(p for p in ("config", exc.field) if p)
+        details: dict[str, Any] = {"field": field, "reason": str(exc)}
+        if config_path is not None:
+            details["config_path"] = config_path
+        if isinstance(exc, ConfigTooLargeError):
+            details.update(size_bytes=exc.size, max_bytes=exc.max_bytes)
+        raise ValidationError(f"invalid training config: {exc}", details) from None

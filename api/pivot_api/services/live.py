@@ -126,13 +126,29 @@ class LiveEvent:
     frames: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
+# Where a live message's `loss` comes from, first found first: a record's own `loss`, else
+# the epoch's validation loss, else (an epoch without validation) its training loss.
+LOSS_SOURCES = ("loss", "val_loss", "train_loss")
+
+
 def loss_of(record: dict[str, Any]) -> float | None:
-    """The reference's `loss`: val_loss, or train_loss for an epoch without validation."""
-    for name in ("val_loss", "train_loss", "loss"):
-        value = record.get(name)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+    """The reference's `loss` (its examples print `val_loss` as "Loss"): the value of the
+    first of LOSS_SOURCES the record has. Null when that value is (a non-finite number the
+    trainer wrote as) null: a diverged validation loss is not papered over with the
+    training loss."""
+    for name in LOSS_SOURCES:
+        if name in record:
+            value = record[name]
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
+            return None
     return None
+
+
+def metrics_event_data(record: dict[str, Any]) -> dict[str, Any]:
+    """A `metrics` event's data: the epoch record (`epoch`, `timestamp`, every metric) with
+    `loss` (see loss_of) beside them, the same on SSE and, rearranged, on the WebSocket."""
+    return {**record, "loss": loss_of(record)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +191,7 @@ def _parse(reply: Any, metrics_key: str, cursor: Cursor, session_id: str) -> lis
         if record is None:
             pass
         elif stream == 0:
-            event = LiveEvent(METRICS, record, text, sid)
+            event = LiveEvent(METRICS, metrics_event_data(record), text, sid)
         else:
             event = _from_event(record, session_id, text, sid)
         out.append(_Entry(stream, key_, sid, (pos[0], pos[1]), event))

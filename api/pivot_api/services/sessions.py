@@ -35,7 +35,9 @@ from pivot_api.services.configs import load_config_file, resolve_config_path, va
 from pivot_schema.crd import (
     ANNOTATION_STARTED_AT,
     ANNOTATION_STOPPED_AT,
+    Resources,
     SessionStatus,
+    Toleration,
     TrainingSessionSpec,
     new_training_session,
     session_status,
@@ -144,6 +146,24 @@ def to_summary(obj: Obj) -> SessionSummary:
         current_epoch=current,
         total_epochs=total,
         tags=spec.get("tags") or [],
+    )
+
+
+def spec_of(request: CreateSessionRequest, config: dict[str, Any]) -> TrainingSessionSpec:
+    """The CR spec a create asks for (suspended: the API's sessions start on `start`). The
+    request's snake_case fields become the CR's camelCase ones."""
+    resources = request.resources
+    return TrainingSessionSpec(
+        session_name=request.session_name,
+        tags=request.tags,
+        suspend=True,
+        config=config,
+        resources=Resources(**resources.model_dump(exclude_none=True)) if resources else None,
+        node_selector=request.node_selector,
+        tolerations=[Toleration(**t.model_dump(exclude_none=True)) for t in request.tolerations]
+        if request.tolerations is not None
+        else None,
+        replicas=request.replicas,
     )
 
 
@@ -269,10 +289,8 @@ class SessionService:
             raw = await asyncio.to_thread(load_config_file, path, request.config_path)
         else:
             raw = request.config or {}
-        config = validate_config(raw)
-        spec = TrainingSessionSpec(
-            session_name=request.session_name, tags=request.tags, suspend=True, config=config
-        )
+        config = validate_config(raw, config_path=request.config_path)
+        spec = spec_of(request, config)
         now = iso_z()
         for _ in range(3):  # a name collision is astronomically rare; retry with a new id
             body = new_training_session(new_session_id(), spec, namespace=self._writer.namespace)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
 import re
+from decimal import Decimal
 from typing import Any
 
 from .resources import ResourceType
@@ -82,17 +85,73 @@ def _columns(rt: ResourceType) -> list[dict[str, Any]]:
     return [*extra, {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}]
 
 
+def go_value_text(value: Any) -> str:
+    """A JSON value as Go's fmt prints it (`%v`), which is how the API server's JSONPath
+    turns a scalar into a string column's text: floats in their shortest form, with an
+    exponent from 1e+06 on and below 1e-04."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "+Inf" if value > 0 else "-Inf"
+        if value == 0:
+            return "-0" if math.copysign(1.0, value) < 0 else "0"
+        sign, digits, exp = Decimal(repr(value)).normalize().as_tuple()
+        assert isinstance(exp, int)
+        text = "".join(map(str, digits))
+        point = len(text) + exp  # where the decimal point goes in the digits
+        if point - 1 < -4 or point - 1 >= 6:  # strconv 'g' with the shortest precision
+            mantissa = text[0] + (f".{text[1:]}" if len(text) > 1 else "")
+            body = f"{mantissa}e{'-' if point - 1 < 0 else '+'}{abs(point - 1):02d}"
+        elif point <= 0:
+            body = "0." + "0" * -point + text
+        elif point >= len(text):
+            body = text + "0" * (point - len(text))
+        else:
+            body = f"{text[:point]}.{text[point:]}"
+        return ("-" if sign else "") + body
+    return str(value)
+
+
+def typed_cell(kind: str, value: Any) -> Any:
+    """A printer column's cell as the API server's table convertor makes it (apiextensions
+    tableconvertor `cellForJSONValue`): the column's type decides, a value of another type
+    is no cell (kubectl shows <none>), and a string column gets the value's text."""
+    if kind == "string":
+        if isinstance(value, str):
+            return value
+        if isinstance(value, dict | list):
+            return json.dumps(value, separators=(",", ":"))
+        return go_value_text(value)
+    if kind == "integer":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        return int(value)  # a float is truncated, as Go's int64(f)
+    if kind == "number":
+        # Kept as it came (an integer stays one): Go writes float64(3) as 3 all the same.
+        return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if kind == "boolean":
+        return value if isinstance(value, bool) else None
+    return value
+
+
 def _cell(col: dict[str, Any], obj: dict[str, Any]) -> Any:
     value = json_path(obj, col["jsonPath"])
     if value is None:
         return None
-    if col.get("type") == "date" and isinstance(value, str):
-        try:
-            t = dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    if col.get("type") == "date":
+        if not isinstance(value, str):
+            return None
+        try:  # RFC 3339, as metav1.Time parses it
+            t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            return value
+            return "<invalid>"  # what the server shows for a timestamp it cannot parse
+        if t.tzinfo is None:
+            return "<invalid>"
         return human_duration((dt.datetime.now(dt.UTC) - t).total_seconds())
-    return value
+    return typed_cell(str(col.get("type", "string")), value)
 
 
 def to_table(rt: ResourceType, objs: list[dict[str, Any]], include: str,

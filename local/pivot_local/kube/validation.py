@@ -191,6 +191,7 @@ def _cause(err: jsonschema.ValidationError) -> dict[str, str]:
         "maxItems": lambda: f"should have at most {err.validator_value} items",
         "minItems": lambda: f"should have at least {err.validator_value} items",
         "pattern": lambda: f"should match '{err.validator_value}'",
+        "multipleOf": lambda: f"should be a multiple of {err.validator_value}",
     }.get(str(v))
     text = detail() if detail else err.message
     reason = "FieldValueTooLong" if v in ("maxLength", "maxItems") else "FieldValueInvalid"

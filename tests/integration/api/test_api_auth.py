@@ -150,3 +150,42 @@ async def test_the_access_log_names_the_key_and_never_shows_it(api: httpx.AsyncC
     assert lines["who-1"]["api_key"] == "ci" and lines["who-2"]["api_key"] == "viewer"
     assert "api_key" not in lines["who-3"] and lines["who-3"]["status"] == 401
     assert WRITE not in text and READ not in text
+
+
+async def test_head_on_a_list_route_needs_the_read_scope_and_has_no_body(
+    api: httpx.AsyncClient,
+) -> None:
+    sid = await create_session(api)
+    assert_envelope(await api.get(SESSIONS), 401, "UNAUTHORIZED")
+    head = await api.head(SESSIONS)
+    assert head.status_code == 401 and head.content == b""
+    # A list, and one session (answered by pivot_api.fastpath).
+    for path, headers in [(SESSIONS, {"X-API-Key": READ}), (f"{SESSIONS}/{sid}", bearer(READ))]:
+        got = await api.get(path, headers=headers)
+        head = await api.head(path, headers=headers)
+        assert head.status_code == got.status_code == 200, path
+        assert head.content == b""
+        assert head.headers["content-type"] == got.headers["content-type"]
+        assert head.headers["content-length"] == got.headers["content-length"]
+    assert (await api.head(f"{SESSIONS}/sess-nosuch", headers=bearer(READ))).status_code == 404
+    head = await api.head(SESSIONS, params={"access_token": READ})
+    assert head.status_code == 200
+
+
+async def test_head_on_a_live_stream_answers_at_once(api: httpx.AsyncClient) -> None:
+    sid = await create_session(api)
+    head = await api.head(f"/api/v1/sse/training/{sid}", headers=bearer(READ), timeout=10)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"].startswith("text/event-stream")
+    # The server is not left streaming to nobody.
+    assert (await api.get(SESSIONS, headers=bearer(READ))).status_code == 200
+
+
+async def test_a_query_token_on_a_write_is_refused_with_the_way_to_send_it(
+    api: httpx.AsyncClient,
+) -> None:
+    sid = await create_session(api)
+    resp = await api.post(f"{SESSIONS}/{sid}/start", params={"access_token": ADMIN})
+    error = assert_envelope(resp, 401, "UNAUTHORIZED")
+    assert "only for reads and streams" in error["message"]
+    assert "Authorization or X-API-Key header" in error["message"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ import httpx
 import pytest
 import websockets
 
+from pivot_api.models_live import LiveMetricsEvent, LiveMetricsMessage
 from pivot_schema import keys
 
 from .api_platform import Platform, serve_http
@@ -489,3 +491,35 @@ async def _collect(live: Live, sid: str, into: list[SseEvent]) -> None:
         async for ev in sse_events(resp):
             if ev.comment is None:
                 into.append(ev)
+
+
+async def test_the_references_snippets_print_real_epoch_and_loss_on_both_streams(
+    live: Live,
+) -> None:
+    """`console.log('Epoch:', data.epoch); console.log('Loss:', data.loss)` on a WebSocket
+    message, and the same fields of an SSE `metrics` event: numbers, one loss on both."""
+    sid = await live.session()
+    await live.epoch(sid, 1, train_loss=0.9, val_loss=0.95, learning_rate=0.001)
+    await live.epoch(sid, 2, train_loss=0.7)  # no validation this epoch
+    await live.epoch(sid, 3, train_loss=0.6, val_loss=math.nan)  # a diverged validation
+    ws = [m for m in await read_ws(live, sid, count=4) if m["type"] == "metrics"]
+    sse = [e.data or {} for e in await read_sse(live, sid, count=4) if e.event == "metrics"]
+    for message in (*ws, *sse):
+        assert isinstance(message["epoch"], int)
+    assert [(m["epoch"], m["loss"]) for m in ws] == [(1, 0.95), (2, 0.7), (3, None)]
+    assert [(d["epoch"], d["loss"]) for d in sse] == [(1, 0.95), (2, 0.7), (3, None)]
+    assert isinstance(ws[0]["loss"], float) and isinstance(sse[0]["loss"], float)
+    # As documented in the OpenAPI document (LiveMetricsMessage, LiveMetricsEvent).
+    for message in ws:
+        LiveMetricsMessage.model_validate(message)
+        assert "loss" not in message["metrics"]
+    for data in sse:
+        LiveMetricsEvent.model_validate(data)
+    assert sse[0] == {
+        "epoch": 1,
+        "timestamp": sse[0]["timestamp"],
+        "train_loss": 0.9,
+        "val_loss": 0.95,
+        "learning_rate": 0.001,
+        "loss": 0.95,
+    }

@@ -15,6 +15,7 @@ import yaml
 from pivot_client import PIVOTClient
 from pivot_client.cli import (
     EXIT_AUTH,
+    EXIT_BROKEN_PIPE,
     EXIT_CONFLICT,
     EXIT_INVALID,
     EXIT_NOT_FOUND,
@@ -23,9 +24,10 @@ from pivot_client.cli import (
     EXIT_USAGE,
 )
 from pivot_local.platform import LocalPlatform
+from pivot_schema.crd import GROUP, PLURAL, VERSION
 
 from ...e2e.conftest import TINY_CONFIG
-from .servers import ScriptedAPI, error
+from .servers import Reply, ScriptedAPI, error
 
 pytestmark = pytest.mark.integration
 
@@ -212,11 +214,113 @@ def test_exit_codes(platform: LocalPlatform, args: tuple[str, ...], code: int) -
 
 
 def test_apply_refuses_what_the_api_cannot_express(platform: LocalPlatform, tmp_path: Path) -> None:
-    path = tmp_path / "gpu.yaml"
-    spec = {"config": TINY_CONFIG, "resources": {"gpus": 1}}
+    path = tmp_path / "affinity.yaml"
+    spec = {"config": TINY_CONFIG, "affinity": {"nodeAffinity": {}}}
     path.write_text(yaml.safe_dump({"kind": "TrainingSession", "spec": spec}))
     run = pivot("apply", "-f", str(path), url=platform.api_url)
-    assert run.returncode == EXIT_USAGE and "resources" in run.stderr
+    assert run.returncode == EXIT_USAGE and "affinity" in run.stderr
+
+
+def cr_spec(platform: LocalPlatform, session_id: str) -> dict[str, Any]:
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{platform.namespace}/{PLURAL}/{session_id}"
+    with platform.http() as kube:
+        resp = kube.get(path)
+    resp.raise_for_status()
+    return dict(resp.json()["spec"])
+
+
+def readme_manifest() -> str:
+    """The TrainingSession manifest the README shows (the YAML block after "apply a manifest")."""
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    after = readme.split("kind: TrainingSession", 1)
+    start = after[0].rindex("```yaml\n") + len("```yaml\n")
+    return after[0][start:] + "kind: TrainingSession" + after[1].split("```", 1)[0]
+
+
+def test_the_readmes_manifest_applies_with_its_gpu(platform: LocalPlatform, tmp_path: Path) -> None:
+    text = readme_manifest()
+    doc = yaml.safe_load(text)
+    assert doc["kind"] == "TrainingSession" and doc["spec"]["resources"]["gpu"] == 1
+    path = tmp_path / "readme.yaml"
+    path.write_text(text)
+    applied = as_json(pivot("apply", "-f", str(path), "-o", "json", url=platform.api_url))
+    session_id = applied["session_id"]
+    try:
+        spec = cr_spec(platform, session_id)
+        assert spec["resources"] == doc["spec"]["resources"]
+        assert spec["sessionName"] == doc["spec"]["sessionName"]
+        assert spec["config"] == doc["spec"]["config"]
+        assert applied["status"] == "running"  # no `suspend`: it runs at once, like kubectl's
+    finally:  # a GPU pod this machine may not have: stop it
+        pivot("sessions", "stop", session_id, url=platform.api_url)
+
+
+def test_apply_takes_placement_from_a_manifest_and_from_a_body(
+    platform: LocalPlatform, tmp_path: Path
+) -> None:
+    spec = {
+        "config": TINY_CONFIG,
+        "suspend": True,
+        "resources": {"cpu": "500m", "memory": "1Gi"},
+        "nodeSelector": {"pool": "cpu"},
+        "tolerations": [
+            {"key": "spot", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}
+        ],
+        "replicas": 2,
+    }
+    body = {
+        "config_path": "configs/train.yaml",
+        "resources": {"gpu": 1},
+        "node_selector": {"pool": "gpu"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}],
+        "replicas": 3,
+    }
+    path = tmp_path / "both.yaml"
+    path.write_text(yaml.safe_dump_all([{"kind": "TrainingSession", "spec": spec}, body]))
+    first, second = as_json(pivot("apply", "-f", str(path), "-o", "json", url=platform.api_url))
+    assert first["status"] == second["status"] == "created"
+    made = cr_spec(platform, first["session_id"])
+    assert {k: made[k] for k in ("resources", "nodeSelector", "tolerations", "replicas")} == {
+        k: spec[k] for k in ("resources", "nodeSelector", "tolerations", "replicas")
+    }
+    made = cr_spec(platform, second["session_id"])
+    assert made["resources"] == {"gpu": 1} and made["nodeSelector"] == {"pool": "gpu"}
+    assert made["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists"}]
+    assert made["replicas"] == 3
+
+
+def test_sessions_create_with_gpu_cpu_memory_replicas_and_placement_flags(
+    platform: LocalPlatform,
+) -> None:
+    created = as_json(
+        pivot(
+            *("sessions", "create", "--config-path", "configs/train.yaml"),
+            *("--gpu", "2", "--cpu", "8", "--memory", "32Gi", "--replicas", "2"),
+            *("--node-selector", "nvidia.com/gpu.product=NVIDIA-H200"),
+            *("--toleration", "nvidia.com/gpu:NoSchedule"),
+            *("--toleration", "dedicated=ml"),
+            *("-o", "json"),
+            url=platform.api_url,
+        )
+    )
+    spec = cr_spec(platform, created["session_id"])
+    assert spec["resources"] == {"gpu": 2, "cpu": "8", "memory": "32Gi"}
+    assert spec["replicas"] == 2
+    assert spec["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H200"}
+    assert spec["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "dedicated", "operator": "Equal", "value": "ml"},
+    ]
+    bad = pivot(
+        *("sessions", "create", "--config-path", "configs/train.yaml", "--memory", "lots"),
+        url=platform.api_url,
+    )
+    assert bad.returncode == EXIT_INVALID and "resources.memory" in bad.stderr
+    bad = pivot(
+        *("sessions", "create", "--config-path", "configs/train.yaml", "--toleration", "k:Never"),
+        url=platform.api_url,
+    )
+    assert bad.returncode == EXIT_USAGE and "effect" in bad.stderr
 
 
 def test_apply_accepts_a_create_body(platform: LocalPlatform, tmp_path: Path) -> None:
@@ -245,3 +349,70 @@ def test_auth_and_rate_limit_exit_codes() -> None:
 def test_pivot_up_is_still_there() -> None:
     run = pivot("up", "--help")
     assert run.returncode == 0 and "--demo" in run.stdout
+
+
+def session_page(names: list[str]) -> Reply:
+    sessions = [
+        {
+            "session_id": f"sess-{i:05d}",
+            "session_name": name,
+            "status": "running",
+            "current_epoch": 1,
+            "total_epochs": 3,
+            "created_at": "2025-12-19T10:30:00Z",
+        }
+        for i, name in enumerate(names)
+    ]
+    return Reply(200, {"sessions": sessions, "total": len(sessions), "limit": 50, "offset": 0})
+
+
+def test_output_into_a_pipe_that_closes_early_ends_quietly() -> None:
+    # Far more than a pipe holds (64 KiB): pivot is still writing when the reader leaves.
+    with ScriptedAPI([session_page([f"run-{i}" for i in range(4000)])]) as api:
+        proc = subprocess.Popen(
+            [PIVOT, "sessions", "list", "--url", api.url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline().startswith("SESSION_ID")  # `| head -n 1`
+        proc.stdout.close()
+        stderr = proc.stderr.read()
+        assert proc.wait(timeout=60) == EXIT_BROKEN_PIPE
+    assert stderr == ""  # no BrokenPipeError traceback, no "Exception ignored" either
+
+
+def test_an_unreachable_api_is_named_in_the_error() -> None:
+    run = pivot("sessions", "list", "--url", "http://127.0.0.1:9", "--retries", "0")
+    assert run.returncode == EXIT_UNREACHABLE
+    assert "http://127.0.0.1:9/api/v1/training/sessions" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--url", "{url}", "-o", "json", "sessions", "list"),
+        ("sessions", "list", "--url", "{url}", "-o", "json"),
+        ("-o", "yaml", "sessions", "list", "--url", "{url}", "-o", "json"),  # after wins
+        ("--url", "http://127.0.0.1:9", "sessions", "list", "--url", "{url}", "-o", "json"),
+    ],
+)
+def test_global_options_work_before_and_after_the_command(args: tuple[str, ...]) -> None:
+    with ScriptedAPI([session_page(["a"])]) as api:
+        run = pivot(*(a.format(url=api.url) for a in args), url="http://127.0.0.1:9")
+    assert [s["session_id"] for s in as_json(run)] == ["sess-00000"]
+
+
+def test_tables_escape_control_characters_from_the_server() -> None:
+    names = ["nul\x00bel\x07", "two\nlines", "evil\u202eexe.txt", "esc\x1b[31mred", "ok é"]
+    with ScriptedAPI([session_page(names)]) as api:
+        run = pivot("sessions", "list", "--url", api.url)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert len(lines) == 1 + len(names)  # a newline in a name does not make a row
+    shown = [line.split()[1] for line in lines[1:]]
+    assert shown == ["nul\\x00bel\\a", "two\\nlines", "evil\\u202eexe.txt", "esc\\x1b[31mred", "ok"]
+    assert not any(c in run.stdout for c in "\x00\x07\x1b\u202e")
+    assert "ok é" in run.stdout  # printable text is left as it is

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from pivot_client.cli import Printer, Progress, UsageError, body_from_document
+from pivot_client.cli import Printer, Progress, UsageError, body_from_document, escape
 
 
 class Terminal(io.StringIO):
@@ -58,4 +58,45 @@ def test_manifest_becomes_a_create_body_that_starts() -> None:
     suspended = {**doc, "spec": {**doc["spec"], "suspend": True}}
     assert body_from_document(suspended)[1] is False
     with pytest.raises(UsageError):
-        body_from_document({"config": {}, "replicas": 2})
+        body_from_document({"config": {}, "image": "mine:latest"})
+    # Placement travels, camelCase to snake_case.
+    placed = {
+        **doc,
+        "spec": {
+            **doc["spec"],
+            "resources": {"gpu": 1},
+            "nodeSelector": {"pool": "gpu"},
+            "tolerations": [{"key": "k", "operator": "Exists", "tolerationSeconds": 5}],
+            "replicas": 2,
+        },
+    }
+    assert body_from_document(placed)[0] == {
+        "config": {"epochs": 1},
+        "session_name": "exp",
+        "tags": ["a"],
+        "resources": {"gpu": 1},
+        "node_selector": {"pool": "gpu"},
+        "tolerations": [{"key": "k", "operator": "Exists", "toleration_seconds": 5}],
+        "replicas": 2,
+    }
+    with pytest.raises(UsageError, match="affinity"):
+        body_from_document({**doc, "spec": {**doc["spec"], "affinity": {}}})
+
+
+def test_escape_makes_control_and_bidi_characters_visible() -> None:
+    assert escape("plain name é 漢字") == "plain name é 漢字"
+    assert escape("\x00\x07\n\t\r\x1b\x7f\x9b") == "\\x00\\a\\n\\t\\r\\x1b\\x7f\\x9b"
+    assert escape("a\u202eb\u200bc\u2028d") == "a\\u202eb\\u200bc\\u2028d"
+    assert escape("back\\slash") == "back\\\\slash"  # an escape cannot be forged
+
+
+def test_a_session_shown_as_key_value_lines_is_escaped() -> None:
+    out = io.StringIO()
+    Printer("table", out).emit({"session_name": "x\n\x1b[2Jy", "tags": ["a\nb"]})
+    assert out.getvalue() == 'session_name: x\\n\\x1b[2Jy\ntags: ["a\\nb"]\n'
+
+
+def test_watch_shows_the_live_loss_once() -> None:
+    out = io.StringIO()
+    Progress(Printer("table", out), total=2).update({**RECORD, "loss": 0.25})
+    assert "val_loss=0.25" in out.getvalue() and " loss=" not in out.getvalue()

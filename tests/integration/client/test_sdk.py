@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from pivot_client import (
     ValidationError,
 )
 from pivot_local.platform import LocalPlatform
+from pivot_schema.crd import GROUP, PLURAL, VERSION
 
 from ...e2e.conftest import TINY_CONFIG, logs_of
 from .servers import CuttingProxy, served_paths
@@ -98,6 +100,8 @@ def test_stream_cut_mid_event_resumes_without_loss_or_duplicates(
     assert len(resumed) == len(proxy.requests) - 1
     stored = [r.to_dict() for r in client.get_metrics(session.session_id).metrics]
     assert [r["epoch"] for r in seen] == [1, 2, 3, 4]
+    # The live records are the stored ones plus the reference's `loss` (here val_loss).
+    assert [r.pop("loss") for r in seen] == [r["val_loss"] for r in stored]
     assert seen == stored
     history = client.metric_history(session.session_id, metric_name="train_loss")
     assert history.epochs == [1, 2, 3, 4]
@@ -153,6 +157,49 @@ def test_invalid_config_raises_validation_error_with_details(client: PIVOTClient
         client.create_session(config={**TINY_CONFIG, "epochs": 0})
     assert caught.value.code == "VALIDATION_ERROR"
     assert caught.value.details["field"] == "config.epochs"
+
+
+def cr_spec(platform: LocalPlatform, session_id: str) -> dict[str, Any]:
+    """The TrainingSession's spec as Kubernetes holds it."""
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{platform.namespace}/{PLURAL}/{session_id}"
+    with platform.http() as kube:
+        resp = kube.get(path)
+    resp.raise_for_status()
+    return dict(resp.json()["spec"])
+
+
+PLACEMENT: dict[str, Any] = {
+    "resources": {"gpu": 2, "cpu": "8", "memory": "32Gi"},
+    "node_selector": {"nvidia.com/gpu.product": "NVIDIA-H200"},
+    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    "replicas": 2,
+}
+PLACED_SPEC: dict[str, Any] = {
+    "resources": {"gpu": 2, "cpu": "8", "memory": "32Gi"},
+    "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H200"},
+    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    "replicas": 2,
+}
+
+
+def test_create_with_gpus_and_placement(client: PIVOTClient, platform: LocalPlatform) -> None:
+    session = client.create_session(config=TINY_CONFIG, session_name="gpu", **PLACEMENT)
+    assert session.status == "created"
+    spec = cr_spec(platform, session.session_id)
+    assert {k: spec[k] for k in PLACED_SPEC} == PLACED_SPEC
+
+
+async def test_async_create_with_gpus_and_placement(platform: LocalPlatform) -> None:
+    async with AsyncPIVOTClient(platform.api_url) as client:
+        session = await client.create_session(config_path="configs/train.yaml", **PLACEMENT)
+    spec = cr_spec(platform, session.session_id)
+    assert {k: spec[k] for k in PLACED_SPEC} == PLACED_SPEC
+
+
+def test_placement_the_crd_would_refuse_raises_validation_error(client: PIVOTClient) -> None:
+    with pytest.raises(ValidationError) as caught:
+        client.create_session(config=TINY_CONFIG, resources={"memory": "32 gigabytes"})
+    assert caught.value.details["field"] == "resources.memory"
 
 
 def test_start_twice_raises_conflict_and_stop_ends_wait(client: PIVOTClient) -> None:

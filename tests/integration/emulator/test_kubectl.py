@@ -152,6 +152,23 @@ def test_apply_of_invalid_manifest_shows_server_error(kube: KubeTarget, tmp_path
     assert proc.returncode != 0 and 'unknown field "spec.notAField"' in proc.stderr
 
 
+def test_apply_of_a_config_the_trainer_would_refuse_is_refused(
+    kube: KubeTarget, tmp_path: Path
+) -> None:
+    name = f"kb-{uuid.uuid4().hex[:8]}"
+    path = tmp_path / "bad-config.yaml"
+    path.write_text(
+        manifest(name, 2).replace("optimizer: adam", "optimizer: bogus\n    image_size: 47")
+    )
+    proc = kubectl(kube, "apply", "-f", str(path), check=False)
+    assert proc.returncode != 0
+    assert f'The TrainingSession "{name}" is invalid' in proc.stderr
+    assert "spec.config.optimizer" in proc.stderr and "spec.config.image_size" in proc.stderr
+    assert "multiple of 4" in proc.stderr
+    proc = kubectl(kube, "get", "ts", name, check=False)
+    assert proc.returncode != 0 and "NotFound" in proc.stderr
+
+
 def test_discovery_and_builtins(kube: KubeTarget) -> None:
     resources = kubectl(kube, "api-resources", "--no-headers").stdout
     for needle in ("trainingsessions", "pods", "secrets", "leases", "customresourcedefinitions"):
@@ -176,3 +193,35 @@ def test_discovery_and_builtins(kube: KubeTarget) -> None:
     assert name in kubectl(kube, "get", "cm").stdout
     assert "a:" in kubectl(kube, "describe", "cm", name).stdout
     kubectl(kube, "delete", "cm", name)
+
+
+def test_get_shows_the_val_loss_with_few_digits(kube: KubeTarget) -> None:
+    name = f"kl-{uuid.uuid4().hex[:8]}"
+    kubectl(kube, "apply", "-f", "-", stdin=manifest(name, 4))
+    try:
+        # What the operator writes: the exact metrics, and the column's rounded string.
+        status = {
+            "phase": "Running",
+            "currentEpoch": 3,
+            "totalEpochs": 4,
+            "progress": 0.75,
+            "latestMetrics": {"val_loss": 0.12345678901234568, "train_loss": 0.1},
+            "displayValLoss": "0.1235",
+        }
+        kubectl(
+            kube,
+            "patch",
+            "ts",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": status}),
+        )
+        table = kubectl(kube, "get", "ts", name).stdout.splitlines()
+        assert table[0].split()[:6] == ["NAME", "PHASE", "EPOCH", "TOTAL", "PROGRESS", "VAL-LOSS"]
+        assert table[1].split()[:6] == [name, "Running", "3", "4", "0.75", "0.1235"]
+        obj = json.loads(kubectl(kube, "get", "ts", name, "-o", "json").stdout)
+        assert obj["status"]["latestMetrics"]["val_loss"] == 0.12345678901234568
+    finally:
+        kubectl(kube, "delete", "ts", name, "--wait=false")

@@ -55,6 +55,37 @@ def co(api: client.ApiClient) -> client.CustomObjectsApi:
             "FieldValueNotSupported",
         ),
         ({"config": {"epochs": 1}, "resources": {"cpu": True}}, "spec.resources.cpu", None),
+        # What the trainer refuses, the CRD states where a schema can (pivot_schema.config).
+        (
+            {"config": {"epochs": 1, "optimizer": "bogus"}},
+            "spec.config.optimizer",
+            "FieldValueNotSupported",
+        ),
+        (
+            {"config": {"epochs": 1, "batch_size": 10**13}},
+            "spec.config.batch_size",
+            "FieldValueInvalid",
+        ),
+        (
+            {"config": {"epochs": 1, "image_size": 47}},
+            "spec.config.image_size",
+            "FieldValueInvalid",
+        ),
+        (
+            {"config": {"epochs": 1, "compile": "yes"}},
+            "spec.config.compile",
+            "FieldValueTypeInvalid",
+        ),
+        (
+            {"config": {"epochs": 1}, "resources": {"memory": "16 gigs"}},
+            "spec.resources.memory",
+            "FieldValueInvalid",
+        ),
+        (
+            {"config": {"epochs": 1}, "nodeSelector": {"zone": "not a label value"}},
+            "spec.nodeSelector.zone",
+            "FieldValueInvalid",
+        ),
     ],
 )
 async def test_create_rejects_invalid_spec(

@@ -26,7 +26,14 @@ from pivot_schema.crd import API_VERSION, KIND
 from tests.conftest import REAL_KUBECONFIG
 from tests.e2e.conftest import TINY_CONFIG, logs_of, wait_for
 
-__all__ = ["TINY_CONFIG", "logs_of", "wait_for"]
+__all__ = ["FAILING_CONFIG", "TINY_CONFIG", "logs_of", "wait_for"]
+
+# A config every door accepts whose trainer fails at run time, every time (exit code 1, not the
+# config error's 2, which is never retried): its data set's bucket does not exist.
+FAILING_CONFIG: dict[str, Any] = {
+    **TINY_CONFIG,
+    "dataset": {"source": "s3", "prefix": "nothing", "bucket": "pivot-no-such-bucket"},
+}
 
 # A shared cluster gets a namespace per test run (the operator watches only that one).
 NS = f"pivot-op-{uuid.uuid4().hex[:6]}" if REAL_KUBECONFIG else "default"

@@ -13,6 +13,7 @@ from pivot_local.platform import LocalPlatform
 from pivot_schema import keys, storage
 
 from .conftest import (
+    FAILING_CONFIG,
     TINY_CONFIG,
     create_session,
     delete_session,
@@ -81,15 +82,13 @@ def test_always_failing_trainer_is_retried_backoff_limit_times_then_fails_with_a
     platform: LocalPlatform, kube: httpx.Client
 ) -> None:
     name = unique("failing")
-    # The trainer rejects this config (exit code 2) every time.
-    create_session(
-        kube, name, config={**TINY_CONFIG, "optimizer": "no-such-optimizer"}, backoffLimit=2
-    )
-    status = wait_phase(platform, kube, name, "Failed", timeout=120)
+    # The trainer fails at run time (exit code 1) every time.
+    create_session(kube, name, config=FAILING_CONFIG, backoffLimit=2)
+    status = wait_phase(platform, kube, name, "Failed", timeout=180)
     assert status["restarts"] == 2
     failed = next(c for c in status["conditions"] if c["type"] == "Failed")
     assert (failed["status"], failed["reason"]) == ("True", "BackoffLimitExceeded")
-    assert "exited with code 2" in failed["message"]
+    assert "exited with code 1" in failed["message"]
     # Earlier attempts' pods are cleared away; the last one stays for its logs.
     assert [p["metadata"]["name"] for p in pods_of(kube, name)] == [f"{name}-trainer-r2"]
     events = events_of(kube, name)
@@ -98,6 +97,39 @@ def test_always_failing_trainer_is_retried_backoff_limit_times_then_fails_with_a
     delays = {int(m.split("retry ")[1].split()[0]): m.split(" in ")[1].split()[0] for m in retries}
     assert delays == {1: "1s", 2: "2s"}
     assert sum(e["reason"] == "ExitCode" for e in events) == 3
+
+
+@pytest.mark.process_kubelet
+def test_a_config_error_exit_fails_the_session_at_once_without_a_retry(
+    platform: LocalPlatform, kube: httpx.Client
+) -> None:
+    name = unique("cfgerr")
+    # Valid as a config; the trainer finds no shards under the prefix: a config error, exit 2.
+    config = {**TINY_CONFIG, "dataset": {"source": "s3", "prefix": f"nothing-{name}"}}
+    create_session(kube, name, config=config, backoffLimit=3)
+    status = wait_phase(platform, kube, name, "Failed", timeout=120)
+    assert not status.get("restarts")
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert (failed["status"], failed["reason"]) == ("True", "InvalidConfig")
+    assert "exited with code 2, a config error" in failed["message"]
+    assert "not retried" in failed["message"] and "no .npz shards found" in failed["message"]
+    assert [p["metadata"]["name"] for p in pods_of(kube, name)] == [f"{name}-trainer"]
+    reasons = [e["reason"] for e in events_of(kube, name)]
+    assert "Retrying" not in reasons and "InvalidConfig" in reasons
+
+
+def test_a_config_the_crd_cannot_judge_is_refused_before_any_pod(
+    platform: LocalPlatform, kube: httpx.Client
+) -> None:
+    name = unique("badckpt")
+    # The CRD leaves the checkpoint section to the operator: it checks it as the trainer does.
+    create_session(kube, name, config={**TINY_CONFIG, "checkpoint": {"metric": "f1"}})
+    status = wait_phase(platform, kube, name, "Failed", timeout=60)
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert (failed["status"], failed["reason"]) == ("True", "InvalidConfig")
+    assert "'checkpoint.metric' must be one of" in failed["message"]
+    assert pods_of(kube, name) == []
+    assert not status.get("restarts")
 
 
 @pytest.mark.process_kubelet

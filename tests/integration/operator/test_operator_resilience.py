@@ -17,6 +17,7 @@ import redis
 from pivot_local.platform import LocalPlatform
 
 from .conftest import (
+    FAILING_CONFIG,
     TINY_CONFIG,
     create_session,
     epochs_recorded,
@@ -123,7 +124,7 @@ def test_operator_killed_repeatedly_makes_no_duplicate_pod_and_leaves_nothing_st
     failing = unique("crash-fail")
     for name in [*ok, preempted]:
         create_session(kube, name, config={**TINY_CONFIG, "epochs": 6})
-    create_session(kube, failing, config={**TINY_CONFIG, "optimizer": "nope"}, backoffLimit=2)
+    create_session(kube, failing, config=FAILING_CONFIG, backoffLimit=2)
     watcher = PodWatcher(platform.kube.url, [*ok, preempted, failing])
     watcher.start()
     try:

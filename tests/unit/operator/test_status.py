@@ -119,7 +119,7 @@ def test_failure_retries_with_growing_backoff_then_fails_with_a_reason() -> None
     status: dict[str, Any] = {"launchedAttempt": 0, "phase": "Running"}
     delays = []
     for attempt in range(3):
-        failed = pod("Failed", attempt=attempt, exit_code=2, reason="Error", message="bad config")
+        failed = pod("Failed", attempt=attempt, exit_code=1, reason="Error", message="boom")
         plan = decide(spec, status, [failed], T0, backoff_base=1.0)
         if attempt < 2:
             assert plan.status["attempt"] == attempt + 1
@@ -133,9 +133,46 @@ def test_failure_retries_with_growing_backoff_then_fails_with_a_reason() -> None
         else:
             assert plan.status["phase"] == "Failed"
             assert conditions(plan.status)["Failed"] == ("True", "BackoffLimitExceeded")
-            assert "exited with code 2" in plan.status["message"]
+            assert "exited with code 1" in plan.status["message"]
             assert plan.status["finishedAt"] == NOW
     assert delays == [1.0, 2.0]
+
+
+def test_a_config_error_exit_fails_at_once_with_invalid_config_and_is_not_retried() -> None:
+    refused = pod(
+        "Failed",
+        exit_code=2,
+        reason="Error",
+        message="pivot-trainer: config error: 'optimizer' must be one of adam, adamw, sgd",
+    )
+    # The default backoff limit (3) and a larger one alike: a config error is never retried.
+    for spec in (SPEC, {**SPEC, "backoffLimit": 10}):
+        plan = decide(spec, {"launchedAttempt": 0, "phase": "Running"}, [refused], T0)
+        assert plan.status["phase"] == "Failed"
+        assert conditions(plan.status)["Failed"] == ("True", "InvalidConfig")
+        assert "attempt" not in plan.status and "restarts" not in plan.status
+        assert plan.create == [] and plan.requeue_after is None
+        assert "Retrying" not in [e[1] for e in plan.events]
+        assert ("Warning", "InvalidConfig") in [(e[0], e[1]) for e in plan.events]
+        message = plan.status["message"]
+        assert "config error" in message and "not retried" in message
+        assert "'optimizer' must be one of" in message
+        assert plan.status["finishedAt"] == NOW
+
+
+def test_a_config_the_trainer_would_refuse_fails_before_any_pod_is_made() -> None:
+    # The CRD cannot state what `checkpoint` may hold; the operator checks it as the trainer does.
+    spec = {"config": {"epochs": 4, "checkpoint": {"metric": "f1"}}}
+    plan = decide(spec, {}, [], T0)
+    assert plan.create == []
+    assert plan.status["phase"] == "Failed"
+    assert conditions(plan.status)["Failed"] == ("True", "InvalidConfig")
+    assert "'checkpoint.metric' must be one of" in plan.status["message"]
+    assert ("Warning", "Failed") in [(e[0], e[1]) for e in plan.events]
+    # Suspended, it waits to be started; a running attempt is not disturbed.
+    assert decide({**spec, "suspend": True}, {}, [], T0).status["phase"] == "Created"
+    running = decide(spec, {"launchedAttempt": 0, "phase": "Running"}, [pod("Running")], T0)
+    assert running.idle or running.status.get("phase") != "Failed"
 
 
 def test_backoff_limit_zero_fails_with_the_failure_reason() -> None:

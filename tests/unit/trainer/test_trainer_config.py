@@ -29,7 +29,10 @@ DEMO = Path(__file__).resolve().parents[3] / "configs" / "train.yaml"
         ({"epochs": 2, "learning_rate": -1}, "'learning_rate' must be between"),
         ({"epochs": 2, "image_size": 30}, "multiple of 4"),
         ({"epochs": 2, "checkpoint": {"metric": "f1"}}, "'checkpoint.metric' must be one of"),
-        ({"epochs": 2, "checkpoint": {"mode": "best"}}, "'mode' must be one of min, max"),
+        (
+            {"epochs": 2, "checkpoint": {"mode": "best"}},
+            "'checkpoint.mode' must be one of min, max",
+        ),
         ({"epochs": 2, "checkpoint": 3}, "'checkpoint' must be a mapping"),
         ([1, 2], "must be a JSON object"),
     ],

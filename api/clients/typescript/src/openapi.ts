@@ -15,7 +15,9 @@ export interface paths {
         put?: never;
         /**
          * Create Session
-         * @description Create a session (suspended) from a config file or an inline config.
+         * @description Create a session (suspended) from a config file or an inline config, and where it runs
+         *     (resources, node_selector, tolerations, replicas). The config is checked as the trainer
+         *     checks it: what it would refuse is a 422 naming the field (`config.optimizer`).
          */
         post: operations["create_session_api_v1_training_sessions_post"];
         delete?: never;
@@ -715,9 +717,10 @@ export interface components {
             name: string;
             /**
              * Metric
-             * @description cpu_percent, memory_percent, disk_percent, gpu_utilization, gpu_memory_percent, gpu_temperature, or any training metric (val_loss...).
+             * @description The host's cpu_percent, memory_percent, disk_percent, gpu_utilization, gpu_memory_percent, gpu_temperature, or a metric the trainer writes (train_loss, val_loss, train_accuracy, val_accuracy, val_dice, val_froc, learning_rate).
+             * @enum {string}
              */
-            metric: string;
+            metric: "cpu_percent" | "disk_percent" | "memory_percent" | "gpu_memory_percent" | "gpu_temperature" | "gpu_utilization" | "train_loss" | "val_loss" | "train_accuracy" | "val_accuracy" | "val_dice" | "val_froc" | "learning_rate";
             /**
              * Condition
              * @enum {string}
@@ -788,8 +791,11 @@ export interface components {
         AlertRuleUpdate: {
             /** Name */
             name?: string;
-            /** Metric */
-            metric?: string;
+            /**
+             * Metric
+             * @enum {string}
+             */
+            metric?: "cpu_percent" | "disk_percent" | "memory_percent" | "gpu_memory_percent" | "gpu_temperature" | "gpu_utilization" | "train_loss" | "val_loss" | "train_accuracy" | "val_accuracy" | "val_dice" | "val_froc" | "learning_rate";
             /**
              * Condition
              * @enum {string}
@@ -911,21 +917,35 @@ export interface components {
             config_path?: string;
             /**
              * Config
-             * @description The training config; keys beyond these are kept (the CRD preserves unknown fields).
+             * @description A training config (configs/train.yaml documents every key). Unknown keys are kept; `dataset` and `checkpoint` sections are checked as the trainer checks them; at most 65536 bytes as JSON.
              */
             config?: {
-                /** Epochs */
                 epochs: number;
-                /** Batch Size */
-                batch_size?: number | null;
-                /** Learning Rate */
-                learning_rate?: number | null;
-                /** Seed */
-                seed?: number | null;
-                /** Optimizer */
-                optimizer?: string | null;
-                /** Scheduler */
-                scheduler?: string | null;
+                batch_size?: number;
+                seed?: number;
+                warmup_epochs?: number;
+                lr_step_size?: number;
+                image_size?: number;
+                num_train?: number;
+                num_val?: number;
+                base_channels?: number;
+                num_workers?: number;
+                log_every_steps?: number;
+                learning_rate?: number;
+                weight_decay?: number;
+                momentum?: number;
+                lr_gamma?: number;
+                min_lr_ratio?: number;
+                focal_alpha?: number;
+                focal_gamma?: number;
+                /** @enum {string} */
+                optimizer?: "adam" | "adamw" | "sgd";
+                /** @enum {string} */
+                scheduler?: "none" | "cosine" | "step";
+                /** @enum {string} */
+                loss?: "focal" | "dice" | "bce";
+                compile?: boolean;
+                sync_batchnorm?: boolean;
             } & {
                 [key: string]: unknown;
             };
@@ -933,6 +953,21 @@ export interface components {
             session_name?: string;
             /** Tags */
             tags?: string[];
+            resources?: components["schemas"]["ResourceRequest"];
+            /**
+             * Node Selector
+             * @description Labels a node must have (the pods' nodeSelector).
+             */
+            node_selector?: {
+                [key: string]: string;
+            };
+            /** Tolerations */
+            tolerations?: components["schemas"]["TolerationRequest"][];
+            /**
+             * Replicas
+             * @description Pods of a distributed session (torchrun's nodes), each with `resources`.
+             */
+            replicas?: number;
         } & (unknown | unknown);
         /** CreateSessionResponse */
         CreateSessionResponse: {
@@ -1103,6 +1138,27 @@ export interface components {
              * @default
              */
             notes: string;
+        };
+        /**
+         * ResourceRequest
+         * @description What every trainer pod gets (the CR's spec.resources, as the CRD validates it).
+         */
+        ResourceRequest: {
+            /**
+             * Gpu
+             * @description GPUs per pod (nvidia.com/gpu); a GPU node is needed.
+             */
+            gpu?: number;
+            /**
+             * Cpu
+             * @description CPU request and limit: a quantity, e.g. 4 or "500m".
+             */
+            cpu?: number | string;
+            /**
+             * Memory
+             * @description Memory request and limit: a quantity, e.g. "16Gi".
+             */
+            memory?: number | string;
         };
         /** ResourcesResponse */
         ResourcesResponse: {
@@ -1280,6 +1336,34 @@ export interface components {
             disk_percent: number;
         };
         /**
+         * TolerationRequest
+         * @description A core/v1 Toleration, snake_case (the CR's spec.tolerations[]).
+         */
+        TolerationRequest: {
+            /** Key */
+            key?: string;
+            /**
+             * Operator
+             * @enum {string}
+             */
+            operator?: "Exists" | "Equal";
+            /** Value */
+            value?: string;
+            /**
+             * Effect
+             * @enum {string}
+             */
+            effect?: "NoSchedule" | "PreferNoSchedule" | "NoExecute";
+            /** Toleration Seconds */
+            toleration_seconds?: number;
+        } & ((unknown | {
+            /** @constant */
+            operator: "Exists";
+        }) & (unknown | unknown) & (unknown | {
+            /** @constant */
+            effect: "NoExecute";
+        }));
+        /**
          * TrainerGpu
          * @description One GPU as a trainer's telemetry reports it (null where the driver reports nothing).
          */
@@ -1444,6 +1528,120 @@ export interface components {
             /** Error */
             error?: string | null;
         };
+        /**
+         * LiveMetricsEvent
+         * @description The data of an SSE `metrics` event: one epoch record (`epoch`, `timestamp` and every
+         *     metric side by side, as GET .../metrics returns it) plus `loss`.
+         * @example {
+         *       "epoch": 25,
+         *       "learning_rate": 0.000853,
+         *       "loss": 0.289,
+         *       "timestamp": "2025-12-19T10:55:00Z",
+         *       "train_loss": 0.245,
+         *       "val_loss": 0.289
+         *     }
+         */
+        LiveMetricsEvent: {
+            /**
+             * Epoch
+             * @description The epoch this record closes (1-based).
+             */
+            epoch: number;
+            /**
+             * Timestamp
+             * @description When the trainer wrote the record (UTC, ISO 8601).
+             * @default null
+             */
+            timestamp: string | null;
+            /**
+             * Loss
+             * @description The loss the reference's examples print as `Loss`: the record's own `loss` if it has one, else the epoch's validation loss (`val_loss`), else, for an epoch without validation, its training loss (`train_loss`). Null when that value is not a finite number (a diverged loss is not replaced by another) or the record has none of them. The same value on the SSE and the WebSocket stream.
+             */
+            loss: number | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * LiveMetricsMessage
+         * @description A WebSocket `metrics` message: the reference's `{epoch, loss}` with the whole record
+         *     under `metrics`. `id` is what `?since=` takes to resume after it.
+         * @example {
+         *       "epoch": 25,
+         *       "id": "1734605700000-0_1734605640000-0",
+         *       "loss": 0.289,
+         *       "metrics": {
+         *         "learning_rate": 0.000853,
+         *         "train_loss": 0.245,
+         *         "val_loss": 0.289
+         *       },
+         *       "session_id": "sess-abc123",
+         *       "stream_id": "1734605700000-0",
+         *       "timestamp": "2025-12-19T10:55:00Z",
+         *       "type": "metrics"
+         *     }
+         */
+        LiveMetricsMessage: {
+            /**
+             * Type
+             * @constant
+             */
+            type: "metrics";
+            /**
+             * Id
+             * @description The event id (SSE `id:`); `?since=` resumes after it.
+             */
+            id: string;
+            /**
+             * Stream Id
+             * @description The record's id in the session's metrics stream.
+             */
+            stream_id: string;
+            /** Session Id */
+            session_id: string;
+            /**
+             * Epoch
+             * @description The epoch this record closes (1-based).
+             */
+            epoch: number;
+            /**
+             * Loss
+             * @description The loss the reference's examples print as `Loss`: the record's own `loss` if it has one, else the epoch's validation loss (`val_loss`), else, for an epoch without validation, its training loss (`train_loss`). Null when that value is not a finite number (a diverged loss is not replaced by another) or the record has none of them. The same value on the SSE and the WebSocket stream.
+             */
+            loss: number | null;
+            /**
+             * Timestamp
+             * @description When the trainer wrote the record (UTC, ISO 8601).
+             * @default null
+             */
+            timestamp: string | null;
+            /**
+             * Metrics
+             * @description Every metric of the record (null: a non-finite value).
+             */
+            metrics: {
+                [key: string]: number | null;
+            };
+        };
+        /**
+         * LiveStatusEvent
+         * @description The data of an SSE `status` event (on the WebSocket the same fields with
+         *     `type: "status"`). The stream ends after a final one (`completed`, `failed`,
+         *     `stopped`) once the session the API serves has that status. The trainer's event fields
+         *     (`epoch`, `error`...) come along.
+         */
+        LiveStatusEvent: {
+            /** Session Id */
+            session_id: string;
+            status: components["schemas"]["SessionStatus"];
+            /**
+             * Event
+             * @description The trainer's event: started, completed, failed, stopped.
+             * @default null
+             */
+            event: string | null;
+        } & {
+            [key: string]: unknown;
+        };
     };
     responses: never;
     parameters: never;
@@ -1472,7 +1670,49 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "sessions": [
+                     *         {
+                     *           "session_id": "sess-abc123",
+                     *           "session_name": "experiment_001",
+                     *           "status": "running",
+                     *           "created_at": "2025-12-19T10:30:00Z",
+                     *           "current_epoch": 25,
+                     *           "total_epochs": 100,
+                     *           "tags": [
+                     *             "unet",
+                     *             "focal-loss"
+                     *           ]
+                     *         }
+                     *       ],
+                     *       "total": 1,
+                     *       "limit": 50,
+                     *       "offset": 0
+                     *     }
+                     */
                     "application/json": components["schemas"]["SessionList"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Validation error */
@@ -1481,6 +1721,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -1513,6 +1782,16 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "config_path": "configs/train.yaml",
+                 *       "session_name": "experiment_001",
+                 *       "tags": [
+                 *         "unet",
+                 *         "focal-loss"
+                 *       ]
+                 *     }
+                 */
                 "application/json": components["schemas"]["CreateSessionRequest"];
             };
         };
@@ -1523,11 +1802,74 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "session_id": "sess-abc123",
+                     *       "status": "created",
+                     *       "created_at": "2025-12-19T10:30:00Z",
+                     *       "config": {
+                     *         "epochs": 100,
+                     *         "batch_size": 2,
+                     *         "learning_rate": 0.001
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["CreateSessionResponse"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's scope is too small: this needs write. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "FORBIDDEN",
+                     *         "message": "API key 'viewer' has scope read; this needs write",
+                     *         "details": {
+                     *           "scope": "read",
+                     *           "required_scope": "write"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description config_path not found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Body over PIVOT_MAX_BODY_BYTES */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1541,6 +1883,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -1581,7 +1952,54 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "session_id": "sess-abc123",
+                     *       "session_name": "experiment_001",
+                     *       "status": "running",
+                     *       "config": {
+                     *         "epochs": 100,
+                     *         "batch_size": 2,
+                     *         "learning_rate": 0.001
+                     *       },
+                     *       "tags": [
+                     *         "unet",
+                     *         "focal-loss"
+                     *       ],
+                     *       "created_at": "2025-12-19T10:30:00Z",
+                     *       "started_at": "2025-12-19T10:30:05Z",
+                     *       "current_epoch": 25,
+                     *       "total_epochs": 100,
+                     *       "progress": 0.25,
+                     *       "latest_metrics": {
+                     *         "train_loss": 0.245,
+                     *         "val_loss": 0.289,
+                     *         "learning_rate": 0.000853
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["SessionDetail"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description No such session */
@@ -1599,6 +2017,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -1639,7 +2086,56 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "session_id": "sess-abc123",
+                     *       "status": "running",
+                     *       "started_at": "2025-12-19T10:30:05Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["StartSessionResponse"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's scope is too small: this needs write. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "FORBIDDEN",
+                     *         "message": "API key 'viewer' has scope read; this needs write",
+                     *         "details": {
+                     *           "scope": "read",
+                     *           "required_scope": "write"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description No such session */
@@ -1666,6 +2162,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -1706,7 +2231,56 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "session_id": "sess-abc123",
+                     *       "status": "stopped",
+                     *       "stopped_at": "2025-12-19T10:45:00Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["StopSessionResponse"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's scope is too small: this needs write. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "FORBIDDEN",
+                     *         "message": "API key 'viewer' has scope read; this needs write",
+                     *         "details": {
+                     *           "scope": "read",
+                     *           "required_scope": "write"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description No such session */
@@ -1733,6 +2307,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -1776,7 +2379,53 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "session_id": "sess-abc123",
+                     *       "metrics": [
+                     *         {
+                     *           "epoch": 1,
+                     *           "timestamp": "2025-12-19T10:31:00Z",
+                     *           "train_loss": 0.856,
+                     *           "val_loss": 0.912,
+                     *           "train_accuracy": 0.634,
+                     *           "val_accuracy": 0.598,
+                     *           "learning_rate": 0.001
+                     *         },
+                     *         {
+                     *           "epoch": 2,
+                     *           "timestamp": "2025-12-19T10:32:00Z",
+                     *           "train_loss": 0.734,
+                     *           "val_loss": 0.801,
+                     *           "train_accuracy": 0.701,
+                     *           "val_accuracy": 0.667,
+                     *           "learning_rate": 0.00095
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": components["schemas"]["SessionMetrics"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description No such session */
@@ -1794,6 +2443,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -1840,7 +2518,53 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "metric_name": "val_loss",
+                     *       "values": [
+                     *         0.912,
+                     *         0.801,
+                     *         0.723,
+                     *         0.656
+                     *       ],
+                     *       "epochs": [
+                     *         1,
+                     *         2,
+                     *         3,
+                     *         4
+                     *       ],
+                     *       "timestamps": [
+                     *         "2025-12-19T10:31:00Z",
+                     *         "2025-12-19T10:32:00Z",
+                     *         "2025-12-19T10:33:00Z",
+                     *         "2025-12-19T10:34:00Z"
+                     *       ],
+                     *       "total_points": 4,
+                     *       "downsampled": false
+                     *     }
+                     */
                     "application/json": components["schemas"]["MetricHistory"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description No such session */
@@ -1858,6 +2582,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -1909,6 +2662,27 @@ export interface operations {
                     "application/json": components["schemas"]["StepHistory"];
                 };
             };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description No such session */
             404: {
                 headers: {
@@ -1924,6 +2698,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -1965,7 +2768,47 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "checkpoints": [
+                     *         {
+                     *           "checkpoint_id": "ckpt_sess-abc123_e00050",
+                     *           "session_id": "sess-abc123",
+                     *           "epoch": 50,
+                     *           "metric_value": 0.856,
+                     *           "metric_name": "val_froc",
+                     *           "file_size_mb": 245.3,
+                     *           "file_path": "s3://pivot/checkpoints/sess-abc123/ckpt_sess-abc123_e00050/model.pth",
+                     *           "created_at": "2025-12-19T11:00:00Z",
+                     *           "is_best": true,
+                     *           "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                     *           "step": 0
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": components["schemas"]["CheckpointList"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Validation error */
@@ -1974,6 +2817,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -2023,7 +2895,56 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "checkpoint_id": "ckpt_sess-abc123_e00051u3fa2b1c0",
+                     *       "file_size_mb": 245.3,
+                     *       "uploaded_at": "2025-12-19T11:05:00Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["CheckpointUploaded"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's scope is too small: this needs write. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "FORBIDDEN",
+                     *         "message": "API key 'viewer' has scope read; this needs write",
+                     *         "details": {
+                     *           "scope": "read",
+                     *           "required_scope": "write"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description No such session */
@@ -2050,6 +2971,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -2100,6 +3050,27 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description No such checkpoint */
             404: {
                 headers: {
@@ -2115,6 +3086,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -2155,7 +3155,54 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "message": "Checkpoint deleted successfully"
+                     *     }
+                     */
                     "application/json": components["schemas"]["MessageResponse"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's scope is too small: this needs write. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "FORBIDDEN",
+                     *         "message": "API key 'viewer' has scope read; this needs write",
+                     *         "details": {
+                     *           "scope": "read",
+                     *           "required_scope": "write"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description No such checkpoint */
@@ -2173,6 +3220,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -2211,13 +3287,55 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Events `metrics`, `status`, `checkpoint`; `id:` resumes the stream */
+            /**
+             * @description Server-Sent Events; `id:` resumes the stream (Last-Event-ID).
+             *
+             *     - `metrics`: an epoch record with `epoch` and `loss` (schema LiveMetricsEvent)
+             *     - `status`: the session's status (schema LiveStatusEvent); the stream ends after a final one
+             *     - `checkpoint`: a checkpoint was saved (the trainer's event: `checkpoint_id`, `epoch`...)
+             *
+             *     Comment lines (`: heartbeat`) keep an idle connection open. The WebSocket `/ws/training/{session_id}` sends the same events as JSON messages with a `type`; its `metrics` messages are LiveMetricsMessage.
+             */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example retry: 1000
+                     *
+                     *     id: 0-0_1734605405000-0
+                     *     event: status
+                     *     data: {"epoch":1,"timestamp":"2025-12-19T10:30:05Z","session_id":"sess-abc123","event":"started","status":"running"}
+                     *
+                     *     id: 1734605460000-0_1734605405000-0
+                     *     event: metrics
+                     *     data: {"epoch":1,"timestamp":"2025-12-19T10:31:00Z","train_loss":0.856,"val_loss":0.912,"learning_rate":0.001,"loss":0.912}
+                     *
+                     *     : heartbeat
+                     */
                     "text/event-stream": unknown;
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description No such session */
@@ -2236,6 +3354,35 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Internal error */
@@ -2273,7 +3420,94 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "timestamp": "2025-12-19T10:30:00Z",
+                     *       "cpu": {
+                     *         "percent": 45.2,
+                     *         "count": 4,
+                     *         "per_cpu": [
+                     *           42.1,
+                     *           48.3,
+                     *           43.5,
+                     *           46.9
+                     *         ]
+                     *       },
+                     *       "memory": {
+                     *         "percent": 62.8,
+                     *         "used_gb": 50.2,
+                     *         "total_gb": 80
+                     *       },
+                     *       "disk": {
+                     *         "percent": 38.5,
+                     *         "used_gb": 385,
+                     *         "total_gb": 1000
+                     *       },
+                     *       "gpu": [
+                     *         {
+                     *           "id": 0,
+                     *           "name": "NVIDIA RTX 4090",
+                     *           "memory_percent": 75.2,
+                     *           "memory_used_gb": 18,
+                     *           "memory_total_gb": 24,
+                     *           "utilization": 92.5,
+                     *           "temperature": 68
+                     *         }
+                     *       ],
+                     *       "sessions": []
+                     *     }
+                     */
                     "application/json": components["schemas"]["ResourcesResponse"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Internal error */
@@ -2318,6 +3552,27 @@ export interface operations {
                     "application/json": components["schemas"]["SessionGpuHistory"];
                 };
             };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description No such session */
             404: {
                 headers: {
@@ -2333,6 +3588,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -2371,6 +3655,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "status": "healthy",
+                     *       "timestamp": "2025-12-19T10:30:00Z",
+                     *       "uptime_seconds": 3600.5,
+                     *       "system": {
+                     *         "cpu_percent": 45.2,
+                     *         "memory_percent": 62.8,
+                     *         "disk_percent": 38.5
+                     *       },
+                     *       "components": {
+                     *         "database": "healthy",
+                     *         "filesystem": "healthy",
+                     *         "kubernetes": "healthy",
+                     *         "operator": "healthy",
+                     *         "kubelet": "healthy"
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["HealthResponse"];
                 };
             };
@@ -2412,12 +3715,83 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookList"];
                 };
             };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's scope is too small: this needs admin. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "FORBIDDEN",
+                     *         "message": "API key 'viewer' has scope read; this needs admin",
+                     *         "details": {
+                     *           "scope": "read",
+                     *           "required_scope": "admin"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description Validation error */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -2450,6 +3824,16 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "url": "https://example.com/webhook",
+                 *       "events": [
+                 *         "training_completed",
+                 *         "alert_triggered"
+                 *       ],
+                 *       "secret": "your_webhook_secret"
+                 *     }
+                 */
                 "application/json": components["schemas"]["CreateWebhookRequest"];
             };
         };
@@ -2460,7 +3844,61 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "webhook_id": "webhook_001",
+                     *       "url": "https://example.com/webhook",
+                     *       "events": [
+                     *         "training_completed",
+                     *         "alert_triggered"
+                     *       ],
+                     *       "created_at": "2025-12-19T10:30:00Z",
+                     *       "status": "active"
+                     *     }
+                     */
                     "application/json": components["schemas"]["WebhookCreated"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's scope is too small: this needs admin. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "FORBIDDEN",
+                     *         "message": "API key 'viewer' has scope read; this needs admin",
+                     *         "details": {
+                     *           "scope": "read",
+                     *           "required_scope": "admin"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Too many webhooks */
@@ -2478,6 +3916,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -2521,6 +3988,48 @@ export interface operations {
                     "application/json": components["schemas"]["Webhook"];
                 };
             };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's scope is too small: this needs admin. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "FORBIDDEN",
+                     *         "message": "API key 'viewer' has scope read; this needs admin",
+                     *         "details": {
+                     *           "scope": "read",
+                     *           "required_scope": "admin"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description No such webhook */
             404: {
                 headers: {
@@ -2536,6 +4045,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -2579,6 +4117,48 @@ export interface operations {
                     "application/json": components["schemas"]["MessageResponse"];
                 };
             };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's scope is too small: this needs admin. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "FORBIDDEN",
+                     *         "message": "API key 'viewer' has scope read; this needs admin",
+                     *         "details": {
+                     *           "scope": "read",
+                     *           "required_scope": "admin"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description No such webhook */
             404: {
                 headers: {
@@ -2594,6 +4174,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -2641,6 +4250,48 @@ export interface operations {
                     "application/json": components["schemas"]["Webhook"];
                 };
             };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's scope is too small: this needs admin. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "FORBIDDEN",
+                     *         "message": "API key 'viewer' has scope read; this needs admin",
+                     *         "details": {
+                     *           "scope": "read",
+                     *           "required_scope": "admin"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description No such webhook */
             404: {
                 headers: {
@@ -2656,6 +4307,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -2696,7 +4376,56 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "success": true,
+                     *       "status_code": 200,
+                     *       "response_time_ms": 145
+                     *     }
+                     */
                     "application/json": components["schemas"]["WebhookTestResult"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's scope is too small: this needs admin. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "FORBIDDEN",
+                     *         "message": "API key 'viewer' has scope read; this needs admin",
+                     *         "details": {
+                     *           "scope": "read",
+                     *           "required_scope": "admin"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description No such webhook */
@@ -2714,6 +4443,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -2759,6 +4517,48 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookDeliveryList"];
                 };
             };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's scope is too small: this needs admin. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "FORBIDDEN",
+                     *         "message": "API key 'viewer' has scope read; this needs admin",
+                     *         "details": {
+                     *           "scope": "read",
+                     *           "required_scope": "admin"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description No such webhook */
             404: {
                 headers: {
@@ -2774,6 +4574,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -2819,6 +4648,48 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookDeadLetterList"];
                 };
             };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's scope is too small: this needs admin. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "FORBIDDEN",
+                     *         "message": "API key 'viewer' has scope read; this needs admin",
+                     *         "details": {
+                     *           "scope": "read",
+                     *           "required_scope": "admin"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description No such webhook */
             404: {
                 headers: {
@@ -2834,6 +4705,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -2877,6 +4777,48 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookRedelivered"];
                 };
             };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's scope is too small: this needs admin. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "FORBIDDEN",
+                     *         "message": "API key 'viewer' has scope read; this needs admin",
+                     *         "details": {
+                     *           "scope": "read",
+                     *           "required_scope": "admin"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description No such webhook */
             404: {
                 headers: {
@@ -2901,6 +4843,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -2945,6 +4916,48 @@ export interface operations {
                     "application/json": components["schemas"]["WebhookRedelivered"];
                 };
             };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's scope is too small: this needs admin. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "FORBIDDEN",
+                     *         "message": "API key 'viewer' has scope read; this needs admin",
+                     *         "details": {
+                     *           "scope": "read",
+                     *           "required_scope": "admin"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description No such webhook */
             404: {
                 headers: {
@@ -2969,6 +4982,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -3010,12 +5052,62 @@ export interface operations {
                     "application/json": components["schemas"]["AlertRuleList"];
                 };
             };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description Validation error */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -3048,6 +5140,16 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "name": "high_memory_usage",
+                 *       "metric": "memory_percent",
+                 *       "condition": "greater_than",
+                 *       "threshold": 85,
+                 *       "severity": "high",
+                 *       "enabled": true
+                 *     }
+                 */
                 "application/json": components["schemas"]["AlertRuleRequest"];
             };
         };
@@ -3058,7 +5160,65 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "rule_id": "rule_002",
+                     *       "name": "high_memory_usage",
+                     *       "metric": "memory_percent",
+                     *       "condition": "greater_than",
+                     *       "threshold": 85,
+                     *       "severity": "high",
+                     *       "enabled": true,
+                     *       "for_epochs": 5,
+                     *       "mode": "min",
+                     *       "window_s": 300,
+                     *       "created_at": "2025-12-19T10:30:00Z",
+                     *       "updated_at": "2025-12-19T10:30:00Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["AlertRule"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's scope is too small: this needs write. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "FORBIDDEN",
+                     *         "message": "API key 'viewer' has scope read; this needs write",
+                     *         "details": {
+                     *           "scope": "read",
+                     *           "required_scope": "write"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Too many rules */
@@ -3076,6 +5236,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -3119,6 +5308,27 @@ export interface operations {
                     "application/json": components["schemas"]["AlertRule"];
                 };
             };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description No such alert rule */
             404: {
                 headers: {
@@ -3134,6 +5344,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -3181,6 +5420,48 @@ export interface operations {
                     "application/json": components["schemas"]["AlertRule"];
                 };
             };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's scope is too small: this needs write. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "FORBIDDEN",
+                     *         "message": "API key 'viewer' has scope read; this needs write",
+                     *         "details": {
+                     *           "scope": "read",
+                     *           "required_scope": "write"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description No such alert rule */
             404: {
                 headers: {
@@ -3196,6 +5477,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -3239,6 +5549,48 @@ export interface operations {
                     "application/json": components["schemas"]["MessageResponse"];
                 };
             };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's scope is too small: this needs write. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "FORBIDDEN",
+                     *         "message": "API key 'viewer' has scope read; this needs write",
+                     *         "details": {
+                     *           "scope": "read",
+                     *           "required_scope": "write"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description No such alert rule */
             404: {
                 headers: {
@@ -3254,6 +5606,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -3301,6 +5682,48 @@ export interface operations {
                     "application/json": components["schemas"]["AlertRule"];
                 };
             };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's scope is too small: this needs write. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "FORBIDDEN",
+                     *         "message": "API key 'viewer' has scope read; this needs write",
+                     *         "details": {
+                     *           "scope": "read",
+                     *           "required_scope": "write"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description No such alert rule */
             404: {
                 headers: {
@@ -3316,6 +5739,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -3359,7 +5811,48 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "alerts": [
+                     *         {
+                     *           "alert_id": "alert_001",
+                     *           "rule_name": "high_cpu_usage",
+                     *           "severity": "high",
+                     *           "message": "CPU usage above 90%",
+                     *           "value": 94.5,
+                     *           "threshold": 90,
+                     *           "triggered_at": "2025-12-19T10:28:00Z",
+                     *           "status": "active",
+                     *           "rule_id": "rule_001",
+                     *           "metric": "cpu_percent",
+                     *           "condition": "greater_than",
+                     *           "subject": "system"
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": components["schemas"]["AlertList"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Validation error */
@@ -3368,6 +5861,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -3411,6 +5933,27 @@ export interface operations {
                     "application/json": components["schemas"]["Alert"];
                 };
             };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description No such alert */
             404: {
                 headers: {
@@ -3426,6 +5969,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -3460,6 +6032,12 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "acknowledged_by": "user@example.com",
+                 *       "notes": "Investigating high CPU usage"
+                 *     }
+                 */
                 "application/json": components["schemas"]["AcknowledgeRequest"];
             };
         };
@@ -3470,7 +6048,68 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "alert_id": "alert_001",
+                     *       "rule_name": "high_cpu_usage",
+                     *       "severity": "high",
+                     *       "message": "CPU usage above 90%",
+                     *       "value": 94.5,
+                     *       "threshold": 90,
+                     *       "triggered_at": "2025-12-19T10:28:00Z",
+                     *       "status": "acknowledged",
+                     *       "rule_id": "rule_001",
+                     *       "metric": "cpu_percent",
+                     *       "condition": "greater_than",
+                     *       "subject": "system",
+                     *       "acknowledged_at": "2025-12-19T10:29:00Z",
+                     *       "acknowledged_by": "user@example.com",
+                     *       "notes": "Investigating high CPU usage"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Alert"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's scope is too small: this needs write. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "FORBIDDEN",
+                     *         "message": "API key 'viewer' has scope read; this needs write",
+                     *         "details": {
+                     *           "scope": "read",
+                     *           "required_scope": "write"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description No such alert */
@@ -3497,6 +6136,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -3544,6 +6212,48 @@ export interface operations {
                     "application/json": components["schemas"]["Alert"];
                 };
             };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's scope is too small: this needs write. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "FORBIDDEN",
+                     *         "message": "API key 'viewer' has scope read; this needs write",
+                     *         "details": {
+                     *           "scope": "read",
+                     *           "required_scope": "write"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description No such alert */
             404: {
                 headers: {
@@ -3568,6 +6278,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -3612,7 +6351,49 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "notifications": [
+                     *         {
+                     *           "id": "notif_001",
+                     *           "type": "training",
+                     *           "priority": "high",
+                     *           "message": "Training session sess-abc123 completed",
+                     *           "data": {
+                     *             "session_id": "sess-abc123",
+                     *             "final_metrics": {
+                     *               "val_froc": 0.856
+                     *             }
+                     *           },
+                     *           "read": false,
+                     *           "created_at": "2025-12-19T12:00:00Z"
+                     *         }
+                     *       ],
+                     *       "unread_count": 1
+                     *     }
+                     */
                     "application/json": components["schemas"]["NotificationList"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Validation error */
@@ -3621,6 +6402,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -3659,7 +6469,54 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "message": "cleared 1 notification(s)"
+                     *     }
+                     */
                     "application/json": components["schemas"]["MessageResponse"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's scope is too small: this needs write. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "FORBIDDEN",
+                     *         "message": "API key 'viewer' has scope read; this needs write",
+                     *         "details": {
+                     *           "scope": "read",
+                     *           "required_scope": "write"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Validation error */
@@ -3668,6 +6525,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -3708,7 +6594,65 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "notif_001",
+                     *       "type": "training",
+                     *       "priority": "high",
+                     *       "message": "Training session sess-abc123 completed",
+                     *       "data": {
+                     *         "session_id": "sess-abc123",
+                     *         "final_metrics": {
+                     *           "val_froc": 0.856
+                     *         }
+                     *       },
+                     *       "read": true,
+                     *       "created_at": "2025-12-19T12:00:00Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Notification"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's scope is too small: this needs write. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "FORBIDDEN",
+                     *         "message": "API key 'viewer' has scope read; this needs write",
+                     *         "details": {
+                     *           "scope": "read",
+                     *           "required_scope": "write"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description No such notification */
@@ -3726,6 +6670,35 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };

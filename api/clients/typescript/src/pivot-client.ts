@@ -21,6 +21,7 @@ import type {
   CreatedSession,
   Health,
   LiveMessage,
+  LiveMetricsMessage,
   Message,
   MetricHistory,
   Metrics,
@@ -327,8 +328,8 @@ export class PIVOTClient {
             if (key && lastMetrics && !after(key, lastMetrics)) return;
             if (key) lastMetrics = key;
             ended = false;
-            const values = (message.metrics ?? {}) as Record<string, unknown>;
-            onMetrics({ ...values, epoch: message.epoch as number, timestamp: message.timestamp as string, loss: message.loss as number | null });
+            const metrics = message as unknown as LiveMetricsMessage;
+            onMetrics({ ...(metrics.metrics ?? {}), epoch: metrics.epoch, timestamp: metrics.timestamp, loss: metrics.loss });
           } else if (message.type === "status") {
             ended = FINAL.has(String(message.status));
           }

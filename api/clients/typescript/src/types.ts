@@ -31,10 +31,21 @@ export interface Metrics {
   train_accuracy?: number;
   val_accuracy?: number;
   learning_rate?: number;
-  /** val_loss, or train_loss for an epoch without validation (the WebSocket's `loss`). */
+  /**
+   * The live streams' `loss` (what the reference's examples print as "Loss"): the record's
+   * own `loss` if it has one, else `val_loss`, else (an epoch without validation)
+   * `train_loss`; null when that value is not finite. Absent from GET .../metrics records.
+   */
   loss?: number | null;
   [key: string]: unknown;
 }
+
+/** The data of an SSE `metrics` event: the epoch record with `epoch` and `loss`. */
+export type LiveMetricsEvent = Schemas["LiveMetricsEvent"];
+/** A WebSocket `metrics` message: `epoch`, `loss` and the record's values under `metrics`. */
+export type LiveMetricsMessage = Schemas["LiveMetricsMessage"];
+/** The data of an SSE `status` event (a WebSocket `status` message adds `type`). */
+export type LiveStatusEvent = Schemas["LiveStatusEvent"];
 
 export interface Resources {
   timestamp: string;

@@ -13,6 +13,7 @@ import {
   NotFoundError,
   PIVOTClient,
   ValidationError,
+  type CreateSessionRequest,
   type Metrics,
 } from "../src/index.js";
 
@@ -153,6 +154,27 @@ describe("PIVOTClient", { skip }, () => {
     await client.stopTraining(session.session_id);
     const stream = client.streamMetrics("sess-nosuch", () => undefined, { onError: () => undefined });
     await assert.rejects(stream.done, NotFoundError);
+  });
+
+  it("creates a GPU session with its placement, checked as the CRD checks it", async () => {
+    const body: CreateSessionRequest = {
+      config: TINY,
+      session_name: "ts-gpu",
+      resources: { gpu: 1, cpu: "4", memory: "16Gi" },
+      node_selector: { "nvidia.com/gpu.product": "NVIDIA-H200" },
+      tolerations: [{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }],
+      replicas: 2,
+    };
+    const session = await client.createSession(body);
+    assert.equal(session.status, "created");
+    await assert.rejects(
+      client.createSession({ config: TINY, resources: { memory: "16 gigs" } }),
+      (err: unknown) => {
+        assert.ok(err instanceof ValidationError);
+        assert.equal(err.details.field, "resources.memory");
+        return true;
+      },
+    );
   });
 
   it("lists every session across pages", async () => {

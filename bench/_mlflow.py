@@ -42,8 +42,9 @@ class MlflowServer:
 def mlflow_server(start_timeout: float = 120) -> Iterator[MlflowServer]:
     port = free_port("127.0.0.1")
     store = Path(tempfile.mkdtemp(prefix="pivot-bench-mlflow-"))
-    mlflow_bin = Path(sys.executable).parent / "mlflow"
-    cmd = [str(mlflow_bin), "server", "--host", "127.0.0.1", "--port", str(port)]
+    # PIVOT_BENCH_MLFLOW: an `mlflow` from another environment (its dependencies are many).
+    mlflow_bin = os.environ.get("PIVOT_BENCH_MLFLOW") or str(Path(sys.executable).parent / "mlflow")
+    cmd = [mlflow_bin, "server", "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--backend-store-uri", f"sqlite:///{store}/mlflow.db", "--workers", "1"]
     cmd += ["--default-artifact-root", str(store / "artifacts")]
     proc = subprocess.Popen(

@@ -6,13 +6,14 @@
    scheduled at a fixed total rate, latency counted from the scheduled instant, so a slow
    server is not hidden by a client that waits for it).
 2. GET /training/sessions?limit=1000 with 1,000 sessions.
-3. /metrics/{id}/history of a 1,000,000-point series with max_points=1000, against MLflow's
+3. /metrics/{id}/history of a 1,000,000-point series with max_points=1000, warm and as the
+   first read of a fresh API process (rollups in Redis, nothing in memory), against MLflow's
    get-history (full series) and get-history-bulk-interval (its own downsampled read, what the
    MLflow UI plots from) on the same points loaded into a local `mlflow server` (SQLite).
 4. 500 concurrent SSE clients: XADD -> client receives the event, latency p50/p99.
 
     .venv/bin/python bench/bench_api.py [--workers 2] [--points 1000000] [--skip-mlflow]
-        [--only get,list,history,sse] [--rate 1000]
+        [--only get,list,history,sse] [--rate 1000] [--restarts 10]
 
 The load generators are minimal HTTP/1.1 clients on raw asyncio sockets (httpx costs more CPU
 per request than the server does), on the same 2 cores as the API: the numbers include the
@@ -180,6 +181,31 @@ def in_client_process(kind: str, *args: object) -> list[float]:
 # ---- the platform ---------------------------------------------------------------------------
 
 
+class Api:
+    """The uvicorn process under test; `restart` replaces it (same port, Redis and cluster),
+    so a read after it finds no worker with anything cached."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], base: str) -> None:
+        self.cmd, self.env, self.base = cmd, env, base
+        self.proc = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(self.cmd, env=self.env)
+        wait_until_serving(f"{self.base}{API}/health", proc, timeout=30, what="uvicorn")
+        return proc
+
+    def restart(self) -> None:
+        self.stop()
+        self.proc = self._start()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(15)
+
+
+RESTART: list[Api] = []  # the running API, for benchmarks that restart it
+
+
 @contextmanager
 def api_server(workers: int) -> Iterator[tuple[str, int, redis.Redis]]:
     redis_server = RedisServer().start()
@@ -205,14 +231,12 @@ def api_server(workers: int) -> Iterator[tuple[str, int, redis.Redis]]:
         cmd = [sys.executable, "-m", "uvicorn", "pivot_api.app:app", "--workers", str(workers)]
         cmd += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
         cmd += ["--no-access-log", "--backlog", "4096"]
-        proc = subprocess.Popen(cmd, env=env)
-        base = f"http://127.0.0.1:{port}"
-        wait_until_serving(f"{base}{API}/health", proc, timeout=30, what="uvicorn")
+        api = Api(cmd, env, f"http://127.0.0.1:{port}")
+        RESTART[:] = [api]
         try:
             yield "127.0.0.1", port, redis.Redis.from_url(redis_server.url)
         finally:
-            proc.terminate()
-            proc.wait(15)
+            api.stop()
             redis_server.stop()
             s3.stop()
 
@@ -255,21 +279,48 @@ def load_series(r: redis.Redis, sid: str, points: int) -> list[float]:
     return values
 
 
-async def bench_history(host: str, port: int, sid: str, workers: int) -> tuple[list[str], float]:
-    path = f"{API}/metrics/{sid}/history?metric_name=val_loss&max_points=1000"
+async def first_read(host: str, port: int, path: str) -> tuple[float, bytes]:
     conn = Conn(host, port)
     start = time.perf_counter()
     status, body = await conn.get(path)
-    cold_ms = (time.perf_counter() - start) * 1000
-    assert status == 200 and len(json.loads(body)["values"]) <= 1000
-    # Warm every worker's column cache (fresh connections land on different workers).
-    for _ in range(workers * 8):
-        fresh = Conn(host, port)
-        await fresh.get(path)
-        fresh.close()
-    samples = await timed_gets(host, port, path, clients=1, per_client=200)
+    elapsed = (time.perf_counter() - start) * 1000
     conn.close()
-    return [row("history, 1M points, max_points=1000 (PIVOT, warm)", samples)], cold_ms
+    assert status == 200, body[:300]
+    return elapsed, body
+
+
+async def bench_history(
+    host: str, port: int, sid: str, workers: int, restarts: int, points: int
+) -> tuple[list[str], float]:
+    size = "1M" if points == 1_000_000 else f"{points:,}"
+    path = f"{API}/metrics/{sid}/history?metric_name=val_loss&max_points=1000"
+    # The series was XADDed around the API: its first read rolls it up (once per series,
+    # as for any stream written before rollups existed).
+    build_ms, body = await first_read(host, port, path)
+    assert len(json.loads(body)["values"]) <= 1000
+    # A fresh API process each time: no worker has anything of the series in memory.
+    cold: list[float] = []
+    bodies: set[bytes] = {body}
+    for _ in range(restarts):
+        await asyncio.to_thread(RESTART[0].restart)
+        elapsed, body = await first_read(host, port, path)
+        cold.append(elapsed)
+        bodies.add(body)
+    # Warm: every worker has served the series (fresh connections land on different workers).
+    for _ in range(workers * 8):
+        _, body = await first_read(host, port, path)
+        bodies.add(body)
+    assert len(bodies) == 1, "a cold read answered other than a warm one"
+    samples = await timed_gets(host, port, path, clients=1, per_client=200)
+    rows = [
+        row(f"history, {size} points, max_points=1000 (PIVOT, warm)", samples),
+        row(
+            f"history, first read (a fresh API process, {size} points, max_points=1000)",
+            cold,
+            f"one per restart, {restarts} restarts",
+        ),
+    ]
+    return rows, build_ms
 
 
 def bench_mlflow(values: list[float]) -> list[str]:
@@ -424,11 +475,13 @@ async def main_async(args: argparse.Namespace) -> None:
             t0 = time.perf_counter()
             values = await asyncio.to_thread(load_series, r, ids[1], args.points)
             load_s = time.perf_counter() - t0
-            hist_rows, cold_ms = await bench_history(host, port, ids[1], args.workers)
+            hist_rows, build_ms = await bench_history(
+                host, port, ids[1], args.workers, args.restarts, args.points
+            )
             rows += hist_rows
             rows.append(
-                f"| history, first read (builds one worker's column cache) | {cold_ms:.0f} | "
-                f"| 1 | XADD of {args.points} points took {load_s:.0f} s |"
+                f"| history, rollup of a stream written without rollups (first read ever) "
+                f"| {build_ms:.0f} | | 1 | XADD of {args.points} points took {load_s:.0f} s |"
             )
         if "sse" in only:
             # 4. SSE.
@@ -453,6 +506,7 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--sse-clients", type=int, default=500)
     parser.add_argument("--skip-mlflow", action="store_true")
+    parser.add_argument("--restarts", type=int, default=10, help="API restarts for cold reads")
     parser.add_argument(
         "--only", default="get,list,history,sse", help="comma-separated: get,list,history,sse"
     )

@@ -41,6 +41,23 @@ def gpu_stream(session_id: str) -> str:
     return f"{PREFIX}:{{{session_id}}}:gpu"
 
 
+def series_rollups(session_id: str) -> str:
+    """A hash of min/max rollups of the metrics and steps streams' series (derived from the
+    streams, rebuilt from them when missing; fields named by `rollup_field`)."""
+    return f"{PREFIX}:{{{session_id}}}:rollups"
+
+
+def series_rollups_lock(session_id: str) -> str:
+    """Held (SET NX PX) by the one API worker that brings `series_rollups` up to date."""
+    return f"{PREFIX}:{{{session_id}}}:rollups:lock"
+
+
+def rollup_field(stream: str, metric: str | None, part: str) -> str:
+    """A field of `series_rollups`: `stream` is "metrics" or "steps"; `part` is "meta" (with
+    no metric), "tail" or "<level>.<chunk>" (CHUNK level records from chunk * CHUNK on)."""
+    return f"{stream}\0{metric or ''}\0{part}"
+
+
 def session_keys(session_id: str) -> list[str]:
     """Every key that belongs to one session (the operator's finalizer removes them)."""
     return [
@@ -48,6 +65,8 @@ def session_keys(session_id: str) -> list[str]:
         events_stream(session_id),
         steps_stream(session_id),
         gpu_stream(session_id),
+        series_rollups(session_id),
+        series_rollups_lock(session_id),
     ]
 
 

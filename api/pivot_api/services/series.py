@@ -7,7 +7,9 @@ packed arrays, caught up incrementally from the Redis stream (XRANGE after the l
 has seen) on every request; the steps stream's column entries are appended a column at a
 time, without parsing a point. Redis stays the truth: the cache only ever holds what the stream
 holds, is bounded (least recently used sessions are dropped), and a fresh or restarted worker
-rebuilds it from the stream. Nothing any other worker needs lives in it.
+rebuilds it from the stream. Nothing any other worker needs lives in it. Downsampled reads
+(`max_points`) come from min/max rollups in Redis instead (`services.rollups`), which give
+exactly what `downsample` gives here, without the cache.
 """
 
 from __future__ import annotations
@@ -223,7 +225,7 @@ class SeriesCache:
         hi = xs.size if end is None else int(np.searchsorted(xs, end, "right"))
         total = max(0, hi - lo)
         if max_points is not None and total > max_points:
-            picked = lo + downsample(values[lo:hi], max_points)
+            picked = lo + downsample(values[lo:hi], max_points, lo)
             # Fancy indexing copies only the picked points.
             return Series(xs[picked], values[picked], stamps[picked], epochs[picked]), total
         part = slice(lo, hi)
@@ -233,28 +235,53 @@ class SeriesCache:
         )
 
 
-def downsample(values: np.ndarray, max_points: int) -> np.ndarray:
+def bucket_size(first: int, end: int, buckets: int) -> int:
+    """The smallest power of two S such that the S-aligned blocks (aligned to position 0 of
+    the whole series) that overlap positions [first, end) number at most `buckets`."""
+    size = 1
+    while (end - 1) // size - first // size + 1 > buckets:
+        size *= 2
+    return size
+
+
+def lows(values: np.ndarray) -> np.ndarray:
+    """Keys for a bucket's minimum: a null (NaN) never wins unless the bucket holds nothing else."""
+    return np.where(np.isnan(values), np.inf, values)
+
+
+def highs(values: np.ndarray) -> np.ndarray:
+    return np.where(np.isnan(values), -np.inf, values)
+
+
+def _first_arg(keys_: np.ndarray, starts: np.ndarray, best: np.ndarray) -> np.ndarray:
+    """Per segment (from each of `starts` to the next), the first index whose key is `best`."""
+    lengths = np.diff(np.append(starts, keys_.size))
+    hits = np.flatnonzero(keys_ == np.repeat(best, lengths))
+    segment = np.searchsorted(starts, hits, "right") - 1
+    _, first = np.unique(segment, return_index=True)
+    return hits[first]
+
+
+def downsample(values: np.ndarray, max_points: int, offset: int = 0) -> np.ndarray:
     """Indices of at most `max_points` points that keep the series' shape: the first and the
-    last point, and the minimum and the maximum of each of equal-width buckets in between
-    (min/max buckets, as in M4). Deterministic: the same series gives the same points."""
+    last point, and the minimum and the maximum (the first of equals) of each bucket in
+    between (min/max buckets, as in M4). `values` are positions `offset`.. of the whole
+    series, and buckets are power-of-two blocks of positions aligned to position 0, so that
+    min/max rollups kept per block (`services.rollups`) give exactly these points without
+    reading the range. Deterministic: the same series gives the same points."""
     n = values.size
     if n <= max_points:
         return np.arange(n)
     if max_points < 4:
         return np.linspace(0, n - 1, max_points).round().astype(np.int64)
-    buckets = (max_points - 2) // 2
-    inner = values[1 : n - 1]
-    size = math.ceil(inner.size / buckets)
-    buckets = math.ceil(inner.size / size)
-    padded = buckets * size
-    # Nulls (NaN) and padding never win a bucket unless the bucket holds nothing else.
-    lows = np.full(padded, np.inf)
-    lows[: inner.size] = np.where(np.isnan(inner), np.inf, inner)
-    highs = np.full(padded, -np.inf)
-    highs[: inner.size] = np.where(np.isnan(inner), -np.inf, inner)
-    base = np.arange(buckets) * size
-    arg_min = base + lows.reshape(buckets, size).argmin(axis=1)
-    arg_max = base + highs.reshape(buckets, size).argmax(axis=1)
-    picked = np.unique(np.concatenate([arg_min, arg_max]))
-    picked = picked[picked < inner.size] + 1
+    first, end = offset + 1, offset + n - 1  # the inner points, as global positions
+    size = bucket_size(first, end, (max_points - 2) // 2)
+    starts = np.concatenate([[first], np.arange((first // size + 1) * size, end, size)])
+    starts = (starts - offset).astype(np.int64)
+    inner = slice(1, n - 1)
+    lo_keys, hi_keys = lows(values)[inner], highs(values)[inner]
+    local = starts - 1
+    arg_min = _first_arg(lo_keys, local, np.minimum.reduceat(lo_keys, local))
+    arg_max = _first_arg(hi_keys, local, np.maximum.reduceat(hi_keys, local))
+    picked = np.unique(np.concatenate([arg_min, arg_max])) + 1
     return np.concatenate([[0], picked, [n - 1]]).astype(np.int64)

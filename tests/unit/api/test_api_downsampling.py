@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -38,6 +40,38 @@ def test_nulls_do_not_win_a_bucket() -> None:
 def test_the_same_series_gives_the_same_points() -> None:
     values = np.random.default_rng(7).normal(size=50_000)
     assert downsample(values, 300).tolist() == downsample(values.copy(), 300).tolist()
+
+
+def _by_definition(values: np.ndarray, max_points: int, offset: int) -> list[int]:
+    """The first and last point, and per bucket the first minimum and the first maximum (nulls
+    losing), buckets being the fewest power-of-two blocks of positions, aligned to position 0
+    of the whole series (`offset` is the first value's position), that fit max_points."""
+    n = values.size
+    inner = range(offset + 1, offset + n - 1)
+    size = 1
+    while len({p // size for p in inner}) > (max_points - 2) // 2:
+        size *= 2
+    picks = {0, n - 1}
+    for block in sorted({p // size for p in inner}):
+        idx = [p - offset for p in inner if p // size == block]
+        low = [math.inf if math.isnan(values[i]) else values[i] for i in idx]
+        high = [-math.inf if math.isnan(values[i]) else values[i] for i in idx]
+        picks |= {idx[low.index(min(low))], idx[high.index(max(high))]}
+    return sorted(picks)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_buckets_are_aligned_power_of_two_blocks_with_their_min_and_max(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(10, 3000))
+    values = rng.integers(0, 5, n).astype(float)  # many equal values: the first must win
+    values[rng.random(n) < 0.1] = np.nan
+    values[: int(rng.integers(0, 40))] = np.nan  # a bucket of nulls only keeps its first
+    max_points = int(rng.integers(4, n + 1))
+    offset = int(rng.integers(0, 10_000))
+    assert downsample(values, max_points, offset).tolist() == _by_definition(
+        values, max_points, offset
+    )
 
 
 @pytest.mark.parametrize(

@@ -134,6 +134,12 @@ def test_keys_share_one_hash_slot_per_session() -> None:
     assert all("{sess-abc}" in k for k in keys.session_keys("sess-abc"))
 
 
+def test_the_finalizer_deletes_the_series_rollups_and_their_lock() -> None:
+    owned = keys.session_keys("sess-abc")
+    assert keys.series_rollups("sess-abc") in owned
+    assert keys.series_rollups_lock("sess-abc") in owned
+
+
 def test_checkpoint_ids_carry_their_session() -> None:
     ckpt = storage.checkpoint_id("sess-ab12", 7)
     assert ckpt == "ckpt_sess-ab12_e00007"

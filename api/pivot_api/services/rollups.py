@@ -175,12 +175,7 @@ def decode_entries(
     for raw_id, fields in entries:
         before = {name: len(c.xs) for name, c in cols.columns.items()}
         try:
-            columns = keys.decode_step_columns(fields or {})
-            if columns is not None:
-                cols.add_columns(columns)
-            else:
-                for record in keys.decode_records(fields or {}):
-                    cols.add(record)
+            cols.add_entry(fields)
         except (ValueError, UnicodeDecodeError):
             continue  # as the column cache: an entry no trainer writes is skipped
         ms, seq = _id(raw_id)

@@ -127,6 +127,16 @@ class SessionColumns:
                 column.epochs.extend(epochs)
             self.points += n
 
+    def add_entry(self, fields: Any) -> None:
+        """One stream entry as a trainer writes it: a column entry or JSON record(s).
+        Raises ValueError (or UnicodeDecodeError) for an entry no trainer writes."""
+        columns = keys.decode_step_columns(fields or {})
+        if columns is not None:
+            self.add_columns(columns)
+        else:
+            for record in keys.decode_records(fields or {}):
+                self.add(record)
+
 
 @dataclass
 class Series:
@@ -169,12 +179,7 @@ class SeriesCache:
                     # An entry that is not a record a trainer writes is skipped, never a 500.
                     # Steps-stream entries pack several records.
                     with contextlib.suppress(ValueError, UnicodeDecodeError):
-                        columns = keys.decode_step_columns(fields or {})
-                        if columns is not None:
-                            cols.add_columns(columns)
-                        else:
-                            for record in keys.decode_records(fields or {}):
-                                cols.add(record)
+                        cols.add_entry(fields)
                     cols.cursor = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
                 if len(entries or []) < _PAGE:
                     break

@@ -38,7 +38,9 @@ case "$cmd" in
   test)
     setup
     "$VENV/bin/ruff" check .
-    exec "$VENV/bin/python" -m pytest -q "$@"
+    # The slowest tests are listed at the end, so a suite that grows towards its 20-minute
+    # budget shows where the time goes.
+    exec "$VENV/bin/python" -m pytest -q --durations=15 "$@"
     ;;
   *)
     echo "usage: scripts/dev.sh demo|up|test [args...]" >&2

@@ -55,6 +55,7 @@ class ReadMarks:
         # value it raised the mark to, and the mark (None: Redis is out of reach).
         self._next: asyncio.Future[tuple[int, int | None]] | None = None
         self._refresh: asyncio.Task[None] | None = None
+        self._rounds: set[asyncio.Task[None]] = set()
         self._warned_at = 0.0
 
     async def _raise(self, value: int) -> int | None:
@@ -68,6 +69,13 @@ class ReadMarks:
                 self._warned_at = now
                 log.warning("read mark unavailable (reads may lag other workers): %s", exc)
             return None
+
+    def _send(self, done: asyncio.Future[tuple[int, int | None]]) -> None:
+        """Start a round on the next turn of the loop, so that reads arriving in this one join
+        it; the task is held until done (the loop keeps only weak references)."""
+        task = asyncio.ensure_future(self._round(done))
+        self._rounds.add(task)
+        task.add_done_callback(self._rounds.discard)
 
     async def _round(self, done: asyncio.Future[tuple[int, int | None]]) -> None:
         self._next = None  # reads arriving from now on need a round sent after them
@@ -90,7 +98,7 @@ class ReadMarks:
         done = self._next
         if done is None:
             done = self._next = asyncio.get_running_loop().create_future()
-            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._round(done)))
+            asyncio.get_running_loop().call_soon(self._send, done)
         raised, mark = await asyncio.shield(done)
         if mark is None:
             return None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -12,13 +11,7 @@ import pytest
 from pivot_local.cluster import apply_manifests
 from pivot_local.kube import KubeEmulator, run_emulator_in_thread
 from pivot_local.services import RedisServer, S3Server, SeaweedS3Server
-
-CRDS = sorted((Path(__file__).resolve().parents[1] / "crds").glob("*.yaml"))
-# A kubeconfig of a real cluster (kind in CI): the tests that use the Kubernetes API run there.
-REAL_KUBECONFIG = os.environ.get("PIVOT_TEST_KUBECONFIG") or None
-NEEDS_PROCESS_KUBELET = (
-    "needs pods run as local processes by pivot_local's kubelet (PIVOT_TEST_KUBECONFIG is set)"
-)
+from tests.support.targets import CRDS, NEEDS_PROCESS_KUBELET, REAL_KUBECONFIG, KubeTarget
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -33,14 +26,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for item in items:
             if item.get_closest_marker("process_kubelet"):
                 item.add_marker(skip)
-
-
-@dataclass(frozen=True)
-class KubeTarget:
-    """Where the Kubernetes API tests run: a real cluster or the session's emulator."""
-
-    kubeconfig: Path
-    emulator: KubeEmulator | None  # None against a real cluster
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,9 @@ import pytest
 
 from pivot_local.platform import REPO_ROOT, LocalPlatform
 from pivot_local.procs import free_port
-from tests.conftest import NEEDS_PROCESS_KUBELET, REAL_KUBECONFIG
-
-from .conftest import TINY_CONFIG, logs_of, session_status, wait_for
+from tests.support.platform import TINY_CONFIG, session_status, wait_for_status
+from tests.support.targets import NEEDS_PROCESS_KUBELET, REAL_KUBECONFIG
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.process_kubelet]
 
@@ -38,17 +38,6 @@ def platform_on(data_dir: Path) -> Iterator[tuple[LocalPlatform, httpx.Client]]:
         ) as api,
     ):
         yield platform, api
-
-
-def wait_for_status(
-    api: httpx.Client, platform: LocalPlatform, sid: str, wanted: str, timeout: float
-) -> dict[str, Any]:
-    def check() -> dict[str, Any] | None:
-        body = session_status(api, sid)
-        assert body["status"] != "failed", f"{body}\n{logs_of(platform)}"
-        return body if body["status"] == wanted else None
-
-    return wait_for(check, timeout, f"{sid} to be {wanted}")
 
 
 def start_session(api: httpx.Client, config: dict[str, Any], name: str) -> str:

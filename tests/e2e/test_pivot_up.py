@@ -14,8 +14,8 @@ import pytest
 
 from pivot_local.platform import REPO_ROOT
 from pivot_local.procs import free_port
-
-from .conftest import TINY_CONFIG, wait_for
+from tests.support.platform import TINY_CONFIG
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -22,8 +22,9 @@ import pytest
 from pivot_local.platform import REPO_ROOT, LocalPlatform
 from pivot_local.procs import free_port, port_open, wait_until_serving
 from pivot_local.supervisor import Part, Supervisor
+from tests.support.platform import TINY_CONFIG
+from tests.support.waiting import wait_for
 
-from .conftest import TINY_CONFIG, wait_for
 from .test_pivot_up import interrupt_and_check_nothing_left
 
 pytestmark = pytest.mark.integration

@@ -15,8 +15,7 @@ import pytest
 
 from pivot_local.platform import LocalPlatform
 from pivot_local.procs import free_port, spawn, terminate, wait_until_serving
-
-from .conftest import TINY_CONFIG, logs_of
+from tests.support.platform import TINY_CONFIG, logs_of
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,13 @@ import yaml
 
 from pivot_local.platform import REPO_ROOT, LocalPlatform
 from pivot_schema import storage
-
-from .conftest import TINY_CONFIG, logs_of, session_status, trainer_pods, wait_for
+from tests.support.platform import (
+    TINY_CONFIG,
+    session_status,
+    trainer_pods,
+    wait_for_status,
+)
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -35,22 +40,6 @@ def create_and_start(api: httpx.Client, **body: Any) -> str:
     assert resp.status_code == 200, resp.text
     assert resp.json()["status"] == "running"
     return str(session_id)
-
-
-def wait_until_status(
-    api: httpx.Client, platform: LocalPlatform, session_id: str, wanted: str, timeout: float
-) -> dict[str, Any]:
-    def check() -> dict[str, Any] | None:
-        body = session_status(api, session_id)
-        if body["status"] == "failed" and wanted != "failed":
-            raise AssertionError(f"session failed: {body}\n{logs_of(platform)}")
-        return body if body["status"] == wanted else None
-
-    try:
-        return wait_for(check, timeout, f"{session_id} to be {wanted}")
-    except AssertionError:
-        print(logs_of(platform))
-        raise
 
 
 def test_demo_config_trains_to_completion_over_http(
@@ -72,7 +61,7 @@ def test_demo_config_trains_to_completion_over_http(
     assert started.status_code == 200, started.text
     assert started.json()["status"] == "running"
 
-    final = wait_until_status(api, platform, session_id, "completed", timeout=240)
+    final = wait_for_status(api, platform, session_id, "completed", timeout=240)
     total = demo["epochs"]
     assert final["total_epochs"] == total
     assert final["current_epoch"] == total
@@ -161,7 +150,7 @@ def test_stop_while_running_deletes_the_pod_and_the_trainer(
 ) -> None:
     slow = {**TINY_CONFIG, "epochs": 200}
     session_id = create_and_start(api, config=slow, session_name="to-stop")
-    wait_until_status(api, platform, session_id, "running", timeout=60)
+    wait_for_status(api, platform, session_id, "running", timeout=60)
     wait_for(lambda: trainer_pods(kube, session_id), 30, "the trainer pod")
     container_id = wait_for(
         lambda: (
@@ -180,7 +169,7 @@ def test_stop_while_running_deletes_the_pod_and_the_trainer(
     assert resp.status_code == 200, resp.text
     assert resp.json()["status"] == "stopped"
 
-    wait_until_status(api, platform, session_id, "stopped", timeout=60)
+    wait_for_status(api, platform, session_id, "stopped", timeout=60)
     wait_for(lambda: trainer_pods(kube, session_id) == [], 60, "the pod to be deleted")
     wait_for(lambda: not _alive(pid), 30, "the trainer process to exit")
     again = api.post(f"/training/sessions/{session_id}/stop")
@@ -206,7 +195,7 @@ def test_operator_killed_mid_run_never_makes_a_second_pod(
 ) -> None:
     config = {**TINY_CONFIG, "epochs": 12}
     session_id = create_and_start(api, config=config, session_name="operator-crash")
-    wait_until_status(api, platform, session_id, "running", timeout=60)
+    wait_for_status(api, platform, session_id, "running", timeout=60)
     (first,) = trainer_pods(kube, session_id)
 
     platform.kill_operator()
@@ -218,7 +207,7 @@ def test_operator_killed_mid_run_never_makes_a_second_pod(
         assert len(pods) == 1, pods
         time.sleep(0.25)
 
-    final = wait_until_status(api, platform, session_id, "completed", timeout=180)
+    final = wait_for_status(api, platform, session_id, "completed", timeout=180)
     assert final["current_epoch"] == 12
     (last,) = trainer_pods(kube, session_id)
     assert last["metadata"]["uid"] == first["metadata"]["uid"]

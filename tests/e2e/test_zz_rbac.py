@@ -19,9 +19,9 @@ import pytest
 from pivot_local.kube import AuditRecord
 from pivot_local.platform import LocalPlatform
 from pivot_schema.crd import GROUP, PLURAL, VERSION
-from tests.unit.deploy.chart import Grant, grants_of, render
-
-from .conftest import TINY_CONFIG, logs_of, session_status, wait_for
+from tests.support.chart import Grant, grants_of, render
+from tests.support.platform import TINY_CONFIG, logs_of, session_status
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

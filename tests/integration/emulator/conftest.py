@@ -13,7 +13,7 @@ import pytest
 from kubernetes_asyncio import client, config
 
 from pivot_local.kube import KubeEmulator
-from tests.conftest import KubeTarget
+from tests.support.targets import KubeTarget
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,8 @@ import pytest
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from tests.support.waiting import eventually
+
 pytestmark = pytest.mark.integration
 
 NS = "default"
@@ -35,15 +37,7 @@ def ts_body(name: str, epochs: int = 3, **extra: Any) -> dict[str, Any]:
     }
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
-    # Garbage collection and finalization are asynchronous on a real cluster.
-    deadline = asyncio.get_running_loop().time() + within
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
+# Garbage collection and finalization are asynchronous on a real cluster: tests wait for them.
 async def gone(read: Callable[[], Awaitable[Any]]) -> bool:
     try:
         await read()

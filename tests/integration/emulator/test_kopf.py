@@ -12,7 +12,8 @@ import kopf
 import pytest
 from kubernetes_asyncio import client, config
 
-from .conftest import KubeTarget
+from tests.support.targets import KubeTarget
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -90,12 +91,6 @@ async def operator(kube: KubeTarget) -> AsyncIterator[Seen]:
     assert not thread.is_alive()
 
 
-async def wait_for(cond: Any, within: float = 10.0) -> None:
-    async with asyncio.timeout(within):
-        while not await cond():
-            await asyncio.sleep(0.05)
-
-
 async def test_kopf_create_and_finalizer_cycle(api: client.ApiClient, operator: Seen) -> None:
     co = client.CustomObjectsApi(api)
     name = f"kopf-{uuid.uuid4().hex[:8]}"
@@ -119,7 +114,7 @@ async def test_kopf_create_and_finalizer_cycle(api: client.ApiClient, operator: 
             and ts["metadata"].get("annotations", {}).get("pivot.dev/seen") == "yes"
         )
 
-    await wait_for(handled)
+    await eventually(handled, what="the create handler and the finalizer")
     ts = await co.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
     assert ts["metadata"].get("finalizers")  # kopf guards the delete handler with one
     assert any(k.startswith("pivot.dev/") for k in ts["metadata"]["annotations"])
@@ -134,6 +129,6 @@ async def test_kopf_create_and_finalizer_cycle(api: client.ApiClient, operator: 
             return e.status == 404
         return False
 
-    await wait_for(removed)
+    await eventually(removed, what="the finalizer to let the object go")
     assert operator.deleted == [name] or name in operator.deleted
     assert operator.created.count(name) == 1  # no re-run of the create handler

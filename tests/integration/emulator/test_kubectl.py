@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import KubeTarget
+from tests.support.targets import KubeTarget
 
 pytestmark = pytest.mark.integration
 

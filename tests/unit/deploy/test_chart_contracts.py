@@ -10,8 +10,16 @@ import helm_python as helm
 import pytest
 
 from pivot_api.settings import Settings
-
-from .chart import CHART_DIR, REPO_ROOT, container_env, load_chart, one, render
+from pivot_operator import rbac
+from tests.support.chart import (
+    CHART_DIR,
+    REPO_ROOT,
+    container_env,
+    grants_of,
+    load_chart,
+    one,
+    render,
+)
 
 
 def test_chart_crds_are_byte_identical_copies_of_crds() -> None:
@@ -129,9 +137,6 @@ def test_schema_rejects_wrong_values(case: str) -> None:
 def test_chart_operator_rbac_stays_within_the_operators_written_down_rules() -> None:
     """pivot_operator.rbac lists what the operator may ever need; the chart grants a subset
     (tests/e2e/test_zz_rbac.py pins the subset to the requests really made)."""
-    rbac = pytest.importorskip("pivot_operator.rbac")
-    from .chart import grants_of
-
     grants = grants_of(render(), "pivot-operator")
     assert grants
     beyond = sorted(

@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from .chart import (
+from tests.support.chart import (
     REPO_ROOT,
     Manifest,
     container_env,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .chart import REPO_ROOT
+from tests.support.chart import REPO_ROOT
 
 BIN = Path(sys.executable).parent
 

@@ -11,7 +11,7 @@ from typing import Any
 import helm_python as helm
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO_ROOT / "helm" / "pivot"
 RELEASE = "pivot"
 NAMESPACE = "pivot"

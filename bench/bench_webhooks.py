@@ -29,9 +29,10 @@ from pathlib import Path
 import httpx
 from redis.asyncio import Redis
 
-from pivot_api.services.platform_events import ApiKeys, publish
+from pivot_api.events import publish
 from pivot_local.procs import free_port
 from pivot_local.services import RedisServer
+from pivot_schema.keys import ApiKeys
 
 RECEIVER = """
 import sys, time, json

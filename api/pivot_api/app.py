@@ -20,34 +20,42 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from pivot_api import __version__
+from pivot_api.alerts import endpoints as alerts
+from pivot_api.alerts.service import AlertStore
+from pivot_api.alerts.tasks import AlertEvaluator
+from pivot_api.background import BackgroundJobs
+from pivot_api.checkpoints import endpoints as checkpoints
+from pivot_api.checkpoints.service import CheckpointService
 from pivot_api.consistency import ReadMarks
 from pivot_api.docs import install_docs
 from pivot_api.errors import install_error_handlers
 from pivot_api.fastpath import SessionReadFastPath, session_route
 from pivot_api.head import HeadAsGet
+from pivot_api.health import endpoints as health
+from pivot_api.health.service import HealthService
 from pivot_api.kube import SessionCache, SessionWriter, new_api_client
 from pivot_api.limits import install_body_limit
-from pivot_api.models import ErrorResponse
+from pivot_api.live import endpoints as live
+from pivot_api.live.service import LiveService
+from pivot_api.metrics import endpoints as metrics
+from pivot_api.metrics.service import MetricsService
+from pivot_api.monitor import endpoints as monitor
+from pivot_api.monitor.service import ResourceService
+from pivot_api.notifications import endpoints as notifications
+from pivot_api.notifications.service import NotificationStore
+from pivot_api.notifications.tasks import notification_consumer
 from pivot_api.observability import ObservabilityMiddleware, configure_logging, metrics_payload
 from pivot_api.openapi import install_openapi
-from pivot_api.routers import alerts as alerts_router
-from pivot_api.routers import checkpoints, health, live, metrics, monitor, sessions
-from pivot_api.routers import notifications as notifications_router
-from pivot_api.routers import webhooks as webhooks_router
+from pivot_api.schemas import ErrorResponse
 from pivot_api.security import install_security, public_paths
-from pivot_api.services.alerts import AlertEvaluator, AlertStore
-from pivot_api.services.background import BackgroundJobs
-from pivot_api.services.checkpoints import CheckpointService
-from pivot_api.services.health import HealthService
-from pivot_api.services.lifecycle import LifecycleWatcher
-from pivot_api.services.live import LiveService
-from pivot_api.services.metrics import MetricsService
-from pivot_api.services.notifications import NotificationStore
-from pivot_api.services.platform_events import ApiKeys, EventConsumer
-from pivot_api.services.resources import ResourceService
-from pivot_api.services.sessions import SessionService
-from pivot_api.services.webhooks import WebhookService
+from pivot_api.sessions import endpoints as sessions
+from pivot_api.sessions.service import SessionService
+from pivot_api.sessions.tasks import LifecycleWatcher
 from pivot_api.settings import Settings
+from pivot_api.webhooks import endpoints as webhooks
+from pivot_api.webhooks.service import WebhookService
+from pivot_api.webhooks.tasks import DeliveryScheduler, fan_out_consumer
+from pivot_schema.keys import ApiKeys
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +95,12 @@ async def _start_background_jobs(app: FastAPI, jobs: BackgroundJobs) -> None:
             await watcher.since()
         jobs.lead("lifecycle", watcher.run)
     # Webhooks: every worker fans bus events out to the outboxes; one (the leader) delivers.
-    webhooks: WebhookService = app.state.webhooks
-    fan_out = EventConsumer(app.state.redis, app.state.api_keys, "webhooks", webhooks.fan_out)
+    webhook_service: WebhookService = app.state.webhooks
+    fan_out = fan_out_consumer(webhook_service)
     with contextlib.suppress(RedisError, OSError):  # the group exists before the first event
         await fan_out.ensure_group()
     jobs.spawn("webhook-fan-out", fan_out.run)
-    jobs.lead("webhooks", webhooks.run_scheduler)
+    jobs.lead("webhooks", DeliveryScheduler(webhook_service).run)
     # Alerts: one worker evaluates the rules; notifications are made once per event by a
     # consumer group read in every worker (its group exists before the first event).
     evaluator = AlertEvaluator(
@@ -103,7 +111,7 @@ async def _start_background_jobs(app: FastAPI, jobs: BackgroundJobs) -> None:
         interval_s=settings.alert_interval_s,
     )
     jobs.lead("alerts", evaluator.run)
-    notify = app.state.notifications.consumer()
+    notify = notification_consumer(app.state.notifications)
     with contextlib.suppress(RedisError, OSError):
         await notify.ensure_group()
     jobs.spawn("notifications", notify.run)
@@ -267,11 +275,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         live.router,
         monitor.router,
         health.router,
+        webhooks.router,
+        alerts.router,
+        notifications.router,
     ):
         app.include_router(router, prefix=prefix)
-    app.include_router(webhooks_router.router, prefix=prefix)
-    app.include_router(alerts_router.router, prefix=prefix)
-    app.include_router(notifications_router.router, prefix=prefix)
     return app
 
 

@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from pivot_api.kube import Obj, SessionCache, rv_of
-from pivot_api.services.platform_events import ApiKeys
+from pivot_schema.keys import ApiKeys
 
 log = logging.getLogger(__name__)
 

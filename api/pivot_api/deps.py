@@ -11,16 +11,16 @@ from typing import Annotated, TypeVar
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
+from pivot_api.alerts.service import AlertStore
+from pivot_api.checkpoints.service import CheckpointService
 from pivot_api.errors import ServiceUnavailableError
-from pivot_api.services.alerts import AlertStore
-from pivot_api.services.checkpoints import CheckpointService
-from pivot_api.services.health import HealthService
-from pivot_api.services.live import LiveService
-from pivot_api.services.metrics import MetricsService
-from pivot_api.services.notifications import NotificationStore
-from pivot_api.services.resources import ResourceService
-from pivot_api.services.sessions import SessionService
-from pivot_api.services.webhooks import WebhookService
+from pivot_api.health.service import HealthService
+from pivot_api.live.service import LiveService
+from pivot_api.metrics.service import MetricsService
+from pivot_api.monitor.service import ResourceService
+from pivot_api.notifications.service import NotificationStore
+from pivot_api.sessions.service import SessionService
+from pivot_api.webhooks.service import WebhookService
 
 S = TypeVar("S")
 

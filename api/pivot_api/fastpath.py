@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pivot_api.errors import PivotError
 from pivot_api.observability import ROUTE_LABEL
-from pivot_api.services.sessions import SessionService
+from pivot_api.sessions.service import SessionService
 
 _JSON = b"application/json"
 

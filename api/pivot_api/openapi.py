@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from pydantic.json_schema import models_json_schema
 
 from pivot_api.auth import KeyScope, required_scope
-from pivot_api.models_live import LIVE_MODELS
+from pivot_api.live.schemas import LIVE_MODELS
 from pivot_api.settings import Settings
 
 _SESSION = "sess-abc123"

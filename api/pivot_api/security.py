@@ -13,8 +13,8 @@ from fastapi import FastAPI
 from pivot_api import docs
 from pivot_api.auth import ApiKeyMiddleware, KeyStore, install_log_redaction
 from pivot_api.ratelimit import RateLimiter, RateLimitMiddleware, parse_limits
-from pivot_api.services.platform_events import ApiKeys
 from pivot_api.settings import Settings
+from pivot_schema.keys import ApiKeys
 
 
 def public_paths(app: FastAPI, prefix: str) -> frozenset[str]:
@@ -57,7 +57,7 @@ def install_security(app: FastAPI, settings: Settings) -> None:
         limiter = RateLimiter(
             settings.redis_url,
             parse_limits(settings.rate_limits),
-            key_prefix=ApiKeys(settings.namespace).key("ratelimit"),
+            key_prefix=ApiKeys(settings.namespace).ratelimit,
             timeout_s=settings.rate_limit_timeout_s,
         )
         app.state.rate_limiter = limiter

@@ -11,6 +11,7 @@ import math
 import sys
 from array import array
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,6 +69,108 @@ def session_keys(session_id: str) -> list[str]:
         series_rollups(session_id),
         series_rollups_lock(session_id),
     ]
+
+
+# -- the API's own records ---------------------------------------------------------------------
+
+WEBHOOK_PARTS = ("outbox", "payloads", "attempts", "seen", "log", "dead", "dead_order")
+
+
+@dataclass(frozen=True)
+class ApiKeys:
+    """Redis keys of the API's own records (event bus, alerts, webhooks, notifications,
+    leases, rate limits), scoped to the namespace the API serves: one Redis can serve several
+    installs (and tests) without their records meeting."""
+
+    namespace: str
+
+    def key(self, *parts: str) -> str:
+        return ":".join((PREFIX, "api", self.namespace, *parts))
+
+    # The platform event bus (a stream) and what publishes to it.
+    @property
+    def events(self) -> str:
+        return self.key("events")
+
+    def transitions(self, kind: str) -> str:
+        """Hash: subject -> the state last published for it (one event per change)."""
+        return self.key("transitions", kind)
+
+    @property
+    def lifecycle_since(self) -> str:
+        """When lifecycle events were first recorded (older sessions are not announced)."""
+        return self.key("lifecycle-since")
+
+    def leader(self, job: str) -> str:
+        """The lease of a job one API worker runs at a time."""
+        return self.key("leader", job)
+
+    @property
+    def read_mark(self) -> str:
+        """The newest TrainingSession resourceVersion any worker has shown a client (see
+        pivot_api.consistency)."""
+        return self.key("read-mark")
+
+    @property
+    def ratelimit(self) -> str:
+        """The prefix of the rate limiter's windows."""
+        return self.key("ratelimit")
+
+    # Alerts: rules (hash id -> JSON), one hash per alert, ids by trigger time (index) and by
+    # resolve time (resolved), and the open map "<rule_id>|<subject>" -> open alert id.
+    @property
+    def alert_rules(self) -> str:
+        return self.key("alerts", "rules")
+
+    @property
+    def alert_index(self) -> str:
+        return self.key("alerts", "index")
+
+    @property
+    def alerts_resolved(self) -> str:
+        return self.key("alerts", "resolved")
+
+    @property
+    def alerts_open(self) -> str:
+        return self.key("alerts", "open")
+
+    def alert(self, alert_id: str) -> str:
+        return self.key("alerts", "alert", alert_id)
+
+    # Notifications: ids by creation time, one hash each, the set of unread ids.
+    @property
+    def notification_index(self) -> str:
+        return self.key("notifications", "index")
+
+    @property
+    def notifications_unread(self) -> str:
+        return self.key("notifications", "unread")
+
+    def notification(self, notif_id: str) -> str:
+        return self.key("notifications", "n", notif_id)
+
+    # Webhooks: records (hash id -> JSON), when each outbox is due (zset), the scheduler's
+    # wake-up list, and per webhook the WEBHOOK_PARTS: outbox (zset, bus order), payloads
+    # (hash event id -> body), attempts (hash), seen (zset event id -> enqueued ms), log
+    # (list), dead (hash) and dead_order (zset).
+    @property
+    def webhook_records(self) -> str:
+        return self.key("webhooks", "records")
+
+    @property
+    def webhooks_due(self) -> str:
+        return self.key("webhooks", "due")
+
+    @property
+    def webhooks_wake(self) -> str:
+        return self.key("webhooks", "wake")
+
+    def webhook(self, webhook_id: str, part: str) -> str:
+        return self.key("webhooks", webhook_id, part)
+
+    def webhook_keys(self, webhook_id: str) -> list[str]:
+        """Every key of one webhook (deleted with it)."""
+        return [self.webhook(webhook_id, p) for p in WEBHOOK_PARTS]
 
 
 # Stream entries hold one field, `data`, with the record as JSON.

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pivot_api.services.platform_events import ALERT_RESOLVED, ALERT_TRIGGERED, PlatformEvent
+from pivot_api.events import ALERT_RESOLVED, ALERT_TRIGGERED, PlatformEvent
 from pivot_schema import keys as schema_keys
 
 from .alerting import INTERVAL_S, alerting, running_session, until, write_epoch

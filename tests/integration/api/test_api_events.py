@@ -10,18 +10,18 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from pivot_api.services.background import LeaderLease
-from pivot_api.services.platform_events import (
+from pivot_api.background import LeaderLease
+from pivot_api.events import (
     TRAINING_COMPLETED,
     TRAINING_PREEMPTED,
     TRAINING_RESUMED,
     TRAINING_STARTED,
-    ApiKeys,
     EventConsumer,
     PlatformEvent,
     publish,
     publish_transition,
 )
+from pivot_schema.keys import ApiKeys
 
 from .api_platform import Platform
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import websockets
 
-from pivot_api.models_live import LiveMetricsEvent, LiveMetricsMessage
+from pivot_api.live.schemas import LiveMetricsEvent, LiveMetricsMessage
 from pivot_schema import keys
 
 from .api_platform import Platform, serve_http
@@ -386,7 +386,7 @@ async def test_a_client_resuming_mid_stream_joins_the_shared_read_exactly_once(
 async def test_a_client_that_falls_behind_catches_up_from_redis_exactly_once(
     live: Live, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pivot_api.services import live as live_module
+    from pivot_api.live import service as live_module
 
     monkeypatch.setattr(live_module, "MAX_QUEUED", 3)
     service = live.app.state.live

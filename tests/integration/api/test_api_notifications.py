@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from pivot_api.services.notifications import NotificationStore
-from pivot_api.services.platform_events import SYSTEM_EVENT, TRAINING_COMPLETED, new_event, publish
+from pivot_api.events import SYSTEM_EVENT, TRAINING_COMPLETED, new_event, publish
+from pivot_api.notifications.service import NotificationStore
 
 from .alerting import alerting, running_session, until
 from .api_platform import Platform

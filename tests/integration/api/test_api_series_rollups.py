@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from pivot_api.services import rollups
-from pivot_api.services.series import SeriesCache, downsample
+from pivot_api.metrics import rollups
+from pivot_api.metrics.series import SeriesCache, downsample
 from pivot_schema import keys
 from pivot_trainer.sink import RecordSink
 

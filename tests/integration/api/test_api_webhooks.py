@@ -11,14 +11,10 @@ from typing import Any
 
 import pytest
 
-from pivot_api.services.platform_events import (
-    ALERT_TRIGGERED,
-    TRAINING_COMPLETED,
-    ApiKeys,
-    publish,
-)
-from pivot_api.services.ssrf import Allowlist
+from pivot_api.events import ALERT_TRIGGERED, TRAINING_COMPLETED, publish
+from pivot_api.webhooks.ssrf import Allowlist
 from pivot_local.procs import free_port
+from pivot_schema.keys import ApiKeys
 
 from .api_platform import Platform, PlatformFactory
 from .webhook_receiver import Receiver

@@ -8,8 +8,8 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from pivot_api.models_alerts import AlertRuleRequest
-from pivot_api.services import alert_conditions as cond
+from pivot_api.alerts import conditions as cond
+from pivot_api.alerts.schemas import AlertRuleRequest
 
 
 @pytest.mark.parametrize(

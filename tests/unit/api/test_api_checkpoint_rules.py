@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pivot_api.services.checkpoints import Policy, best_of, policy_of
-from pivot_api.services.uploads import sanitise_file_name
+from pivot_api.checkpoints.service import Policy, best_of, policy_of
+from pivot_api.checkpoints.uploads import sanitise_file_name
 from pivot_schema.storage import CheckpointManifest
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pivot_api.errors import NotFoundError, ValidationError
-from pivot_api.services.configs import load_config_file, resolve_config_path, validate_config
+from pivot_api.sessions.configs import load_config_file, resolve_config_path, validate_config
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from pivot_api.services.series import downsample, ts_text, ts_us
+from pivot_api.metrics.series import downsample, ts_text, ts_us
 
 
 def test_a_short_series_is_returned_whole() -> None:

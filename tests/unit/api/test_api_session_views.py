@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pivot_api.kube import SessionCache
-from pivot_api.services.sessions import new_session_id, to_detail, to_summary
+from pivot_api.sessions.service import new_session_id, to_detail, to_summary
 
 
 def _cr(name: str = "sess-abc", rv: str = "5", **status: Any) -> dict[str, Any]:

@@ -14,19 +14,13 @@ from typing import get_args
 import pytest
 from standardwebhooks.webhooks import Webhook as Verifier
 
-from pivot_api.models import WebhookEvent
-from pivot_api.services.platform_events import EVENT_TYPES
-from pivot_api.services.ssrf import Allowlist, UnsafeURLError, address_problem, check_url
-from pivot_api.services.webhooks import (
-    backoff_s,
-    event_body,
-    new_secret,
-    order_of,
-    secret_key,
-    sign,
-    signed_headers,
-)
+from pivot_api.events import EVENT_TYPES
 from pivot_api.settings import Settings
+from pivot_api.webhooks.schemas import WebhookEvent
+from pivot_api.webhooks.service import order_of
+from pivot_api.webhooks.signing import event_body, new_secret, secret_key, sign, signed_headers
+from pivot_api.webhooks.ssrf import Allowlist, UnsafeURLError, address_problem, check_url
+from pivot_api.webhooks.tasks import backoff_s
 
 
 def test_a_generated_secret_verifies_with_the_reference_implementation() -> None:

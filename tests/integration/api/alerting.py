@@ -4,14 +4,13 @@ with a deadline."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
 
 from pivot_schema import keys as schema_keys
+from tests.support.waiting import eventually
 
 from .api_platform import Platform, PlatformFactory
 
@@ -30,15 +29,8 @@ async def alerting(platform_factory: PlatformFactory) -> AsyncIterator[Platform]
 async def until(
     probe: Callable[[], Awaitable[T]], *, within_s: float = 15.0, what: str = "condition"
 ) -> T:
-    """Poll `probe` until it returns something truthy; fail after `within_s`."""
-    deadline = time.monotonic() + within_s
-    while True:
-        result = await probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what} (last: {result!r})")
-        await asyncio.sleep(0.05)
+    """Alerts are evaluated every INTERVAL_S; `within_s` leaves room on a loaded machine."""
+    return await eventually(probe, within=within_s, what=what)
 
 
 async def running_session(platform: Platform, **body: Any) -> str:

@@ -16,6 +16,7 @@ import websockets
 
 from pivot_api.live.schemas import LiveMetricsEvent, LiveMetricsMessage
 from pivot_schema import keys
+from tests.support.waiting import eventually
 
 from .api_platform import Platform, serve_http
 
@@ -161,9 +162,14 @@ async def test_sse_sends_heartbeats_while_nothing_happens(live: Live) -> None:
         httpx.AsyncClient(timeout=30) as http,
         http.stream("GET", f"{live.base}/api/v1/sse/training/{sid}") as resp,
     ):
+        seen: list[SseEvent] = []
         async for ev in sse_events(resp):
-            if ev.comment == "heartbeat":
+            seen.append(ev)
+            if ev.comment == "heartbeat" or len(seen) == 5:
                 break
+    # A quiet session's stream stays open and says so with heartbeat comments (it used to
+    # pass even when the stream ended without one).
+    assert seen and seen[-1].comment == "heartbeat", seen
 
 
 async def test_sse_ends_with_a_status_event_when_the_session_ends_without_a_trainer_event(
@@ -255,8 +261,11 @@ async def test_clients_that_disconnect_are_cleaned_up(live: Live) -> None:
     for _ in range(3):
         await read_sse(live, sid, count=1)  # leaves while the server waits on Redis
         await read_ws(live, sid, count=1)
-    while live.app.state.live.clients:  # the server notices each disconnect on its own
-        await asyncio.sleep(0.01)
+
+    async def all_gone() -> bool:  # the server notices each disconnect on its own
+        return not live.app.state.live.clients
+
+    await eventually(all_gone, within=10, what="every client to be let go", interval=0.01)
 
 
 async def test_the_stream_clients_gauge_follows_connected_clients(live: Live) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import socket
@@ -16,6 +15,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from pivot_schema import keys
 from pivot_schema.leases import NODE_LEASE_NAMESPACE, OPERATOR_LEASE, lease_manifest
+from tests.support.waiting import eventually
 
 from .api_platform import Platform, platform_settings, serve
 
@@ -374,11 +374,12 @@ async def running_session(platform: Platform, **body: Any) -> str:
     sid = str((await platform.create(**body))["session_id"])
     assert (await platform.http.post(f"{SESSIONS}/{sid}/start")).status_code == 200
     await platform.patch_status(sid, {"phase": "Running"})
-    for _ in range(500):  # the API's watch-backed cache catches up
-        if (await platform.http.get(f"{SESSIONS}/{sid}")).json()["status"] == "running":
-            return sid
-        await asyncio.sleep(0.01)
-    raise AssertionError("the session never read as running")
+
+    async def running() -> bool:  # the API's watch-backed cache catches up
+        return bool((await platform.http.get(f"{SESSIONS}/{sid}")).json()["status"] == "running")
+
+    await eventually(running, within=5, what=f"{sid} to read running", interval=0.01)
+    return sid
 
 
 async def test_resources_carry_the_latest_gpu_sample_of_each_running_session(

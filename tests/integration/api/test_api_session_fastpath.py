@@ -4,7 +4,6 @@ and the OpenAPI document as they are for every other route."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from pivot_api.fastpath import SessionReadFastPath
 from pivot_api.observability import ROUTE_LABEL
 from pivot_api.settings import Settings
+from tests.support.waiting import eventually
 
 from .api_platform import Platform, serve
 
@@ -81,12 +81,12 @@ def comparable(resp: httpx.Response, *, ignore: tuple[str, ...] = ()) -> tuple[A
 
 async def synced(http: httpx.AsyncClient, sid: str, **kwargs: Any) -> httpx.Response:
     """GET until this app's watch cache has the session (a miss is read from the API)."""
-    for _ in range(100):
+
+    async def shown() -> httpx.Response | None:
         resp = await http.get(f"{SESSIONS}/{sid}", **kwargs)
-        if resp.status_code != 404:
-            return resp
-        await asyncio.sleep(0.02)
-    raise AssertionError("the session never showed up")
+        return resp if resp.status_code != 404 else None
+
+    return await eventually(shown, within=2, what=f"{sid} in the watch cache", interval=0.02)
 
 
 async def test_the_fast_path_answers_as_the_router_does(platform: Platform) -> None:
@@ -133,12 +133,12 @@ async def test_the_fast_path_answers_as_the_router_does(platform: Platform) -> N
         before = resp.content
         await platform.patch_status(sid, {"phase": "Failed", "currentEpoch": 3})
         for http in (fast, slow):
-            for _ in range(200):
+
+            async def moved(http: httpx.AsyncClient = http) -> bool:
                 resp = await http.get(url, headers={"X-Request-ID": "pinned-id-5"})
-                if resp.content != before:
-                    break
-                await asyncio.sleep(0.02)
-            assert resp.content != before
+                return resp.content != before
+
+            await eventually(moved, within=4, what="the body to follow the CR", interval=0.02)
         got, want = await fast.get(url), await slow.get(url)
         assert got.content == want.content and got.json()["current_epoch"] == 3
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+
+from tests.support.waiting import eventually
 
 from .api_platform import Platform
 
@@ -15,13 +15,6 @@ pytestmark = pytest.mark.integration
 
 SESSIONS = "/api/v1/training/sessions"
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within_s: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within_s
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 def error_code(resp: Any) -> str:
@@ -211,7 +204,7 @@ async def test_get_reflects_the_status_the_operator_writes(platform: Platform) -
         body = (await platform.http.get(f"{SESSIONS}/{sid}")).json()
         return bool(body["status"] == "running" and body["current_epoch"] == 1)
 
-    await eventually(shows_running)
+    await eventually(shows_running, what="epoch 1 running")
     body = (await platform.http.get(f"{SESSIONS}/{sid}")).json()
     assert body["progress"] == 0.25
     assert body["latest_metrics"] == {"train_loss": 0.5, "val_loss": 0.6}
@@ -233,7 +226,7 @@ async def test_a_cr_applied_directly_shows_up_through_the_watch(platform: Platfo
         resp = await platform.http.get(SESSIONS)
         return any(s["session_id"] == "by-kubectl" for s in resp.json()["sessions"])
 
-    await eventually(listed)
+    await eventually(listed, what="the CR in the list")
     detail = (await platform.http.get(f"{SESSIONS}/by-kubectl")).json()
     assert detail["status"] == "pending" and detail["total_epochs"] == 3
 

@@ -3,10 +3,11 @@ no worker shows a state older than one another worker has already shown."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
+
+from tests.support.waiting import eventually
 
 from .api_platform import Platform, PlatformFactory
 
@@ -14,13 +15,11 @@ pytestmark = pytest.mark.integration
 
 
 async def _until(platform: Platform, sid: str, status: str, within_s: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within_s
-    while True:
+    async def read() -> dict[str, Any] | None:
         body = (await platform.http.get(f"/api/v1/training/sessions/{sid}")).json()
-        if body["status"] == status:
-            return
-        assert asyncio.get_running_loop().time() < deadline, body
-        await asyncio.sleep(0.02)
+        return body if body["status"] == status else None
+
+    await eventually(read, within=within_s, what=f"{sid} to read {status}", interval=0.02)
 
 
 async def _listed(platform: Platform, sid: str) -> dict[str, Any]:

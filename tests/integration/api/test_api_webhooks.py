@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from pivot_api.events import ALERT_TRIGGERED, TRAINING_COMPLETED, publish
 from pivot_api.webhooks.ssrf import Allowlist
 from pivot_local.procs import free_port
 from pivot_schema.keys import ApiKeys
+from tests.support.waiting import eventually
 
 from .api_platform import Platform, PlatformFactory
 from .webhook_receiver import Receiver
@@ -57,15 +58,6 @@ async def register(p: Platform, receiver: Receiver, events: list[str], **body: A
     got = resp.json()
     receiver.secret = body.get("secret") or got["secret"]
     return str(got["webhook_id"])
-
-
-async def until(check: Callable[[], Any], timeout_s: float = 20.0) -> Any:
-    for _ in range(int(timeout_s / 0.02)):
-        result = await check()
-        if result:
-            return result
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.mark.parametrize(
@@ -265,7 +257,7 @@ async def test_after_max_attempts_an_event_is_dead_lettered_and_can_be_redeliver
             body = (await p.http.get(f"/api/v1/webhooks/{wid}/dead-letters")).json()
             return list(body["dead_letters"]) if len(body["dead_letters"]) == 2 else []
 
-        letters = await until(dead)
+        letters = await eventually(dead, within=20, what="a dead letter")
         assert [d["event_id"] for d in letters] == [first.event_id, second.event_id]
         assert letters[0]["attempts"] == 3 and letters[0]["last_status_code"] == 500
         assert letters[0]["type"] == ALERT_TRIGGERED
@@ -308,7 +300,7 @@ async def test_410_gone_disables_the_webhook_until_it_is_enabled(
             body = (await p.http.get(f"/api/v1/webhooks/{wid}")).json()
             return bool(body["status"] == "disabled")
 
-        await until(disabled)
+        await eventually(disabled, within=20, what="the webhook disabled")
         hook = (await p.http.get(f"/api/v1/webhooks/{wid}")).json()
         assert "410" in hook["disabled_reason"]
         await publish(p.redis, keys, ALERT_TRIGGERED, {"n": 2})  # not enqueued while disabled
@@ -335,7 +327,8 @@ async def test_the_address_is_checked_again_at_delivery(
             body = (await p.http.get(f"/api/v1/webhooks/{wid}/deliveries")).json()
             return list(body["deliveries"])
 
-        entries = await until(refused)  # newest first; retries are milliseconds apart here
+        # Newest first; retries are milliseconds apart here.
+        entries = await eventually(refused, within=20, what="a refused delivery")
         assert entries[-1]["outcome"] == "retrying"
         assert all("loopback" in e["error"] and e["status_code"] is None for e in entries)
         assert receiver.attempts == []

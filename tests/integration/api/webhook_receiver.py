@@ -4,7 +4,6 @@ records what it accepted, and can answer with an error status or go down entirel
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +12,7 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook as Verifier
 
 from pivot_local.procs import free_port
+from tests.support.waiting import eventually
 
 
 @dataclass
@@ -95,8 +95,8 @@ class Receiver:
             self._runner = None
 
     async def wait_for(self, count: int, timeout_s: float = 20.0) -> list[Received]:
-        for _ in range(int(timeout_s / 0.02)):
-            if len(self.accepted) >= count:
-                return self.accepted
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"{len(self.accepted)} of {count} deliveries arrived")
+        async def arrived() -> bool:
+            return len(self.accepted) >= count
+
+        await eventually(arrived, within=timeout_s, what=f"{count} deliveries", interval=0.02)
+        return self.accepted

@@ -396,3 +396,49 @@ def new_training_session(
 def crd_manifest_path() -> Path:
     """The canonical CRD file (crds/trainingsessions.pivot.dev.yaml, beside this package)."""
     return Path(__file__).resolve().parent.parent / f"{CRD_NAME}.yaml"
+
+
+# The operator's reading of a TrainingSession as stored in the cluster. The API server has
+# checked it against the CRD already, so these models only type it: unknown fields are
+# ignored, and the config is kept exactly as written (the trainer reads it verbatim, and a
+# config it would refuse is the session's InvalidConfig failure, not an unreadable spec).
+
+
+class StoredTrainingSessionSpec(TrainingSessionSpec):
+    model_config = ConfigDict(extra="ignore")
+
+    config: dict[str, Any] | None = None  # type: ignore[assignment]
+
+
+class StoredTrainingSessionStatus(TrainingSessionStatus):
+    model_config = ConfigDict(extra="ignore")
+
+
+class StoredMetadata(_CamelModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    namespace: str = "default"
+    uid: str = ""
+    generation: int | None = None
+    resource_version: str | None = None
+    deletion_timestamp: str | None = None
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+def _empty_if_none(value: Any) -> Any:
+    return {} if value is None else value
+
+
+class StoredTrainingSession(BaseModel):
+    """A TrainingSession object (metadata, spec, status) as read from the cluster."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    metadata: StoredMetadata
+    spec: Annotated[StoredTrainingSessionSpec, BeforeValidator(_empty_if_none)] = Field(
+        default_factory=StoredTrainingSessionSpec
+    )
+    status: Annotated[StoredTrainingSessionStatus, BeforeValidator(_empty_if_none)] = Field(
+        default_factory=StoredTrainingSessionStatus
+    )

@@ -1,9 +1,12 @@
-"""Pure builders: a TrainingSession in, plain manifests out. No cluster, no I/O."""
+"""Pure builders: a TrainingSession (parsed once into pivot_schema's models) in, plain
+manifests out. No cluster, no I/O."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+from pydantic import BaseModel
 
 from pivot_operator.config import OperatorConfig
 from pivot_schema import env as tenv
@@ -18,6 +21,8 @@ from pivot_schema.crd import (
     LABEL_RANK,
     LABEL_SESSION,
     MANAGED_BY,
+    StoredTrainingSession,
+    StoredTrainingSessionSpec,
 )
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -28,12 +33,12 @@ KUEUE_POD_GROUP = "kueue.x-k8s.io/pod-group-name"
 KUEUE_POD_GROUP_COUNT = "kueue.x-k8s.io/pod-group-total-count"
 
 
-def replicas_of(spec: dict[str, Any]) -> int:
-    return max(1, int(spec.get("replicas") or 1))
+def replicas_of(spec: StoredTrainingSessionSpec) -> int:
+    return max(1, spec.replicas or 1)
 
 
-def gpus_per_pod(spec: dict[str, Any]) -> int:
-    return int((spec.get("resources") or {}).get("gpu") or 0)
+def gpus_per_pod(spec: StoredTrainingSessionSpec) -> int:
+    return (spec.resources.gpu if spec.resources else None) or 0
 
 
 def trainer_pod_name(session_name: str, attempt: int = 0, rank: int = 0, replicas: int = 1) -> str:
@@ -56,11 +61,15 @@ def pod_hostname(rank: int) -> str:
     return f"trainer-{rank}"
 
 
-def master_addr(session: dict[str, Any]) -> str:
+def master_addr(session: StoredTrainingSession) -> str:
     """Rank 0's DNS name: <hostname>.<subdomain>.<namespace>.svc.cluster.local."""
-    meta = session["metadata"]
-    namespace = meta.get("namespace") or "default"
-    return f"{pod_hostname(0)}.{service_name(meta['name'])}.{namespace}.svc.cluster.local"
+    meta = session.metadata
+    return f"{pod_hostname(0)}.{service_name(meta.name)}.{meta.namespace}.svc.cluster.local"
+
+
+def _wire(model: BaseModel) -> dict[str, Any]:
+    """A spec item as the Pod API spells it (camelCase, unset fields left out)."""
+    return model.model_dump(by_alias=True, exclude_none=True)
 
 
 def session_labels(session_name: str) -> dict[str, str]:
@@ -71,25 +80,24 @@ def session_labels(session_name: str) -> dict[str, str]:
     }
 
 
-def owner_reference(session: dict[str, Any]) -> dict[str, Any]:
-    meta = session["metadata"]
+def owner_reference(session: StoredTrainingSession) -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
-        "name": meta["name"],
-        "uid": meta["uid"],
+        "name": session.metadata.name,
+        "uid": session.metadata.uid,
         "controller": True,
         "blockOwnerDeletion": True,
     }
 
 
-def build_resources(spec: dict[str, Any]) -> dict[str, Any]:
-    res = spec.get("resources") or {}
+def build_resources(spec: StoredTrainingSessionSpec) -> dict[str, Any]:
     requests: dict[str, str] = {}
     limits: dict[str, str] = {}
-    for key in ("cpu", "memory"):
-        if res.get(key) is not None:
-            requests[key] = limits[key] = str(res[key])
+    if spec.resources:
+        for key, value in (("cpu", spec.resources.cpu), ("memory", spec.resources.memory)):
+            if value is not None:
+                requests[key] = limits[key] = str(value)
     gpu = gpus_per_pod(spec)
     if gpu > 0:
         # Extended resources are set as limits; Kubernetes copies them into requests.
@@ -102,19 +110,17 @@ def build_resources(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_tolerations(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    tolerations = [
-        {k: v for k, v in t.items() if v is not None} for t in (spec.get("tolerations") or [])
-    ]
+def build_tolerations(spec: StoredTrainingSessionSpec) -> list[dict[str, Any]]:
+    tolerations = [_wire(t) for t in spec.tolerations or []]
     if gpus_per_pod(spec) > 0 and not any(t.get("key") == GPU_RESOURCE for t in tolerations):
         # GPU node pools are usually tainted nvidia.com/gpu:NoSchedule.
         tolerations.append({"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
     return tolerations
 
 
-def build_distributed_env(session: dict[str, Any], rank: int) -> list[dict[str, Any]]:
+def build_distributed_env(session: StoredTrainingSession, rank: int) -> list[dict[str, Any]]:
     """torchrun's rendezvous env for a multi-pod (or multi-GPU) session; empty for one process."""
-    spec = session.get("spec") or {}
+    spec = session.spec
     replicas = replicas_of(spec)
     nproc = max(1, gpus_per_pod(spec))
     if replicas == 1 and nproc == 1:
@@ -134,8 +140,8 @@ def build_distributed_env(session: dict[str, Any], rank: int) -> list[dict[str, 
     return [{"name": k, "value": v} for k, v in env.items()]
 
 
-def build_command(session: dict[str, Any], rank: int) -> list[str]:
-    spec = session.get("spec") or {}
+def build_command(session: StoredTrainingSession, rank: int) -> list[str]:
+    spec = session.spec
     nproc = gpus_per_pod(spec)
     if nproc <= 1:
         return list(tenv.TRAINER_COMMAND)
@@ -154,10 +160,10 @@ def build_command(session: dict[str, Any], rank: int) -> list[str]:
 
 
 def build_env(
-    session: dict[str, Any], config: OperatorConfig, rank: int = 0
+    session: StoredTrainingSession, config: OperatorConfig, rank: int = 0
 ) -> list[dict[str, Any]]:
-    name = session["metadata"]["name"]
-    spec = session.get("spec") or {}
+    name = session.metadata.name
+    spec = session.spec
     secret = config.s3_secret_name
     ours: list[dict[str, Any]] = [
         {"name": tenv.SESSION_ID, "value": name},
@@ -173,47 +179,44 @@ def build_env(
             "name": tenv.S3_SECRET_KEY,
             "valueFrom": {"secretKeyRef": {"name": secret, "key": tenv.SECRET_SECRET_KEY_FIELD}},
         },
-        {"name": tenv.CONFIG_JSON, "value": json.dumps(spec.get("config") or {}, sort_keys=True)},
+        {"name": tenv.CONFIG_JSON, "value": json.dumps(spec.config or {}, sort_keys=True)},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         *build_distributed_env(session, rank),
     ]
     # The user's env comes after ours but cannot replace what the platform relies on.
     taken = {e["name"] for e in ours}
-    extra = [
-        {k: v for k, v in e.items() if v is not None}
-        for e in spec.get("env") or []
-        if e.get("name") not in taken
-    ]
+    extra = [_wire(e) for e in spec.env or [] if e.name not in taken]
     return ours + extra
 
 
-def build_volumes(spec: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def build_volumes(
+    spec: StoredTrainingSessionSpec,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(pod volumes, container mounts): the user's, the dataset PVC and a sized /dev/shm."""
-    volumes = [dict(v) for v in spec.get("volumes") or []]
-    mounts = [{k: v for k, v in m.items() if v is not None} for m in spec.get("volumeMounts") or []]
-    dataset = spec.get("dataset")
-    if dataset:
-        read_only = dataset.get("readOnly", True) is not False
+    volumes = [dict(v) for v in spec.volumes or []]
+    mounts = [_wire(m) for m in spec.volume_mounts or []]
+    if dataset := spec.dataset:
+        read_only = dataset.read_only is not False
         volumes.append(
             {
                 "name": DATASET_VOLUME,
-                "persistentVolumeClaim": {"claimName": dataset["claimName"], "readOnly": read_only},
+                "persistentVolumeClaim": {"claimName": dataset.claim_name, "readOnly": read_only},
             }
         )
         mounts.append(
             {
                 "name": DATASET_VOLUME,
-                "mountPath": dataset.get("mountPath") or DEFAULT_DATASET_MOUNT,
+                "mountPath": dataset.mount_path or DEFAULT_DATASET_MOUNT,
                 "readOnly": read_only,
             }
         )
-    if spec.get("shmSize") is not None:
+    if spec.shm_size is not None:
         # The container runtime's 64 MiB /dev/shm breaks DataLoader workers; a memory
         # emptyDir (counted against the pod's memory) replaces it.
         volumes.append(
             {
                 "name": SHM_VOLUME,
-                "emptyDir": {"medium": "Memory", "sizeLimit": str(spec["shmSize"])},
+                "emptyDir": {"medium": "Memory", "sizeLimit": str(spec.shm_size)},
             }
         )
         mounts.append({"name": SHM_VOLUME, "mountPath": "/dev/shm"})
@@ -221,18 +224,17 @@ def build_volumes(spec: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict
 
 
 def build_trainer_pod(
-    session: dict[str, Any], config: OperatorConfig, attempt: int = 0, rank: int = 0
+    session: StoredTrainingSession, config: OperatorConfig, attempt: int = 0, rank: int = 0
 ) -> dict[str, Any]:
     """The trainer Pod of one rank of one attempt of a TrainingSession."""
-    meta = session["metadata"]
-    spec = session.get("spec") or {}
-    name = meta["name"]
+    spec = session.spec
+    name = session.metadata.name
     replicas = replicas_of(spec)
-    checkpoint = spec.get("checkpoint") or {}
+    grace = spec.checkpoint.grace_period_seconds if spec.checkpoint else None
 
     container: dict[str, Any] = {
         "name": "trainer",
-        "image": spec.get("image") or config.trainer_image,
+        "image": spec.image or config.trainer_image,
         "command": build_command(session, rank),
         "env": build_env(session, config, rank),
     }
@@ -248,43 +250,40 @@ def build_trainer_pod(
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         # The trainer checkpoints on SIGTERM: the grace period is the time it gets to do so.
-        "terminationGracePeriodSeconds": int(
-            checkpoint.get("gracePeriodSeconds") or config.default_grace_period_seconds
-        ),
+        "terminationGracePeriodSeconds": grace or config.default_grace_period_seconds,
         "containers": [container],
     }
     if volumes:
         pod_spec["volumes"] = volumes
-    for key in (
-        "nodeSelector",
-        "affinity",
-        "priorityClassName",
-        "runtimeClassName",
-        "serviceAccountName",
-        "schedulerName",
-    ):
-        if spec.get(key):
-            pod_spec[key] = spec[key]
+    scheduling = {
+        "nodeSelector": spec.node_selector,
+        "affinity": spec.affinity,
+        "priorityClassName": spec.priority_class_name,
+        "runtimeClassName": spec.runtime_class_name,
+        "serviceAccountName": spec.service_account_name,
+        "schedulerName": spec.scheduler_name,
+    }
+    pod_spec.update({key: value for key, value in scheduling.items() if value})
     tolerations = build_tolerations(spec)
     if tolerations:
         pod_spec["tolerations"] = tolerations
-    if spec.get("imagePullSecrets"):
-        pod_spec["imagePullSecrets"] = [{"name": s["name"]} for s in spec["imagePullSecrets"]]
+    if spec.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": s.name} for s in spec.image_pull_secrets]
     if replicas > 1:
         pod_spec["hostname"] = pod_hostname(rank)
         pod_spec["subdomain"] = service_name(name)
 
     labels = {**session_labels(name), LABEL_ATTEMPT: str(attempt), LABEL_RANK: str(rank)}
     annotations: dict[str, str] = {}
-    if spec.get("queueName"):
-        labels[LABEL_KUEUE_QUEUE] = spec["queueName"]
+    if spec.queue_name:
+        labels[LABEL_KUEUE_QUEUE] = spec.queue_name
         if replicas > 1:
             # Kueue admits the gang as one workload (plain-pod groups).
             labels[KUEUE_POD_GROUP] = f"{name}-r{attempt}"
             annotations[KUEUE_POD_GROUP_COUNT] = str(replicas)
     metadata: dict[str, Any] = {
         "name": trainer_pod_name(name, attempt, rank, replicas),
-        "namespace": meta.get("namespace") or "default",
+        "namespace": session.metadata.namespace,
         "labels": labels,
         "ownerReferences": [owner_reference(session)],
     }
@@ -293,24 +292,15 @@ def build_trainer_pod(
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}
 
 
-def build_gang(
-    session: dict[str, Any], config: OperatorConfig, attempt: int
-) -> list[dict[str, Any]]:
-    """Every pod of one attempt, rank 0 first."""
-    replicas = replicas_of(session.get("spec") or {})
-    return [build_trainer_pod(session, config, attempt, rank) for rank in range(replicas)]
-
-
-def build_headless_service(session: dict[str, Any]) -> dict[str, Any]:
+def build_headless_service(session: StoredTrainingSession) -> dict[str, Any]:
     """Gives each pod of a multi-pod session a DNS name (MASTER_ADDR points at rank 0's)."""
-    meta = session["metadata"]
-    name = meta["name"]
+    name = session.metadata.name
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
             "name": service_name(name),
-            "namespace": meta.get("namespace") or "default",
+            "namespace": session.metadata.namespace,
             "labels": session_labels(name),
             "ownerReferences": [owner_reference(session)],
         },

@@ -1,19 +1,27 @@
-"""Operator knobs, all from env (Helm fills them; `pivot up` sets them for the local platform)."""
+"""Operator knobs, all from env (Helm fills them; `pivot up` sets them for the local platform).
+
+Each field names its variable: several predate a common prefix rule (PIVOT_PROGRESS_INTERVAL,
+PIVOT_S3_SECRET, KUBECONFIG), and the chart test reads the names from here."""
 
 from __future__ import annotations
 
-import os
 import random
-from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_core import PydanticUndefined
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pivot_schema.leases import OPERATOR_LEASE, OPERATOR_LEASE_SECONDS
 
 SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
+def _env(name: str, default: Any = PydanticUndefined, **kw: Any) -> Any:
+    """A field read from the environment variable `name`."""
+    return Field(default, validation_alias=name, **kw)
 
 
 def _own_namespace() -> str:
@@ -24,79 +32,63 @@ def _own_namespace() -> str:
         return ""
 
 
-@dataclass(frozen=True)
-class OperatorConfig:
-    namespaces: list[str] = field(default_factory=list)  # empty: cluster-wide
-    trainer_image: str = "ghcr.io/pivot-dev/pivot-trainer:0.1.0"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    s3_endpoint: str = ""
-    s3_bucket: str = "pivot"
-    s3_region: str = "us-east-1"
-    s3_secret_name: str = "pivot-s3"
+class OperatorConfig(BaseSettings):
+    # An empty variable counts as unset: the default applies (as it did for the optional ones).
+    model_config = SettingsConfigDict(
+        case_sensitive=True,
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    # Comma-separated; empty: cluster-wide.
+    namespaces: Annotated[list[str], NoDecode] = _env("PIVOT_NAMESPACES", [])
+    trainer_image: str = _env("PIVOT_TRAINER_IMAGE", "ghcr.io/pivot-dev/pivot-trainer:0.1.0")
+    redis_url: str = _env("PIVOT_REDIS_URL", "redis://127.0.0.1:6379/0")
+    s3_endpoint: str = _env("PIVOT_S3_ENDPOINT", "")
+    s3_bucket: str = _env("PIVOT_S3_BUCKET", "pivot")
+    s3_region: str = _env("PIVOT_S3_REGION", "us-east-1")
+    s3_secret_name: str = _env("PIVOT_S3_SECRET", "pivot-s3")
     # The operator's own S3 credentials (the finalizer deletes checkpoints when asked).
-    s3_access_key: str = ""
-    s3_secret_key: str = ""
-    default_grace_period_seconds: int = 60
-    progress_interval_seconds: float = 2.0
+    s3_access_key: str = _env("PIVOT_S3_ACCESS_KEY", "")
+    s3_secret_key: str = _env("PIVOT_S3_SECRET_KEY", "")
+    default_grace_period_seconds: int = _env("PIVOT_GRACE_PERIOD_SECONDS", 60)
+    progress_interval_seconds: float = _env("PIVOT_PROGRESS_INTERVAL", 2.0)
     # First retry after this many seconds, doubling per failed attempt.
-    backoff_base_seconds: float = 2.0
+    backoff_base_seconds: float = _env("PIVOT_BACKOFF_BASE_SECONDS", 2.0)
     # A pod not bound after this long makes the session Schedulable=False.
-    schedule_timeout_seconds: float = 10.0
+    schedule_timeout_seconds: float = _env("PIVOT_SCHEDULE_TIMEOUT_SECONDS", 10.0)
     # Every session is looked at again at least this often (a missed watch event heals).
-    resync_seconds: float = 30.0
-    metrics_port: int = 0  # 0: no Prometheus endpoint
-    liveness_endpoint: str | None = None  # e.g. http://0.0.0.0:8080/healthz
+    resync_seconds: float = _env("PIVOT_RESYNC_SECONDS", 30.0)
+    metrics_port: int = _env("PIVOT_METRICS_PORT", 0)  # 0: no Prometheus endpoint
+    # e.g. http://0.0.0.0:8080/healthz
+    liveness_endpoint: str | None = _env("PIVOT_LIVENESS_ENDPOINT", None)
     # kopf peering: replicas sharing a name elect one active operator; empty: standalone.
-    peering_name: str = ""
+    peering_name: str = _env("PIVOT_PEERING_NAME", "")
     # Highest priority alive is active; replicas of one Deployment draw a random one, since
     # kopf pauses every operator when two alive peers share a priority.
-    peering_priority: int = 0
+    peering_priority: int = _env(
+        "PIVOT_PEERING_PRIORITY", default_factory=lambda: random.randint(1, 1_000_000)
+    )
     # A replica that stops heartbeating (killed) is presumed dead after this many seconds.
-    peering_lifetime: int = 30
-    kubeconfig: str | None = None
-    # The heartbeat Lease (pivot_operator.heartbeat) that /health reads: its namespace (the
-    # operator's own), name and duration.
-    lease_namespace: str = "default"
-    lease_name: str = OPERATOR_LEASE
-    lease_seconds: int = OPERATOR_LEASE_SECONDS
+    peering_lifetime: int = _env("PIVOT_PEERING_LIFETIME", 30)
+    kubeconfig: str | None = _env("KUBECONFIG", None)
+    # The heartbeat Lease (pivot_operator.heartbeat) that /health reads: the operator's own
+    # namespace (see lease_namespace), the lease's name and duration.
+    operator_namespace: str = _env("PIVOT_OPERATOR_NAMESPACE", "")
+    lease_name: str = _env("PIVOT_OPERATOR_LEASE", OPERATOR_LEASE)
+    lease_seconds: int = _env("PIVOT_OPERATOR_LEASE_SECONDS", OPERATOR_LEASE_SECONDS)
 
+    @field_validator("namespaces", mode="before")
     @classmethod
-    def from_env(cls) -> OperatorConfig:
-        namespaces = [n for n in _env("PIVOT_NAMESPACES", "").split(",") if n.strip()]
-        return cls(
-            namespaces=[n.strip() for n in namespaces],
-            trainer_image=_env("PIVOT_TRAINER_IMAGE", cls.trainer_image),
-            redis_url=_env("PIVOT_REDIS_URL", cls.redis_url),
-            s3_endpoint=_env("PIVOT_S3_ENDPOINT", cls.s3_endpoint),
-            s3_bucket=_env("PIVOT_S3_BUCKET", cls.s3_bucket),
-            s3_region=_env("PIVOT_S3_REGION", cls.s3_region),
-            s3_secret_name=_env("PIVOT_S3_SECRET", cls.s3_secret_name),
-            s3_access_key=_env("PIVOT_S3_ACCESS_KEY", ""),
-            s3_secret_key=_env("PIVOT_S3_SECRET_KEY", ""),
-            default_grace_period_seconds=int(
-                _env("PIVOT_GRACE_PERIOD_SECONDS", str(cls.default_grace_period_seconds))
-            ),
-            progress_interval_seconds=float(
-                _env("PIVOT_PROGRESS_INTERVAL", str(cls.progress_interval_seconds))
-            ),
-            backoff_base_seconds=float(
-                _env("PIVOT_BACKOFF_BASE_SECONDS", str(cls.backoff_base_seconds))
-            ),
-            schedule_timeout_seconds=float(
-                _env("PIVOT_SCHEDULE_TIMEOUT_SECONDS", str(cls.schedule_timeout_seconds))
-            ),
-            resync_seconds=float(_env("PIVOT_RESYNC_SECONDS", str(cls.resync_seconds))),
-            metrics_port=int(_env("PIVOT_METRICS_PORT", "0")),
-            liveness_endpoint=os.environ.get("PIVOT_LIVENESS_ENDPOINT") or None,
-            peering_name=_env("PIVOT_PEERING_NAME", ""),
-            peering_priority=int(
-                _env("PIVOT_PEERING_PRIORITY", "") or random.randint(1, 1_000_000)
-            ),
-            peering_lifetime=int(_env("PIVOT_PEERING_LIFETIME", str(cls.peering_lifetime))),
-            kubeconfig=os.environ.get("KUBECONFIG") or None,
-            lease_namespace=_env("PIVOT_OPERATOR_NAMESPACE", "")
-            or _own_namespace()
-            or (namespaces[0].strip() if namespaces else cls.lease_namespace),
-            lease_name=_env("PIVOT_OPERATOR_LEASE", cls.lease_name),
-            lease_seconds=int(_env("PIVOT_OPERATOR_LEASE_SECONDS", str(cls.lease_seconds))),
-        )
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [n.strip() for n in value.split(",") if n.strip()]
+        return value
+
+    @cached_property
+    def lease_namespace(self) -> str:
+        """The heartbeat Lease's namespace: the operator's own, else its ServiceAccount's (in
+        a pod), else the first watched one, else `default`."""
+        return self.operator_namespace or _own_namespace() or next(iter(self.namespaces), "default")

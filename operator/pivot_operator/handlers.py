@@ -18,16 +18,17 @@ from pivot_operator import heartbeat, metrics
 from pivot_operator.builders import build_headless_service, build_trainer_pod, replicas_of
 from pivot_operator.config import OperatorConfig
 from pivot_operator.kube import SessionKube, make_api_client
-from pivot_operator.status import (
-    PodView,
+from pivot_operator.pods import PodView, owned_by
+from pivot_operator.reconcile import backoff_delay, decide, total_epochs
+from pivot_operator.scheduler import Action, Cadence, Key, Scheduler, nap
+from pivot_operator.status import status_diff
+from pivot_operator.telemetry import (
+    Telemetry,
     best_checkpoint,
-    decide,
-    status_diff,
+    delete_checkpoints,
     telemetry_fields,
-    total_epochs,
-    ttl_remaining,
 )
-from pivot_operator.telemetry import Telemetry, delete_checkpoints
+from pivot_operator.ttl import ttl_remaining
 from pivot_schema.crd import (
     GROUP,
     LABEL_MANAGED_BY,
@@ -37,10 +38,13 @@ from pivot_schema.crd import (
     TERMINAL_PHASES,
     VERSION,
     Phase,
+    StoredTrainingSession,
+    StoredTrainingSessionSpec,
+    StoredTrainingSessionStatus,
 )
 
 # Read once at import: decorator arguments need it before startup.
-CONFIG = OperatorConfig.from_env()
+CONFIG = OperatorConfig()
 ANNOTATION_PREFIX = "pivot.dev"
 MAX_STEPS = 8  # decide/apply rounds per sync; a plan converges in 2-4
 
@@ -77,8 +81,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.kube = SessionKube(await make_api_client(CONFIG.kubeconfig))
     memo.telemetry = Telemetry(CONFIG.redis_url)
     memo.locks = {}
-    memo.due = {}
-    memo.wakeups = {}
+    memo.scheduler = Scheduler()
     memo.heartbeat = heartbeat.start(memo.kube.api, CONFIG)  # what /health calls "operator"
     metrics.serve(CONFIG.metrics_port)
 
@@ -93,8 +96,6 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 @dataclass
 class Synced:
     phase: str | None
-    spec: dict[str, Any]
-    status: dict[str, Any]
     requeue_after: float | None
 
 
@@ -110,10 +111,6 @@ async def _telemetry(
     except Exception as exc:  # telemetry is best effort: Redis down must not block scheduling
         logger.warning(f"telemetry unavailable for {name}: {exc}")
         return None, None, False
-
-
-def _owned(pod: dict[str, Any], uid: str) -> bool:
-    return uid in {r.get("uid") for r in (pod.get("metadata") or {}).get("ownerReferences") or []}
 
 
 async def sync(
@@ -142,31 +139,32 @@ async def _sync(
     kube: SessionKube = memo.kube
     config: OperatorConfig = memo.config
     synced: Synced | None = None
-    session: dict[str, Any] | None = None
+    obj: dict[str, Any] | None = None  # the CR as last read or written; None: read it again
+    session: StoredTrainingSession | None = None
     pods: list[PodView] = []
     for _step in range(MAX_STEPS):
-        if session is None:
-            session = await kube.get_session(namespace, name)
-            if session is None or session["metadata"].get("deletionTimestamp"):
+        if obj is None or session is None:
+            obj = await kube.get_session(namespace, name)
+            if obj is None:
                 return None
-            uid = session["metadata"]["uid"]
+            session = StoredTrainingSession.model_validate(obj)
+            if session.metadata.deletion_timestamp:
+                return None
             pods = [
                 PodView.from_pod(p)
                 for p in await kube.list_session_pods(namespace, name)
-                if _owned(p, uid)
+                if owned_by(p, session.metadata.uid)
             ]
-        spec = session.get("spec") or {}
-        status = session.get("status") or {}
         latest, best, telemetry_ok = (None, None, True)
-        if status.get("phase") not in TERMINAL_PHASES and any(
+        if session.status.phase not in TERMINAL_PHASES and any(
             p.phase in ("Running", "Succeeded") for p in pods
         ):
             # Only a started trainer has telemetry: pending sessions cost Redis nothing.
             latest, best, telemetry_ok = await _telemetry(memo, name, logger)
-        replicas = replicas_of(spec)
+        replicas = replicas_of(session.spec)
         plan = decide(
-            spec,
-            status,
+            session.spec,
+            obj.get("status") or {},
             pods,
             _now(),
             replicas=replicas,
@@ -174,15 +172,15 @@ async def _sync(
             best=best,
             backoff_base=config.backoff_base_seconds,
             schedule_timeout=config.schedule_timeout_seconds,
-            generation=session["metadata"].get("generation"),
-            annotations=session["metadata"].get("annotations"),
+            generation=session.metadata.generation,
+            annotations=session.metadata.annotations,
             telemetry_ok=telemetry_ok,
         )
-        synced = Synced(status.get("phase"), spec, status, plan.requeue_after)
+        synced = Synced(session.status.phase, plan.requeue_after)
         if plan.create:
             # Creates come only from a plan that keeps status.attempt, so they may run before
             # its status patch; the pods are then decided on with the rest in one patch.
-            attempt = int(status.get("attempt") or 0)
+            attempt = session.status.attempt or 0
             if replicas > 1:
                 await kube.create_service(namespace, build_headless_service(session))
             for rank in plan.create:
@@ -198,58 +196,65 @@ async def _sync(
             continue
         if plan.status:
             try:
-                session = await kube.patch_session_status(
+                obj = await kube.patch_session_status(
                     namespace,
                     name,
                     plan.status,
-                    resource_version=session["metadata"]["resourceVersion"],
+                    resource_version=session.metadata.resource_version,
                 )
             except ApiException as exc:
                 if exc.status == 409:
-                    session = None  # the CR moved on since we read it: look again
+                    obj = None  # the CR moved on since we read it: look again
                     continue
                 raise
-            status = session.get("status") or {}
-            synced = Synced(status.get("phase"), spec, status, plan.requeue_after)
-            for etype, reason, message in plan.events:
-                kopf.event(
-                    kopf.Body(cast(kopf.RawBody, session)),
-                    type=etype,
-                    reason=reason,
-                    message=message,
-                )
-                log = logger.warning if etype == "Warning" else logger.info
-                log(f"session {name}: {reason}: {message}")
-                if reason == "Preempted":
-                    metrics.PREEMPTIONS.inc()
-                elif etype == "Warning" and reason not in ("Retrying", Phase.FAILED.value):
-                    metrics.ATTEMPTS_FAILED.labels(reason).inc()
+            session = StoredTrainingSession.model_validate(obj)
+            synced = Synced(session.status.phase, plan.requeue_after)
+            _post_events(obj, plan.events, logger)
         if plan.delete:
             for pod_name in plan.delete:
                 await kube.delete_pod(namespace, pod_name)
-            session = None  # deletions change what the pods look like: read them again
+            obj = None  # deletions change what the pods look like: read them again
             continue
         if plan.idle:
             break
     if synced is not None and synced.requeue_after is not None:
-        memo.due[(namespace, name)] = time.monotonic() + synced.requeue_after
-        _wake(memo, namespace, name)
+        memo.scheduler.requeue((namespace, name), synced.requeue_after)
     return synced
 
 
-def _wake(memo: kopf.Memo, namespace: str, name: str) -> None:
-    """Have the session's daemon look again now (a new due time, a changed CR)."""
-    wakeup: asyncio.Event | None = memo.wakeups.get((namespace, name))
-    if wakeup is not None:
-        wakeup.set()
+def _post_events(
+    obj: dict[str, Any], events: list[tuple[str, str, str]], logger: logging.Logger | kopf.Logger
+) -> None:
+    name = obj["metadata"]["name"]
+    for etype, reason, message in events:
+        kopf.event(kopf.Body(cast(kopf.RawBody, obj)), type=etype, reason=reason, message=message)
+        log = logger.warning if etype == "Warning" else logger.info
+        log(f"session {name}: {reason}: {message}")
+        if reason == "Preempted":
+            metrics.PREEMPTIONS.inc()
+        elif etype == "Warning" and reason not in ("Retrying", Phase.FAILED.value):
+            metrics.ATTEMPTS_FAILED.labels(reason).inc()
+
+
+async def _sync_or_retry(
+    memo: kopf.Memo, key: Key, logger: logging.Logger | kopf.Logger, trigger: str
+) -> None:
+    """Sync from an event handler. kopf retries no event handler: a failed sync becomes the
+    session's daemon's, shortly (and a failure there is kopf's to retry, see `supervise`)."""
+    namespace, name = key
+    try:
+        await sync(memo, namespace, name, logger, trigger=trigger)
+    except Exception as exc:
+        memo.scheduler.requeue(key, memo.config.backoff_base_seconds)
+        logger.warning(f"sync of {name} failed, retrying: {exc!r}")
 
 
 def spec_unobserved(body: kopf.Body | dict[str, Any]) -> bool:
     """The CR's spec (generation) is not yet answered by its status: it is new or changed."""
-    status = body.get("status") or {}
-    if status.get("phase") in TERMINAL_PHASES:
+    status = StoredTrainingSessionStatus.model_validate(body.get("status") or {})
+    if status.phase in TERMINAL_PHASES:
         return False
-    return bool(status.get("observedGeneration") != (body.get("metadata") or {}).get("generation"))
+    return bool(status.observed_generation != (body.get("metadata") or {}).get("generation"))
 
 
 # The initial listing (the operator's start) reconciles every session; later events only a
@@ -269,19 +274,13 @@ async def reconcile(
     logger: kopf.Logger,
     **_: Any,
 ) -> None:
+    key = (namespace or "default", name)
     # kopf has already put this event's body into the daemon's view: let it look.
-    _wake(memo, namespace or "default", name)
+    memo.scheduler.wake(key)
     kind = event.get("type")
     if kind not in _TRIGGERS or (kind is not None and not spec_unobserved(body)):
         return
-    try:
-        await sync(memo, namespace or "default", name, logger, trigger=_TRIGGERS[kind])
-    except Exception as exc:
-        # Event handlers are not retried by kopf: the session's daemon retries it shortly.
-        retry_in = memo.config.backoff_base_seconds
-        memo.due[(namespace or "default", name)] = time.monotonic() + retry_in
-        _wake(memo, namespace or "default", name)
-        logger.warning(f"sync of {name} failed, retrying: {exc!r}")
+    await _sync_or_retry(memo, key, logger, trigger=_TRIGGERS[kind])
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_SESSION: kopf.PRESENT, LABEL_MANAGED_BY: MANAGED_BY})
@@ -294,7 +293,11 @@ async def pod_event(
     meta = body.get("metadata") or {}
     session_name = (meta.get("labels") or {}).get(LABEL_SESSION)
     if session_name:
-        await sync(memo, meta.get("namespace") or "default", session_name, logger, trigger="pod")
+        key = (meta.get("namespace") or "default", session_name)
+        await _sync_or_retry(memo, key, logger, trigger="pod")
+
+
+DAEMON_RESTART_CAP_S = 60.0
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0, initial_delay=1.0)
@@ -303,6 +306,7 @@ async def supervise(
     namespace: str | None,
     body: kopf.Body,
     stopped: kopf.DaemonStopped,
+    retry: int,
     memo: kopf.Memo,
     logger: kopf.Logger,
     **_: Any,
@@ -310,20 +314,26 @@ async def supervise(
     """Time-driven work of one session: retries after their backoff, the Schedulable timeout,
     telemetry while it runs (patched only on change), a periodic resync, and the TTL of a
     finished session. `body` is kopf's live view of the CR, so looking costs no request;
-    it sleeps on `stopped`, so it ends with the session or the operator."""
-    namespace = namespace or "default"
-    key = (namespace, name)
-    wakeup = memo.wakeups[key] = asyncio.Event()
-    try:
-        await _supervise(memo, key, body, stopped, wakeup, logger)
-    finally:
-        if memo.wakeups.get(key) is wakeup:
-            del memo.wakeups[key]
+    it naps on `stopped`, so it ends with the session or the operator. A failure ends it
+    with kopf.TemporaryError: kopf starts it again after a growing backoff (at most 60 s),
+    to sync at once."""
+    key = (namespace or "default", name)
+    scheduler: Scheduler = memo.scheduler
+    with scheduler.attach(key) as wakeup:
+        try:
+            await _supervise(memo, key, body, stopped, wakeup, logger)
+        except Exception as exc:
+            scheduler.requeue(key, 0.0)
+            # kopf never resets a daemon's retry count, so the delay is capped at kopf's own
+            # default (60 s): a long Redis outage must not leave sessions unsupervised longer.
+            base = memo.config.backoff_base_seconds
+            delay = min(DAEMON_RESTART_CAP_S, backoff_delay(retry, base))
+            raise kopf.TemporaryError(f"supervising {name} failed: {exc!r}", delay=delay) from exc
 
 
 async def _supervise(
     memo: kopf.Memo,
-    key: tuple[str, str],
+    key: Key,
     body: kopf.Body,
     stopped: kopf.DaemonStopped,
     wakeup: asyncio.Event,
@@ -331,11 +341,16 @@ async def _supervise(
 ) -> None:
     config: OperatorConfig = memo.config
     namespace, name = key
-    last_sync = last_progress = time.monotonic()
+    cadence = Cadence.start(
+        memo.scheduler,
+        key,
+        resync=config.resync_seconds,
+        progress=config.progress_interval_seconds,
+    )
     while not stopped:
-        spec, status = dict(body.get("spec") or {}), dict(body.get("status") or {})
-        if status.get("phase") in TERMINAL_PHASES:
-            remaining = ttl_remaining(spec, status, _now())
+        status = StoredTrainingSessionStatus.model_validate(body.get("status") or {})
+        if status.phase in TERMINAL_PHASES:
+            remaining = ttl_remaining(body.get("spec") or {}, status, _now())
             if remaining is None:
                 return  # nothing left to do for a finished session
             await stopped.wait(remaining)
@@ -343,44 +358,16 @@ async def _supervise(
                 logger.info(f"session {name} finished; deleting it (ttlSecondsAfterFinished)")
                 await memo.kube.delete_session(namespace, name)
             return
-        # Sleep until the next thing is due, not on a fixed tick: a thousand waiting sessions
-        # would otherwise wake the operator a thousand times a second. A sync that sets an
-        # earlier due time, and every event of the CR, wake it sooner.
-        now = time.monotonic()
-        deadlines = [last_sync + config.resync_seconds]
-        if (due := memo.due.get(key)) is not None:
-            deadlines.append(due)
-        if status.get("phase") == Phase.RUNNING:
-            deadlines.append(last_progress + config.progress_interval_seconds)
-        await _nap(stopped, wakeup, max(0.05, min(deadlines) - now))
+        running = status.phase == Phase.RUNNING
+        await nap(stopped, wakeup, cadence.wait(running))
         if stopped:
             return
-        now = time.monotonic()
-        due = memo.due.get(key)
-        if (due is not None and due <= now) or now - last_sync >= config.resync_seconds:
-            memo.due.pop(key, None)
+        action = cadence.next(running)
+        if action is Action.SYNC:
             if await sync(memo, namespace, name, logger, trigger="timer") is None:
                 return  # gone or being deleted
-            last_sync = now
-        elif (
-            status.get("phase") == Phase.RUNNING
-            and now - last_progress >= config.progress_interval_seconds
-        ):
+        elif action is Action.PROGRESS:
             await _track_progress(memo, body, logger)
-            last_progress = now
-
-
-async def _nap(stopped: kopf.DaemonStopped, wakeup: asyncio.Event, seconds: float) -> None:
-    """Wait `seconds`, or less if the daemon is stopped or woken."""
-    if not wakeup.is_set():
-        stop = asyncio.ensure_future(stopped.wait(seconds))  # ends after timeout or on stop
-        woken = asyncio.ensure_future(wakeup.wait())
-        try:
-            await asyncio.wait({stop, woken}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stop.cancel()
-            woken.cancel()
-    wakeup.clear()
 
 
 async def _track_progress(
@@ -388,21 +375,20 @@ async def _track_progress(
 ) -> None:
     """currentEpoch, progress, latestMetrics and bestCheckpoint from Redis, only on change."""
     kube: SessionKube = memo.kube
-    meta = body.get("metadata") or {}
-    spec = dict(body.get("spec") or {})
-    status = dict(body.get("status") or {})
-    latest, best, _ok = await _telemetry(memo, meta["name"], logger)
+    session = StoredTrainingSession.model_validate(body)
+    meta = session.metadata
+    latest, best, _ok = await _telemetry(memo, meta.name, logger)
     fields: dict[str, Any] = {}
     if latest:
-        fields.update(telemetry_fields(latest, total_epochs(spec)))
+        fields.update(telemetry_fields(latest, total_epochs(session.spec)))
     if best:
         fields["bestCheckpoint"] = best
-    diff = status_diff(status, fields)
+    diff = status_diff(dict(body.get("status") or {}), fields)
     if not diff:
         return
     try:
         await kube.patch_session_status(
-            meta["namespace"], meta["name"], diff, resource_version=meta["resourceVersion"]
+            meta.namespace, meta.name, diff, resource_version=meta.resource_version
         )
     except ApiException as exc:
         if exc.status not in (404, 409):
@@ -420,14 +406,15 @@ async def finalize(
 ) -> None:
     """The session's Redis keys go with it; its checkpoints too when the spec asks."""
     memo.locks.pop((namespace or "default", name), None)
-    memo.due.pop((namespace or "default", name), None)
+    memo.scheduler.clear((namespace or "default", name))
     telemetry: Telemetry = memo.telemetry
     try:
         removed = await telemetry.delete_session(name)
     except Exception as exc:
         raise kopf.TemporaryError(f"Redis unavailable: {exc}", delay=2.0) from exc
     logger.info(f"removed {removed} Redis key(s) of {name}")
-    if (spec.get("checkpoint") or {}).get("deleteOnFinalize"):
+    checkpoint = StoredTrainingSessionSpec.model_validate(spec).checkpoint
+    if checkpoint and checkpoint.delete_on_finalize:
         config: OperatorConfig = memo.config
         deleted = await delete_checkpoints(
             name,

@@ -13,7 +13,6 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from pivot_schema.crd import GROUP, PLURAL, VERSION
 
 MERGE_PATCH = "application/merge-patch+json"
-USER_AGENT = "pivot-operator/0.1.0"
 
 
 async def checked(call: Awaitable[Any]) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""Reads the trainer's telemetry from Redis (the operator mirrors it into CR status) and removes
-a deleted session's keys and checkpoints."""
+"""The trainer's telemetry: read from Redis, mapped onto the CR's status fields (the operator
+mirrors it there), and removed with a deleted session's keys and checkpoints."""
 
 from __future__ import annotations
 
@@ -12,6 +12,45 @@ from pivot_schema import keys, storage
 
 # Checkpoint events are rare (one per epoch or so): the newest few hold the best one.
 EVENTS_SCANNED = 200
+
+
+def telemetry_fields(latest: dict[str, Any], total: int) -> dict[str, Any]:
+    """currentEpoch, progress, latestMetrics and displayValLoss from the trainer's newest
+    epoch record."""
+    epoch = int(latest.get("epoch") or 0)
+    metrics = {
+        k: float(v)
+        for k, v in latest.items()
+        if k not in ("epoch", "timestamp")
+        and isinstance(v, int | float)
+        and not isinstance(v, bool)
+    }
+    out: dict[str, Any] = {"currentEpoch": epoch, "latestMetrics": metrics}
+    if "val_loss" in metrics:
+        out["displayValLoss"] = display_number(metrics["val_loss"])  # the Val-Loss column
+    if total > 0:
+        out["progress"] = round(min(1.0, epoch / total), 4)
+    return out
+
+
+def display_number(value: float) -> str:
+    """A metric as a printer column shows it: 4 significant digits (kubectl prints a number
+    column's float with all 17)."""
+    return f"{value:.4g}"
+
+
+def best_checkpoint(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The newest `checkpoint` event marked best (or, with no metric to rank by, the newest)."""
+    checkpoints = [e for e in events if e.get("type") == keys.EVENT_CHECKPOINT]
+    if not checkpoints:
+        return None
+    best = [e for e in checkpoints if e.get("is_best")]
+    e = (best or checkpoints)[-1]
+    out: dict[str, Any] = {"id": e.get("checkpoint_id"), "epoch": int(e.get("epoch") or 0)}
+    if e.get("metric_name") and isinstance(e.get("metric_value"), int | float):
+        out["metric"] = e["metric_name"]
+        out["value"] = float(e["metric_value"])
+    return {k: v for k, v in out.items() if v is not None}
 
 
 class Telemetry:

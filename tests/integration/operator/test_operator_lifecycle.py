@@ -11,22 +11,20 @@ import redis
 
 from pivot_local.platform import LocalPlatform
 from pivot_schema import keys, storage
-
-from .conftest import (
+from tests.support.operator import (
     FAILING_CONFIG,
-    TINY_CONFIG,
     create_session,
     delete_session,
     events_of,
     get_session,
     kubectl,
-    logs_of,
     pods_of,
     status_of,
     unique,
-    wait_for,
     wait_phase,
 )
+from tests.support.platform import TINY_CONFIG, logs_of
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

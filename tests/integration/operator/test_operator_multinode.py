@@ -7,10 +7,8 @@ import pytest
 import redis
 
 from pivot_local.platform import LocalPlatform
-
-from .conftest import (
+from tests.support.operator import (
     NS,
-    TINY_CONFIG,
     create_session,
     delete_session,
     epochs_recorded,
@@ -18,19 +16,12 @@ from .conftest import (
     pods_of,
     status_of,
     unique,
-    wait_for,
     wait_phase,
 )
+from tests.support.platform import TINY_CONFIG
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def _trainer_speaks_ddp() -> bool:
-    """The trainer's capability flag: until it reads WORLD_SIZE, a 2-pod session would train
-    twice instead of once in parallel."""
-    import pivot_trainer
-
-    return bool(getattr(pivot_trainer, "SUPPORTS_DISTRIBUTED", False))
 
 
 def _names(kube: httpx.Client, name: str) -> list[str]:
@@ -60,10 +51,6 @@ def test_gang_has_indexed_pods_a_headless_service_and_is_replaced_as_a_whole(
 
 
 @pytest.mark.process_kubelet
-@pytest.mark.skipif(
-    not _trainer_speaks_ddp(),
-    reason="pivot_trainer does not read WORLD_SIZE yet (DDP lands with the trainer issue)",
-)
 def test_two_replica_session_trains_with_ddp_on_gloo_and_survives_a_pod_kill(
     platform: LocalPlatform, kube: httpx.Client, rds: redis.Redis
 ) -> None:

@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from pivot_local.platform import LocalPlatform
-
-from .conftest import LIVENESS_PORT, METRICS_PORT, create_session, unique, wait_for, wait_phase
+from tests.support.operator import LIVENESS_PORT, METRICS_PORT, create_session, unique, wait_phase
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.process_kubelet]
 

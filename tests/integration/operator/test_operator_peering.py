@@ -10,8 +10,8 @@ import pytest
 
 from pivot_local.platform import PEERING_NAME, LocalPlatform
 from pivot_local.procs import terminate
-
-from .conftest import create_session, unique, wait_for, wait_phase
+from tests.support.operator import create_session, unique, wait_phase
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.process_kubelet]
 

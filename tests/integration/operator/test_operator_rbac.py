@@ -7,8 +7,8 @@ import pytest
 
 from pivot_local.platform import LocalPlatform
 from pivot_operator.rbac import allows
-
-from .conftest import create_session, delete_session, get_session, unique, wait_for, wait_phase
+from tests.support.operator import create_session, delete_session, get_session, unique, wait_phase
+from tests.support.waiting import wait_for
 
 # Reads the emulator's request audit; on a real cluster the chart's RBAC is enforced anyway.
 pytestmark = [pytest.mark.integration, pytest.mark.process_kubelet]

@@ -15,10 +15,8 @@ import pytest
 import redis
 
 from pivot_local.platform import LocalPlatform
-
-from .conftest import (
+from tests.support.operator import (
     FAILING_CONFIG,
-    TINY_CONFIG,
     create_session,
     epochs_recorded,
     events_of,
@@ -26,9 +24,10 @@ from .conftest import (
     pods_of,
     trainer_events,
     unique,
-    wait_for,
     wait_phase,
 )
+from tests.support.platform import TINY_CONFIG
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.process_kubelet]
 EPOCHS = 10

@@ -1,31 +1,35 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from pivot_operator.builders import (
-    build_gang,
     build_headless_service,
     build_trainer_pod,
+    replicas_of,
     service_name,
     trainer_pod_name,
 )
 from pivot_operator.config import OperatorConfig
+from pivot_operator.reconcile import decide
 from pivot_schema import env as tenv
-from pivot_schema.crd import API_VERSION, KIND, LABEL_SESSION
+from pivot_schema.crd import API_VERSION, KIND, LABEL_SESSION, StoredTrainingSession
 
 CONFIG = OperatorConfig(
     redis_url="redis://r:6379/0", s3_endpoint="http://s3:9000", s3_bucket="b", s3_secret_name="s3"
 )
 
 
-def session(**spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "metadata": {"name": "sess-abc", "namespace": "team-a", "uid": "uid-1"},
-        "spec": {"config": {"epochs": 3, "lr_extra": 1}, **spec},
-    }
+def session(**spec: Any) -> StoredTrainingSession:
+    return StoredTrainingSession.model_validate(
+        {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "metadata": {"name": "sess-abc", "namespace": "team-a", "uid": "uid-1"},
+            "spec": {"config": {"epochs": 3, "lr_extra": 1}, **spec},
+        }
+    )
 
 
 def env_of(pod: dict[str, Any]) -> dict[str, Any]:
@@ -200,7 +204,16 @@ def test_single_process_session_has_no_distributed_env() -> None:
 
 
 def test_multi_node_gang_gets_indexed_pods_dns_and_torch_env() -> None:
-    gang = build_gang(session(replicas=2), CONFIG, attempt=1)
+    gang_session = session(replicas=2)
+    # As a sync makes them: the ranks the plan for a new attempt creates, rank 0 first.
+    plan = decide(
+        gang_session.spec,
+        {"attempt": 1},
+        [],
+        datetime.now(UTC),
+        replicas=replicas_of(gang_session.spec),
+    )
+    gang = [build_trainer_pod(gang_session, CONFIG, attempt=1, rank=r) for r in plan.create]
     assert [p["metadata"]["name"] for p in gang] == [
         "sess-abc-trainer-r1-0",
         "sess-abc-trainer-r1-1",

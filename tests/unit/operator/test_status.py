@@ -5,18 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pivot_operator.status import (
-    Plan,
-    PodView,
-    backoff_delay,
-    best_checkpoint,
-    decide,
-    format_time,
-    merge_conditions,
-    status_diff,
-    telemetry_fields,
-    ttl_remaining,
-)
+from pivot_operator.pods import PodView
+from pivot_operator.reconcile import Plan, backoff_delay, decide
+from pivot_operator.status import format_time, merge_conditions, status_diff
+from pivot_operator.telemetry import best_checkpoint, telemetry_fields
+from pivot_operator.ttl import ttl_remaining
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 NOW = format_time(T0)

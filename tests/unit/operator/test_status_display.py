@@ -8,7 +8,8 @@ from pathlib import Path
 import yaml
 from jsonschema import Draft202012Validator
 
-from pivot_operator.status import status_diff, telemetry_fields
+from pivot_operator.status import status_diff
+from pivot_operator.telemetry import telemetry_fields
 
 ROOT = Path(__file__).resolve().parents[3]
 CRD = yaml.safe_load((ROOT / "crds" / "trainingsessions.pivot.dev.yaml").read_text())

@@ -43,7 +43,6 @@ from _mlflow import MlflowServer, mlflow_server  # bench/ is the script's direct
 
 from pivot_local.procs import free_port, port_open, terminate
 from pivot_local.services import DEFAULT_BUCKET, RedisServer
-from pivot_trainer.app import StopFlag
 from pivot_trainer.checkpoint import CheckpointStore, make_s3_client
 from pivot_trainer.config import parse_config
 from pivot_trainer.data import make_datasets
@@ -51,6 +50,8 @@ from pivot_trainer.froc import FrocCounts
 from pivot_trainer.losses import build_loss
 from pivot_trainer.metrics import SegCounts
 from pivot_trainer.model import UNet
+from pivot_trainer.outcome import Ending
+from pivot_trainer.process import StopFlag
 from pivot_trainer.runtime import Runtime
 from pivot_trainer.schedule import build_optimizer, build_scheduler
 from pivot_trainer.sink import RecordSink
@@ -223,8 +224,8 @@ def full_run(
     trainer._checkpoint = clock.wrap("checkpoint snapshot + hand-off", trainer._checkpoint)  # type: ignore[method-assign]
     trainer._agree = clock.wrap("stop check", trainer._agree)  # type: ignore[method-assign]
     trainer._commit = clock.wrap("checkpoint thread (CPU)", trainer._commit, cpu=True)  # type: ignore[method-assign]
-    code = trainer.run()
-    assert code == 0
+    outcome = trainer.run()
+    assert outcome.ending is Ending.COMPLETED, outcome
     return sink.marks, cfg.epochs
 
 

@@ -114,7 +114,7 @@ CHOICE_RULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "scheduler": ("none", SCHEDULERS),
     "loss": ("focal", LOSSES),
 }
-BOOL_RULES: dict[str, bool] = {"compile": False, "sync_batchnorm": True}
+BOOL_RULES: dict[str, bool] = {"compile": False, "sync_batchnorm": True, "deterministic": False}
 
 
 @dataclass(frozen=True)
@@ -162,6 +162,7 @@ class TrainConfig:
     log_every_steps: int = 10
     compile: bool = False
     sync_batchnorm: bool = True  # distributed: BatchNorm statistics over the global batch
+    deterministic: bool = False  # deterministic kernels: same numbers run to run, some speed lost
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     ignored_keys: tuple[str, ...] = ()

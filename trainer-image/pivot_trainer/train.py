@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
-import queue
-import random
 import shutil
-import signal
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from pivot_schema import keys, storage
 from pivot_schema.storage import CheckpointManifest
-from pivot_trainer.app import EXIT_OK, FINAL_FLUSH_S, STOP_FLUSH_S, StopFlag
 from pivot_trainer.checkpoint import CheckpointStore, Committed, order_key, to_delete
+from pivot_trainer.checkpoint_writer import CheckpointWriter
 from pivot_trainer.config import ConfigError, TrainConfig
 from pivot_trainer.data import load_datasets
 from pivot_trainer.froc import FrocCounts
@@ -30,6 +26,9 @@ from pivot_trainer.gpu import GpuMonitor
 from pivot_trainer.losses import build_loss
 from pivot_trainer.metrics import PendingCounts, SegCounts
 from pivot_trainer.model import UNet, convert_sync_batchnorm
+from pivot_trainer.outcome import Ending, Outcome
+from pivot_trainer.process import StopFlag, ignore_stop_signals
+from pivot_trainer.rng import make_deterministic, rng_state, seed_all, set_rng_state
 from pivot_trainer.runtime import Runtime, cpu_budget
 from pivot_trainer.schedule import build_optimizer, build_scheduler, sync_lr
 from pivot_trainer.sink import RecordSink
@@ -50,12 +49,6 @@ def _copy_state(obj: Any) -> Any:
 
 class ResumeError(RuntimeError):
     """A verified checkpoint that this config cannot load (e.g. another model width)."""
-
-
-def _ignore_sigterm(_worker_id: int) -> None:
-    # The kubelet signals the whole process group; the main process decides when workers stop.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def pick_device(requested: str | None, local_rank: int = 0) -> torch.device:
@@ -108,46 +101,6 @@ def shard(order: list[int], rank: int, world: int) -> list[int]:
     return padded[rank::world]
 
 
-def _rng_state() -> dict[str, Any]:
-    # The Mersenne Twister keys (624 words each) go in as tensors: as lists, torch.save pickles
-    # 1,250 ints one by one (a persistent_id call each), most of a small checkpoint's save time.
-    np_state = np.random.get_state(legacy=False)
-    py_version, py_key, py_gauss = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {
-            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
-            "pos": int(np_state["state"]["pos"]),
-            "has_gauss": int(np_state["has_gauss"]),
-            "gauss": float(np_state["gauss"]),
-        },
-        "python": (py_version, torch.tensor(py_key, dtype=torch.int64), py_gauss),
-    }
-
-
-def _words(key: Any) -> list[int]:
-    """An RNG key as ints, from a tensor or (checkpoints before 2026-11-26) a list."""
-    return key.tolist() if isinstance(key, torch.Tensor) else list(key)
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if state.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    npst = state["numpy"]
-    np.random.set_state(
-        {
-            "bit_generator": "MT19937",
-            "state": {"key": np.asarray(_words(npst["key"]), dtype=np.uint32), "pos": npst["pos"]},
-            "has_gauss": npst["has_gauss"],
-            "gauss": npst["gauss"],
-        }
-    )
-    py = state["python"]
-    random.setstate((py[0], tuple(_words(py[1])), py[2]))
-
-
 class Trainer:
     def __init__(
         self,
@@ -180,27 +133,20 @@ class Trainer:
         self.committed: list[Committed] = []
         self.resumed_from: str | None = None
         self.latest_id: str | None = None
-        # One long-lived checkpoint thread fed through a queue: starting a thread per
-        # checkpoint blocked the loop ~4 ms (Thread.start waits for the new thread, which
-        # takes the GIL for torch.save and keeps it for a 5 ms switch interval).
-        self._ckpt_jobs: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
-        self._ckpt_idle = threading.Event()
-        self._ckpt_idle.set()
-        self._ckpt_thread: threading.Thread | None = None
-        self._ckpt_error: BaseException | None = None
+        self._writer = CheckpointWriter()
 
     # -- setup -----------------------------------------------------------------------------
 
     def _build(self) -> None:
         cfg = self.cfg
-        torch.manual_seed(cfg.seed)
-        np.random.seed(cfg.seed % 2**32)
-        random.seed(cfg.seed)
+        seed_all(cfg.seed)
+        if cfg.deterministic:
+            make_deterministic()  # before the first CUDA op
+        elif self.cuda:
+            torch.backends.cudnn.benchmark = True
         self.model: torch.nn.Module = UNet(1, cfg.base_channels).to(self.device)
         if self.precision.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        if self.cuda:
-            torch.backends.cudnn.benchmark = True
         # `net` trains (DDP averages gradients across ranks); `model` is the plain module that
         # checkpoints hold and validation runs (no collectives, so ranks may validate unevenly).
         self.net: torch.nn.Module = self.model
@@ -268,7 +214,7 @@ class Trainer:
             except (RuntimeError, KeyError, ValueError) as exc:
                 raise ResumeError(f"checkpoint {ckpt_id} does not fit this config: {exc}") from exc
             sync_lr(self.optimizer, self.scheduler, self.cfg)
-            _set_rng_state(payload["rng"])
+            set_rng_state(payload["rng"])
             self.epoch, self.step = int(payload["epoch"]), int(payload["step"])
             self.global_step = int(payload.get("global_step", 0))
             self.committed_at = (self.epoch, self.step)
@@ -310,7 +256,7 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(),
-                "rng": _rng_state(),
+                "rng": rng_state(),
                 "train_counts": asdict(self.train_counts) if self.step else None,
                 "best_value": self.best_value,
                 "metrics": self.last_metrics,
@@ -344,40 +290,13 @@ class Trainer:
                 if better:
                     is_best, self.best_value = True, value
         snapshot = self._snapshot()  # the only part the training loop waits for
-        self.wait_checkpoint()  # one upload in flight at a time, committed in order
-        self.committed_at = (self.epoch, self.step)
         job = (ckpt_id, snapshot, self.epoch, self.step, dict(self.last_metrics), value, is_best)
-        if self._ckpt_thread is None:
-            self._ckpt_thread = threading.Thread(
-                target=self._checkpoint_worker, name="pivot-checkpoint", daemon=True
-            )
-            self._ckpt_thread.start()
-        self._ckpt_idle.clear()
-        self._ckpt_jobs.put(job)
+        self._writer.submit(functools.partial(self._commit, *job))  # after the upload in flight
+        self.committed_at = (self.epoch, self.step)
 
     def wait_checkpoint(self) -> None:
         """Wait for the checkpoint in flight; its failure is the run's failure."""
-        self._ckpt_idle.wait()
-        if self._ckpt_error is not None:
-            error, self._ckpt_error = self._ckpt_error, None
-            raise error
-
-    def _stop_checkpoint_worker(self) -> None:
-        """Let an upload in flight finish (also when the run is failing), then end the
-        thread."""
-        if self._ckpt_thread is not None:
-            self._ckpt_jobs.put(None)
-            self._ckpt_thread.join()
-            self._ckpt_thread = None
-
-    def _checkpoint_worker(self) -> None:
-        while (job := self._ckpt_jobs.get()) is not None:
-            try:
-                self._commit(*job)
-            except BaseException as exc:  # handed to the training thread by wait_checkpoint
-                self._ckpt_error = exc
-            finally:
-                self._ckpt_idle.set()
+        self._writer.wait()
 
     def _commit(
         self,
@@ -445,7 +364,7 @@ class Trainer:
             sampler=indices,
             num_workers=self.cfg.num_workers,
             pin_memory=self.precision.pin_memory,
-            worker_init_fn=_ignore_sigterm if self.cfg.num_workers else None,
+            worker_init_fn=ignore_stop_signals if self.cfg.num_workers else None,
         )
 
     def _train_epoch(self, train_set: Any) -> bool:
@@ -538,7 +457,28 @@ class Trainer:
             return merged_counts, merged_froc
         return counts, froc
 
-    def run(self) -> int:
+    def run(self) -> Outcome:
+        """Train to the config's last epoch or a stop; a failure is an outcome too (its
+        error attached), reported once the gang has been left and the threads have ended."""
+        try:
+            ending = self._run_in_gang()
+        except Exception as exc:
+            return self._outcome(Ending.FAILED, error=exc)
+        return self._outcome(ending)
+
+    def _outcome(self, ending: Ending, error: Exception | None = None) -> Outcome:
+        return Outcome(
+            ending,
+            epoch=self.epoch,
+            total_epochs=self.cfg.epochs,
+            step=self.step,
+            checkpoint_id=self.latest_id,
+            metrics=dict(self.last_metrics),
+            best_metric=self.best_value,
+            error=error,
+        )
+
+    def _run_in_gang(self) -> Ending:
         # One intra-op thread per usable core; an explicit OMP_NUM_THREADS wins (torch read it).
         if not os.environ.get("OMP_NUM_THREADS"):
             torch.set_num_threads(cpu_budget())
@@ -552,26 +492,25 @@ class Trainer:
                 world_size=self.rt.world_size,
             )
         try:
-            code = self._run(threads)
+            ending = self._run(threads)
             if self.dist:
                 # Leave together: a gloo rank whose peer tears down first can abort at exit
                 # ("terminate called without an active exception").
                 self.wait_checkpoint()
                 torch.distributed.barrier()
-            return code
+            return ending
         finally:
-            self._stop_checkpoint_worker()
+            self._writer.close()
             self.gpu_monitor.stop()
             if self.dist:
                 torch.distributed.destroy_process_group()
 
-    def _run(self, threads: int) -> int:
+    def _run(self, threads: int) -> Ending:
         cfg, sid = self.cfg, self.rt.session_id
         self._build()
         self._resume()
         if self.epoch >= cfg.epochs:  # only when the newest checkpoint failed to load
-            print(f"pivot-trainer: session {sid} already finished", flush=True)
-            return EXIT_OK
+            return Ending.ALREADY_DONE
         self._load_committed()
         emitted = self.sink.last_metric_epoch()  # records a crashed run already wrote
         train_set, val_set = load_datasets(cfg, self.rt)
@@ -639,30 +578,5 @@ class Trainer:
         if stopped:
             self._merge_train_counts()  # a partial epoch's counts go into the checkpoint
             self._checkpoint()
-            self.wait_checkpoint()
-            self.sink.event(
-                keys.EVENT_STOPPED,
-                epoch=self.epoch,
-                step=self.step,
-                signal=signal.Signals(self.stop.signum or signal.SIGTERM).name,
-                checkpoint_id=self.latest_id,
-            )
-            self.gpu_monitor.stop()
-            self.sink.close(STOP_FLUSH_S)
-            print(f"pivot-trainer: stopped at epoch {self.epoch} step {self.step}", flush=True)
-            return self.stop.exit_code
         self.wait_checkpoint()
-        self.sink.event(
-            keys.EVENT_COMPLETED,
-            epoch=self.epoch,
-            total_epochs=cfg.epochs,
-            metrics=self.last_metrics,
-            best_metric=self.best_value,
-            checkpoint_id=self.latest_id,
-        )
-        self.gpu_monitor.stop()
-        self.sink.close(
-            FINAL_FLUSH_S, hurry=lambda: self.stop.requested, hurry_timeout=STOP_FLUSH_S
-        )
-        print(f"pivot-trainer: session {sid} completed {cfg.epochs} epochs", flush=True)
-        return EXIT_OK
+        return Ending.STOPPED if stopped else Ending.COMPLETED

@@ -31,6 +31,13 @@ pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
+# The device the trainers under test train on: PIVOT_TEST_DEVICE=cuda (or cuda:N) runs these
+# tests on a GPU; cpu by default. Gangs stay on CPU/gloo (test_trainer_distributed.gang_env).
+TEST_DEVICE = os.environ.get("PIVOT_TEST_DEVICE", "").strip() or "cpu"
+if TEST_DEVICE.split(":")[0] not in {"cpu", "cuda"}:
+    raise ValueError(f"PIVOT_TEST_DEVICE must be cpu, cuda or cuda:N, got {TEST_DEVICE!r}")
+ON_CUDA = TEST_DEVICE.startswith("cuda")
+
 METRIC_NAMES = {
     "train_loss",
     "val_loss",
@@ -68,7 +75,7 @@ def trainer_env(redis_url: str | None, s3: S3Server, sid: str, config: Any) -> d
         AWS_SECRET_ACCESS_KEY=s3.secret_key,
         AWS_DEFAULT_REGION=s3.region,
         PIVOT_CONFIG=config if isinstance(config, str) else json.dumps(config),
-        PIVOT_DEVICE="cpu",
+        PIVOT_DEVICE=TEST_DEVICE,
         # Tiny models gain nothing from a second thread, and a spinning OpenMP team slows
         # to a crawl when the other core is busy (this test process, parallel test runs).
         OMP_NUM_THREADS="1",
@@ -162,18 +169,20 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def assert_same_run(url: str, sid: str, ref_sid: str) -> None:
+def assert_same_run(
+    url: str, sid: str, ref_sid: str, rel: float = 1e-4, abs_: float = 1e-6
+) -> None:
     """`sid` trained what the uninterrupted reference `ref_sid` did: the same epoch records and
     step points, values within float tolerance (kernels may sum in another order)."""
     got, want = metrics(url, sid), metrics(url, ref_sid)
     assert [r["epoch"] for r in got] == [r["epoch"] for r in want]
     for a, b in zip(got, want, strict=True):
         for name in METRIC_NAMES:
-            assert a[name] == pytest.approx(b[name], rel=1e-4, abs=1e-6), (name, a, b)
+            assert a[name] == pytest.approx(b[name], rel=rel, abs=abs_), (name, a, b)
     got_steps, want_steps = steps(url, sid), steps(url, ref_sid)
     assert [p["global_step"] for p in got_steps] == [p["global_step"] for p in want_steps]
     for a, b in zip(got_steps, want_steps, strict=True):
-        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4, abs=1e-6)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=rel, abs=abs_)
 
 
 def test_train_checkpoint_rerun_and_extend(redis_server: RedisServer, s3_server: S3Server) -> None:
@@ -461,13 +470,26 @@ def test_compile_without_a_compiler_trains_eagerly_and_says_so(
     eager, asked = new_session(), new_session()
     ok(run(trainer_env(url, s3_server, eager, cfg)))
     proc = ok(run(without_compilers(trainer_env(url, s3_server, asked, {**cfg, "compile": True}))))
-    assert "compile: true, but no C++ compiler" in proc.stdout and "training eagerly" in proc.stdout
-    assert metrics(url, asked) and [
-        {k: r[k] for k in METRIC_NAMES} for r in metrics(url, asked)
-    ] == [{k: r[k] for k in METRIC_NAMES} for r in metrics(url, eager)]
+    lacking = "no C compiler for Triton" if ON_CUDA else "no C++ compiler"
+    assert f"compile: true, but {lacking}" in proc.stdout and "training eagerly" in proc.stdout
+    assert metrics(url, asked)
+    if ON_CUDA:
+        # Two eager GPU runs need not agree bit for bit: cudnn.benchmark times and picks
+        # convolution algorithms per process. Checked within the GPU tolerance instead.
+        assert_same_run(url, asked, eager, *COMPILED_VS_EAGER["cuda"])
+    else:
+        assert [{k: r[k] for k in METRIC_NAMES} for r in metrics(url, asked)] == [
+            {k: r[k] for k in METRIC_NAMES} for r in metrics(url, eager)
+        ]
 
 
-@pytest.mark.skipif(missing_compiler(cuda=False) is not None, reason="no C++ compiler here")
+# (rel, abs) between a compiled and an eager run. Inductor fuses ops into kernels of its own,
+# which round and sum in another order: on CPU that stays within float noise, while on CUDA
+# its fused bf16-autocast kernels differ from eager's by ~1e-3 and training carries that on.
+COMPILED_VS_EAGER = {"cpu": (1e-4, 1e-6), "cuda": (1e-2, 1e-3)}
+
+
+@pytest.mark.skipif(missing_compiler(cuda=ON_CUDA) is not None, reason="no compiler here")
 def test_compiled_training_matches_eager_and_resumes_eagerly(
     redis_server: RedisServer, s3_server: S3Server
 ) -> None:
@@ -476,7 +498,7 @@ def test_compiled_training_matches_eager_and_resumes_eagerly(
     ok(run(trainer_env(url, s3_server, eager, cfg)))
     proc = ok(run(trainer_env(url, s3_server, compiled, {**cfg, "compile": True}), timeout=300))
     assert "training eagerly" not in proc.stdout
-    assert_same_run(url, compiled, eager)  # fused kernels round differently
+    assert_same_run(url, compiled, eager, *COMPILED_VS_EAGER["cuda" if ON_CUDA else "cpu"])
     # Checkpoints hold the plain module's state: an eager run takes over the compiled one.
     ok(run(trainer_env(url, s3_server, compiled, {**TINY, "epochs": 3})))
     assert [r["epoch"] for r in metrics(url, compiled)] == [1, 2, 3]

@@ -946,6 +946,7 @@ export interface components {
                 loss?: "focal" | "dice" | "bce";
                 compile?: boolean;
                 sync_batchnorm?: boolean;
+                deterministic?: boolean;
             } & {
                 [key: string]: unknown;
             };

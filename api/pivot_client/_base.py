@@ -1,4 +1,4 @@
-"""What the sync and async clients share: configuration, retry policy, request building,
+"""Helpers both clients use: configuration, retry policy, request bodies, upload progress,
 the Server-Sent Events decoder and the resume state of a live stream."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import IO, Any
 import httpx
 
 from pivot_client._exceptions import APIConnectionError, APITimeoutError
-from pivot_client.types import FINAL_STATUSES, LiveEvent, LiveMetrics
+from pivot_client._model import FINAL_STATUSES
+from pivot_client.types import LiveEvent, LiveMetrics
 
 DEFAULT_URL = "http://localhost:8000"
 API_PREFIX = "/api/v1"
@@ -122,42 +123,30 @@ def drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def session_body(
-    *,
-    config_path: str | None,
-    config: Mapping[str, Any] | None,
-    session_name: str | None,
-    tags: Sequence[str] | None,
-    resources: Mapping[str, Any] | None,
-    node_selector: Mapping[str, str] | None,
-    tolerations: Sequence[Mapping[str, Any]] | None,
-    replicas: int | None,
-) -> dict[str, Any]:
-    """The body of a create (POST /training/sessions), for both clients."""
-    return drop_none(
-        {
-            "config_path": config_path,
-            "config": dict(config) if config is not None else None,
-            "session_name": session_name,
-            "tags": list(tags) if tags is not None else None,
-            "resources": dict(resources) if resources is not None else None,
-            "node_selector": dict(node_selector) if node_selector is not None else None,
-            "tolerations": [dict(t) for t in tolerations] if tolerations is not None else None,
-            "replicas": replicas,
-        }
-    )
-
-
-# An alert rule's fields, as the create and update methods take them as keyword arguments.
+# The fields of a session (create) and of an alert rule (create, update, replace), as the
+# methods take them as keyword arguments.
+SESSION_FIELDS = (
+    *("config_path", "config", "session_name", "tags"),
+    *("resources", "node_selector", "tolerations", "replicas"),
+)
 RULE_FIELDS = (
     *("name", "metric", "condition", "threshold", "severity", "enabled"),
     *("session_id", "tag", "for_epochs", "mode", "window_s", "action"),
 )
 
 
-def rule_body(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """The rule fields among a method's arguments (its `locals()`), unset ones left out."""
-    return {k: arguments[k] for k in RULE_FIELDS if arguments.get(k) is not None}
+def body_of(arguments: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    """The `fields` among a method's arguments (its `locals()`), unset ones left out, as
+    JSON values: a Mapping or tuple given becomes the dict or list json.dumps needs."""
+    return {k: _json_value(arguments[k]) for k in fields if arguments.get(k) is not None}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    return value
 
 
 class ProgressReader:

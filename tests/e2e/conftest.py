@@ -10,9 +10,7 @@ import pytest
 
 from pivot_local.platform import REPO_ROOT, LocalPlatform
 from pivot_local.procs import free_port
-from tests.support.platform import TINY_CONFIG, logs_of  # noqa: F401  (moved; importers follow)
 from tests.support.targets import NEEDS_PROCESS_KUBELET, REAL_KUBECONFIG
-from tests.support.waiting import wait_for  # noqa: F401
 
 
 @pytest.fixture(scope="session")

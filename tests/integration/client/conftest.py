@@ -11,9 +11,8 @@ import yaml
 
 from pivot_local.platform import LocalPlatform
 from pivot_local.procs import free_port
-
-from ...conftest import NEEDS_PROCESS_KUBELET, REAL_KUBECONFIG
-from ...e2e.conftest import TINY_CONFIG
+from tests.support.platform import TINY_CONFIG
+from tests.support.targets import NEEDS_PROCESS_KUBELET, REAL_KUBECONFIG
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
-"""Small real servers the client tests put between the SDK and the platform, or in place of
-API features that are not built yet (rate limits, auth)."""
+"""Small real servers the client tests put between the SDK and the platform (a proxy that
+cuts connections) or in its place (scripted replies: retries, rate limits, errors)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-
-import httpx
-
-
-def served_paths(api_url: str) -> set[str]:
-    """The API's routes (`/api/v1/...` templates) from its OpenAPI document, so a test of a
-    route another colleague has not shipped yet can skip instead of failing."""
-    doc = httpx.get(f"{api_url}/api/v1/openapi.json", timeout=30).json()
-    return set(doc.get("paths", {}))
 
 
 @dataclass

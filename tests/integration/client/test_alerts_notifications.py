@@ -24,8 +24,7 @@ from pivot_client import (
 )
 from pivot_client.types import Alert
 from pivot_local.platform import LocalPlatform
-
-from ...e2e.conftest import TINY_CONFIG
+from tests.support.platform import TINY_CONFIG
 
 pytestmark = pytest.mark.integration
 

@@ -25,8 +25,8 @@ from pivot_client.cli import (
 )
 from pivot_local.platform import LocalPlatform
 from pivot_schema.crd import GROUP, PLURAL, VERSION
+from tests.support.platform import TINY_CONFIG
 
-from ...e2e.conftest import TINY_CONFIG
 from .servers import Reply, ScriptedAPI, error
 
 pytestmark = pytest.mark.integration

@@ -22,9 +22,9 @@ from pivot_client import (
 )
 from pivot_local.platform import LocalPlatform
 from pivot_schema.crd import GROUP, PLURAL, VERSION
+from tests.support.platform import TINY_CONFIG, logs_of
 
-from ...e2e.conftest import TINY_CONFIG, logs_of
-from .servers import CuttingProxy, served_paths
+from .servers import CuttingProxy
 
 pytestmark = pytest.mark.integration
 
@@ -219,8 +219,6 @@ def test_start_twice_raises_conflict_and_stop_ends_wait(client: PIVOTClient) -> 
 def test_checkpoint_upload_download_delete(
     client: PIVOTClient, platform: LocalPlatform, tmp_path: Path
 ) -> None:
-    if "/api/v1/checkpoints" not in served_paths(platform.api_url):
-        pytest.skip("the API does not serve /checkpoints yet")
     session = client.create_session(config=TINY_CONFIG)
     source = tmp_path / "model.pth"
     source.write_bytes(bytes(range(256)) * 4096)  # 1 MiB
@@ -246,20 +244,16 @@ def test_checkpoint_upload_download_delete(
     assert not (tmp_path / "gone.pth").exists()
 
 
-LATER_FEATURES: dict[str, Callable[[PIVOTClient], object]] = {
+READS: dict[str, Callable[[PIVOTClient], object]] = {
     "/api/v1/monitor/resources": lambda c: c.resources().cpu,
     "/api/v1/alerts": lambda c: c.alerts.list().alerts is not None,
     "/api/v1/notifications": lambda c: c.notifications.list().notifications is not None,
 }
 
 
-@pytest.mark.parametrize("path", sorted(LATER_FEATURES))
-def test_later_features_once_served(
-    path: str, client: PIVOTClient, platform: LocalPlatform
-) -> None:
-    if path not in served_paths(platform.api_url):
-        pytest.skip(f"the API does not serve {path} yet")
-    assert LATER_FEATURES[path](client)
+@pytest.mark.parametrize("path", sorted(READS))
+def test_the_sdk_reads_resources_alerts_and_notifications(path: str, client: PIVOTClient) -> None:
+    assert READS[path](client)
 
 
 def test_a_wrong_or_missing_key_is_an_authentication_error(platform: LocalPlatform) -> None:

@@ -73,9 +73,11 @@ def test_sdk_registers_tests_inspects_and_deletes_a_webhook(
     platform: LocalPlatform, receiver: Receiver
 ) -> None:
     with PIVOTClient(platform.api_url) as client:
-        hook = client.webhooks.create(url=receiver.url, events=["training_completed"])
+        # An event no other test's session causes: a session of theirs completing now
+        # would queue a delivery here and make `pending` 1.
+        hook = client.webhooks.create(url=receiver.url, events=["training_preempted"])
         assert hook.secret and hook.secret.startswith("whsec_")
-        assert hook.events == ["training_completed"] and hook.status == "active"
+        assert hook.events == ["training_preempted"] and hook.status == "active"
         receiver.secret = hook.secret
         result = client.webhooks.test(hook.webhook_id)
         assert result.success and result.status_code == 200

@@ -39,6 +39,7 @@ from pivot_api.live import endpoints as live
 from pivot_api.live.service import LiveService
 from pivot_api.metrics import endpoints as metrics
 from pivot_api.metrics.service import MetricsService
+from pivot_api.metrics.tasks import RollupKeeper
 from pivot_api.monitor import endpoints as monitor
 from pivot_api.monitor.service import ResourceService
 from pivot_api.notifications import endpoints as notifications
@@ -94,6 +95,9 @@ async def _start_background_jobs(app: FastAPI, jobs: BackgroundJobs) -> None:
         with contextlib.suppress(RedisError, OSError):  # down now: the leader sets it later
             await watcher.since()
         jobs.lead("lifecycle", watcher.run)
+    if cache is not None and settings.rollup_interval_s > 0:
+        keeper = RollupKeeper(app.state.metrics, cache, interval_s=settings.rollup_interval_s)
+        jobs.lead("rollups", keeper.run)
     # Webhooks: every worker fans bus events out to the outboxes; one (the leader) delivers.
     webhook_service: WebhookService = app.state.webhooks
     fan_out = fan_out_consumer(webhook_service)

@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     # How often the TrainingSession cache is scanned for lifecycle changes.
     lifecycle_interval_s: float = Field(default=1.0, gt=0)
 
+    # Rollups of metric and step series are brought up to date this often, by one worker,
+    # for every running session (0: only when read).
+    rollup_interval_s: float = Field(default=1.0, ge=0)
+
     # Alerts: every enabled rule is evaluated this often (by one worker). Resolved alerts
     # are kept this long, and at most this many; notifications likewise, by count.
     alert_interval_s: float = Field(default=10.0, gt=0)

@@ -59,6 +59,11 @@ class MetricsService:
             reserved=_STEP_FIELDS,
         )
 
+    async def keep_rollups(self, session_id: str) -> None:
+        """Fold what was written since the last call into the rollups of both streams."""
+        await self._series_rollups.current(session_id)
+        await self._steps_rollups.current(session_id)
+
     @property
     def cached_points(self) -> int:
         return self._series.points + self._steps.points

@@ -15,7 +15,9 @@ from pivot_api.metrics import rollups
 from pivot_api.metrics.series import SeriesCache, downsample
 from pivot_schema import keys
 from pivot_trainer.sink import RecordSink
+from tests.support.waiting import eventually
 
+from .alerting import running_session
 from .api_platform import Platform, PlatformFactory
 
 POINTS = 200_000
@@ -187,3 +189,34 @@ async def test_rollups_caught_up_in_steps_across_chunks_read_as_the_raw_series(
                 expected, total = _expected(full, "epochs", lo, hi, n)
                 assert body.json()["total_points"] == total, body.text
                 assert {k: body.json()[k] for k in expected} == expected, (lo, hi, n)
+
+
+async def test_running_sessions_are_rolled_up_as_the_trainer_writes(
+    platform_factory: PlatformFactory, redis_server: Any, tmp_path: Path
+) -> None:
+    """Maintained at ingest: with nobody reading, the leader folds a running session's new
+    points into its rollups, so the first read has nothing left to fold in."""
+    async with platform_factory(rollup_interval_s=0.1) as p:
+        sid = await running_session(p)
+        sink = RecordSink(redis_server.url, sid, spool_dir=tmp_path / "spool")
+        for i in range(1, 3001):
+            sink.step(1, i, i, 1.0 / i)
+        assert sink.flush(force=True)
+        for epoch in (1, 2):  # an epoch, then more steps: both streams, more than one round
+            await _xadd_epochs(p, sid, epoch, epoch)
+            for i in range(3001 + 500 * epoch, 3501 + 500 * epoch):
+                sink.step(2, i, i, 1.0 / i)
+            assert sink.flush(force=True)
+        assert sink.close(30)
+
+        async def folded_in(stream: str, key: str) -> bool:
+            tip = (await p.redis.xrevrange(key, count=1))[0][0]
+            raw = await p.redis.hget(
+                keys.series_rollups(sid), keys.rollup_field(stream, None, "meta")
+            )
+            meta = rollups.Meta.loads(raw)
+            return meta is not None and meta.cursor == tip.decode()
+
+        await eventually(lambda: folded_in("steps", keys.steps_stream(sid)), what="steps")
+        await eventually(lambda: folded_in("metrics", keys.metrics_stream(sid)), what="epochs")
+        assert p.app.state.metrics.cached_points == 0  # no read did it

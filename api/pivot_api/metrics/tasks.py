@@ -1,0 +1,55 @@
+"""Rollups maintained at ingest: one worker (the leader) folds what trainers write into the
+rollups every `rollup_interval_s`, so that no read pays for a long run nobody looked at while
+it trained (a dashboard's first look, a fresh worker, a replica after a restart). Reads still
+catch up whatever this has not folded in yet; that is at most one interval of points."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from pivot_api.kube import SessionCache
+from pivot_api.metrics.service import MetricsService
+from pivot_api.sessions.service import status_of
+from pivot_schema.crd import SessionStatus
+
+log = logging.getLogger(__name__)
+
+
+class RollupKeeper:
+    def __init__(self, metrics: MetricsService, cache: SessionCache, *, interval_s: float) -> None:
+        self._metrics = metrics
+        self._cache = cache
+        self._interval_s = interval_s
+        # Running at the last round: a session that has just finished gets one more round,
+        # for the points written between that round and its end.
+        self._running: set[str] = set()
+
+    async def run(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await self.round()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A Redis blip ends one round, not the keeping: reads catch up meanwhile.
+                log.exception("rollup round failed")
+            await asyncio.sleep(max(0.0, self._interval_s - (time.monotonic() - started)))
+
+    async def round(self) -> list[str]:
+        """Bring every running (or just finished) session's rollups up to date; returns
+        the sessions it looked at."""
+        if not self._cache.synced:
+            return []
+        running = {
+            o["metadata"]["name"]
+            for o in self._cache.all()
+            if status_of(o) == SessionStatus.RUNNING
+        }
+        targets = sorted(running | self._running)
+        for name in targets:
+            await self._metrics.keep_rollups(name)
+        self._running = running
+        return targets

@@ -115,6 +115,35 @@ CHOICE_RULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "loss": ("focal", LOSSES),
 }
 BOOL_RULES: dict[str, bool] = {"compile": False, "sync_batchnorm": True, "deterministic": False}
+# What each scalar key means, in the config's JSON schema (OpenAPI, the clients' types) and the
+# CRD (`kubectl explain trainingsession.spec.config`); configs/train.yaml says it at length.
+DESCRIPTIONS: dict[str, str] = {
+    "epochs": "Passes over the training set.",
+    "batch_size": "Samples per optimizer step.",
+    "seed": "Data, initial weights and shuffling all derive from it.",
+    "warmup_epochs": "Linear warmup epochs before the schedule (0: none).",
+    "lr_step_size": "step scheduler: epochs between learning-rate drops.",
+    "image_size": "Square images, pixels; a multiple of 4.",
+    "num_train": "Synthetic training images.",
+    "num_val": "Synthetic validation images.",
+    "base_channels": "UNet width: channels at full resolution (x2 per level down).",
+    "num_workers": "DataLoader worker processes.",
+    "log_every_steps": "train_loss every N optimizer steps to the steps stream (0: off).",
+    "learning_rate": "Base (peak) learning rate.",
+    "weight_decay": "L2 (adam, sgd) or decoupled (adamw) weight decay.",
+    "momentum": "sgd only (Nesterov when > 0).",
+    "lr_gamma": "step scheduler: learning-rate multiplier at each drop.",
+    "min_lr_ratio": "cosine scheduler: final learning rate as a fraction of learning_rate.",
+    "focal_alpha": "focal loss: weight of the lesion pixels; background gets 1 - alpha.",
+    "focal_gamma": "focal loss: down-weighting of easy pixels (0: weighted BCE).",
+    "optimizer": "The optimizer.",
+    "scheduler": "Learning-rate schedule after warmup.",
+    "loss": "The training loss.",
+    "compile": "torch.compile the model (eager where no compiler is found).",
+    "sync_batchnorm": "In a multi-process gang, BatchNorm statistics over the global batch.",
+    "deterministic": "Deterministic kernels: the same numbers run to run and on resume, "
+    "at some speed.",
+}
 
 
 @dataclass(frozen=True)
@@ -386,6 +415,8 @@ def config_json_schema() -> dict[str, Any]:
         props[key] = {"type": "string", "enum": list(choices)}
     for key in BOOL_RULES:
         props[key] = {"type": "boolean"}
+    for key, prop in props.items():
+        prop["description"] = DESCRIPTIONS[key]
     return {
         "type": "object",
         "description": "A training config (configs/train.yaml documents every key). Unknown "

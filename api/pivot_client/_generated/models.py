@@ -367,29 +367,101 @@ class Config(PIVOTModel):
         extra="allow",
     )
     epochs: Annotated[int, Field(ge=1, le=100000)]
+    """
+    Passes over the training set.
+    """
     batch_size: Annotated[int | None, Field(ge=1, le=65536)] = None
+    """
+    Samples per optimizer step.
+    """
     seed: Annotated[int | None, Field(ge=0, le=2147483647)] = None
+    """
+    Data, initial weights and shuffling all derive from it.
+    """
     warmup_epochs: Annotated[int | None, Field(ge=0, le=100000)] = None
+    """
+    Linear warmup epochs before the schedule (0: none).
+    """
     lr_step_size: Annotated[int | None, Field(ge=1, le=100000)] = None
+    """
+    step scheduler: epochs between learning-rate drops.
+    """
     image_size: Annotated[int | None, Field(ge=8, le=1024, multiple_of=4)] = None
+    """
+    Square images, pixels; a multiple of 4.
+    """
     num_train: Annotated[int | None, Field(ge=1, le=10000000)] = None
+    """
+    Synthetic training images.
+    """
     num_val: Annotated[int | None, Field(ge=1, le=10000000)] = None
+    """
+    Synthetic validation images.
+    """
     base_channels: Annotated[int | None, Field(ge=1, le=512)] = None
+    """
+    UNet width: channels at full resolution (x2 per level down).
+    """
     num_workers: Annotated[int | None, Field(ge=0, le=64)] = None
+    """
+    DataLoader worker processes.
+    """
     log_every_steps: Annotated[int | None, Field(ge=0, le=1000000000)] = None
+    """
+    train_loss every N optimizer steps to the steps stream (0: off).
+    """
     learning_rate: Annotated[float | None, Field(ge=1e-12, le=10.0)] = None
+    """
+    Base (peak) learning rate.
+    """
     weight_decay: Annotated[float | None, Field(ge=0.0, le=1.0)] = None
+    """
+    L2 (adam, sgd) or decoupled (adamw) weight decay.
+    """
     momentum: Annotated[float | None, Field(ge=0.0, le=1.0)] = None
+    """
+    sgd only (Nesterov when > 0).
+    """
     lr_gamma: Annotated[float | None, Field(ge=0.0, le=1.0)] = None
+    """
+    step scheduler: learning-rate multiplier at each drop.
+    """
     min_lr_ratio: Annotated[float | None, Field(ge=0.0, le=1.0)] = None
+    """
+    cosine scheduler: final learning rate as a fraction of learning_rate.
+    """
     focal_alpha: Annotated[float | None, Field(ge=0.0, le=1.0)] = None
+    """
+    focal loss: weight of the lesion pixels; background gets 1 - alpha.
+    """
     focal_gamma: Annotated[float | None, Field(ge=0.0, le=10.0)] = None
+    """
+    focal loss: down-weighting of easy pixels (0: weighted BCE).
+    """
     optimizer: str | None = None
+    """
+    The optimizer.
+    """
     scheduler: str | None = None
+    """
+    Learning-rate schedule after warmup.
+    """
     loss: str | None = None
+    """
+    The training loss.
+    """
     compile: bool | None = None
+    """
+    torch.compile the model (eager where no compiler is found).
+    """
     sync_batchnorm: bool | None = None
+    """
+    In a multi-process gang, BatchNorm statistics over the global batch.
+    """
     deterministic: bool | None = None
+    """
+    Deterministic kernels: the same numbers run to run and on resume, at some speed.
+    """
 
 
 class Tag(RootModel[str]):

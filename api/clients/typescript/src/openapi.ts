@@ -920,32 +920,62 @@ export interface components {
              * @description A training config (configs/train.yaml documents every key). Unknown keys are kept; `dataset` and `checkpoint` sections are checked as the trainer checks them; at most 65536 bytes as JSON.
              */
             config?: {
+                /** @description Passes over the training set. */
                 epochs: number;
+                /** @description Samples per optimizer step. */
                 batch_size?: number;
+                /** @description Data, initial weights and shuffling all derive from it. */
                 seed?: number;
+                /** @description Linear warmup epochs before the schedule (0: none). */
                 warmup_epochs?: number;
+                /** @description step scheduler: epochs between learning-rate drops. */
                 lr_step_size?: number;
+                /** @description Square images, pixels; a multiple of 4. */
                 image_size?: number;
+                /** @description Synthetic training images. */
                 num_train?: number;
+                /** @description Synthetic validation images. */
                 num_val?: number;
+                /** @description UNet width: channels at full resolution (x2 per level down). */
                 base_channels?: number;
+                /** @description DataLoader worker processes. */
                 num_workers?: number;
+                /** @description train_loss every N optimizer steps to the steps stream (0: off). */
                 log_every_steps?: number;
+                /** @description Base (peak) learning rate. */
                 learning_rate?: number;
+                /** @description L2 (adam, sgd) or decoupled (adamw) weight decay. */
                 weight_decay?: number;
+                /** @description sgd only (Nesterov when > 0). */
                 momentum?: number;
+                /** @description step scheduler: learning-rate multiplier at each drop. */
                 lr_gamma?: number;
+                /** @description cosine scheduler: final learning rate as a fraction of learning_rate. */
                 min_lr_ratio?: number;
+                /** @description focal loss: weight of the lesion pixels; background gets 1 - alpha. */
                 focal_alpha?: number;
+                /** @description focal loss: down-weighting of easy pixels (0: weighted BCE). */
                 focal_gamma?: number;
-                /** @enum {string} */
+                /**
+                 * @description The optimizer.
+                 * @enum {string}
+                 */
                 optimizer?: "adam" | "adamw" | "sgd";
-                /** @enum {string} */
+                /**
+                 * @description Learning-rate schedule after warmup.
+                 * @enum {string}
+                 */
                 scheduler?: "none" | "cosine" | "step";
-                /** @enum {string} */
+                /**
+                 * @description The training loss.
+                 * @enum {string}
+                 */
                 loss?: "focal" | "dice" | "bce";
+                /** @description torch.compile the model (eager where no compiler is found). */
                 compile?: boolean;
+                /** @description In a multi-process gang, BatchNorm statistics over the global batch. */
                 sync_batchnorm?: boolean;
+                /** @description Deterministic kernels: the same numbers run to run and on resume, at some speed. */
                 deterministic?: boolean;
             } & {
                 [key: string]: unknown;

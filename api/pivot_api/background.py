@@ -16,7 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from pivot_api.redis_util import script
+from pivot_api.redis_util import reraise_cancellation, script
 from pivot_schema.keys import ApiKeys
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,7 @@ class LeaderLease:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
+                reraise_cancellation()
                 self.held = False
                 log.warning("leader election for %s: %s", name, exc)
                 await asyncio.sleep(period)
@@ -139,6 +140,7 @@ async def _forever(job: Job, name: str) -> None:
         except asyncio.CancelledError:
             raise
         except Exception:
+            reraise_cancellation()
             log.exception("background job %s crashed; restarting in %.1fs", name, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 30.0)

@@ -26,7 +26,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from pivot_api.redis_util import flat, script, text, utcnow_iso
+from pivot_api.redis_util import flat, reraise_cancellation, script, text, utcnow_iso
 from pivot_schema.keys import ApiKeys
 
 log = logging.getLogger(__name__)
@@ -184,6 +184,7 @@ class EventConsumer:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
+                reraise_cancellation()
                 log.warning("event consumer %s: %s; retrying in %.1fs", self.group, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -231,6 +232,7 @@ class EventConsumer:
         except asyncio.CancelledError:
             raise
         except Exception:
+            reraise_cancellation()
             log.exception("event consumer %s: handling %s failed", self.group, stream_id)
             return 0
         await self.redis.xack(self.keys.events, self.group, stream_id)

@@ -27,6 +27,7 @@ from kubernetes_asyncio.config.config_exception import ConfigException
 
 from pivot_api import __version__
 from pivot_api.errors import ServiceUnavailableError
+from pivot_api.redis_util import reraise_cancellation
 from pivot_schema.crd import GROUP, PLURAL, VERSION
 
 log = logging.getLogger(__name__)
@@ -197,6 +198,7 @@ class SessionCache:
                 log.info("session watch expired (410); re-listing")
                 continue
             except Exception as exc:
+                reraise_cancellation()
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("session informer: %s; retrying in %.1fs", self.last_error, backoff)
                 await asyncio.sleep(backoff * (0.5 + random.random()))

@@ -7,6 +7,7 @@ so a script's text does not cross the wire with every call.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +20,17 @@ from redis.commands.core import AsyncScript
 def text(value: Any) -> str:
     """A reply as text: the client returns bytes (no `decode_responses`)."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def reraise_cancellation() -> None:
+    """For a retry loop's `except` branch: re-raise a cancellation of this task that a
+    library turned into an ordinary error on the way. redis-py disconnects when a
+    cancellation lands inside a command, and what reaches the loop may then be a
+    ConnectionError; a loop that retried it would outlive its app (and hang the event
+    loop's shutdown, which cancels each task once and waits)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def utcnow_iso() -> str:

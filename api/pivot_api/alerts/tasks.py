@@ -18,7 +18,7 @@ from pivot_api.alerts.service import SYSTEM, AlertStore
 from pivot_api.errors import PivotError
 from pivot_api.kube import Obj, SessionCache
 from pivot_api.monitor.service import snapshot
-from pivot_api.redis_util import text
+from pivot_api.redis_util import reraise_cancellation, text
 from pivot_api.sessions.service import SessionService, status_of
 from pivot_schema import keys as schema_keys
 from pivot_schema.crd import SessionStatus
@@ -107,6 +107,7 @@ class AlertEvaluator:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                reraise_cancellation()
                 # One bad round (Redis blip) must not end evaluation; nothing was resolved
                 # on its account, since resolving happens only after a complete round.
                 log.exception("alert evaluation round failed")

@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 
 from pivot_api.errors import BadRequestError, NotFoundError, PivotError, ServiceUnavailableError
 from pivot_api.observability import STREAM_CLIENTS
-from pivot_api.redis_util import text
+from pivot_api.redis_util import reraise_cancellation, text
 from pivot_api.sessions.service import SessionService, status_of
 from pivot_schema import keys
 from pivot_schema.crd import SessionStatus
@@ -224,7 +224,12 @@ class _Tail:
         self._service = service
         self._metrics_key = keys.metrics_stream(session_id)
         self._events_key = keys.events_stream(session_id)
+        self.stopped = False  # set with the cancellation: a swallowed one still ends the loop
         self.task = asyncio.create_task(self._run(), name=f"live-tail-{session_id}")
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.task.cancel()
 
     def subscribe(self) -> tuple[_Subscriber, Cursor]:
         """A new subscriber and the position after which the tail will push to it."""
@@ -258,7 +263,7 @@ class _Tail:
     async def _run(self) -> None:
         redis = self._service.redis
         backoff = _MIN_BACKOFF_S
-        while True:
+        while not self.stopped:
             try:
                 if not self.ready.is_set():
                     self.cursor = await self._end()
@@ -273,6 +278,7 @@ class _Tail:
                     block=self._service.heartbeat_ms,
                 )
             except RedisError as exc:
+                reraise_cancellation()
                 # Clients keep their heartbeats meanwhile; the position is unchanged, so
                 # nothing is lost or repeated.
                 if backoff == _MIN_BACKOFF_S:
@@ -281,6 +287,7 @@ class _Tail:
                 backoff = min(backoff * 2, self._service.heartbeat_ms / 1000)
                 continue
             except Exception:
+                reraise_cancellation()
                 # A tail that died would leave its clients on heartbeats forever.
                 log.exception("live tail of %s failed; retrying", self.session_id)
                 await asyncio.sleep(self._service.heartbeat_ms / 1000)
@@ -317,6 +324,7 @@ class LiveService:
         self.heartbeat_ms = max(1, int(heartbeat_s * 1000))
         self._max_clients = max_clients
         self._tails: dict[str, _Tail] = {}
+        self._released: set[_Tail] = set()  # let go of by their clients, not ended yet
         self.clients = 0
 
     @property
@@ -337,9 +345,10 @@ class LiveService:
 
     async def aclose(self) -> None:
         """Stop every shared read (at shutdown)."""
-        tails, self._tails = list(self._tails.values()), {}
+        tails, self._tails = [*self._tails.values(), *self._released], {}
+        self._released.clear()
         for tail in tails:
-            tail.task.cancel()
+            tail.stop()
         await asyncio.gather(*(t.task for t in tails), return_exceptions=True)
 
     def _acquire(self, session_id: str) -> _Tail:
@@ -354,9 +363,12 @@ class LiveService:
             tail.subscribers.discard(sub)
         tail.refs -= 1
         if tail.refs <= 0:
-            tail.task.cancel()  # its blocking read goes with it
+            tail.stop()  # its blocking read goes with it
             if self._tails.get(tail.session_id) is tail:
                 del self._tails[tail.session_id]
+            if not tail.task.done():  # until it has ended: shutdown waits for it
+                self._released.add(tail)
+                tail.task.add_done_callback(lambda _t, tail=tail: self._released.discard(tail))
 
     async def _served(self, session_id: str) -> SessionStatus | None:
         """The session's status as the API serves it (GET, list): the one truth a stream's

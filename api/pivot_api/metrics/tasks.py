@@ -11,6 +11,7 @@ import time
 
 from pivot_api.kube import SessionCache
 from pivot_api.metrics.service import MetricsService
+from pivot_api.redis_util import reraise_cancellation
 from pivot_api.sessions.service import status_of
 from pivot_schema.crd import SessionStatus
 
@@ -34,6 +35,7 @@ class RollupKeeper:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                reraise_cancellation()
                 # A Redis blip ends one round, not the keeping: reads catch up meanwhile.
                 log.exception("rollup round failed")
             await asyncio.sleep(max(0.0, self._interval_s - (time.monotonic() - started)))

@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from pivot_api.events import EventConsumer
-from pivot_api.redis_util import text, utcnow_iso
+from pivot_api.redis_util import reraise_cancellation, text, utcnow_iso
 from pivot_api.webhooks.service import ACTIVE, WebhookService
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ class DeliveryScheduler:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis away: the scheduler still polls
+                reraise_cancellation()
                 log.debug("webhook waker: %s", exc)
                 await asyncio.sleep(timeout)
 
@@ -94,6 +95,7 @@ class DeliveryScheduler:
         except asyncio.CancelledError:
             raise
         except Exception:
+            reraise_cancellation()
             # The endpoint stays due: the scheduler starts it again.
             log.exception("webhook %s: delivery failed", wid)
             await asyncio.sleep(self.settings.webhook_poll_s)

@@ -1,5 +1,7 @@
 """A throwaway `mlflow server` on loopback (SQLite store, one worker) for the peer rows of the
-benchmarks: started in its own process group so its uvicorn and job runners stop with it."""
+benchmarks: started in its own process group so its uvicorn and job runners stop with it.
+`restart` replaces the process (same port and store), for reads timed as a fresh server's
+first request, as PIVOT's first reads are a fresh API process's."""
 
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -18,10 +19,44 @@ import httpx
 from pivot_local.procs import free_port, wait_until_serving
 
 
-@dataclass(frozen=True)
 class MlflowServer:
-    base_url: str
-    store: Path  # holds mlflow.db (the SQLite backend store) and artifacts/
+    def __init__(self, start_timeout: float = 120) -> None:
+        self.port = free_port("127.0.0.1")
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        # Holds mlflow.db (the SQLite backend store) and artifacts/.
+        self.store = Path(tempfile.mkdtemp(prefix="pivot-bench-mlflow-"))
+        self.start_timeout = start_timeout
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        # PIVOT_BENCH_MLFLOW: an `mlflow` from another environment (its dependencies are many).
+        mlflow_bin = os.environ.get("PIVOT_BENCH_MLFLOW") or str(
+            Path(sys.executable).parent / "mlflow"
+        )
+        cmd = [mlflow_bin, "server", "--host", "127.0.0.1", "--port", str(self.port)]
+        cmd += ["--backend-store-uri", f"sqlite:///{self.store}/mlflow.db", "--workers", "1"]
+        cmd += ["--default-artifact-root", str(self.store / "artifacts")]
+        self._proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        wait_until_serving(
+            f"{self.base_url}/health", self._proc, timeout=self.start_timeout, what="mlflow server"
+        )
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        os.killpg(self._proc.pid, signal.SIGTERM)
+        try:
+            self._proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+            self._proc.wait(15)
+        self._proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
 
     def client(self, timeout: float = 600) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=timeout)
@@ -40,23 +75,9 @@ class MlflowServer:
 
 @contextmanager
 def mlflow_server(start_timeout: float = 120) -> Iterator[MlflowServer]:
-    port = free_port("127.0.0.1")
-    store = Path(tempfile.mkdtemp(prefix="pivot-bench-mlflow-"))
-    # PIVOT_BENCH_MLFLOW: an `mlflow` from another environment (its dependencies are many).
-    mlflow_bin = os.environ.get("PIVOT_BENCH_MLFLOW") or str(Path(sys.executable).parent / "mlflow")
-    cmd = [mlflow_bin, "server", "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--backend-store-uri", f"sqlite:///{store}/mlflow.db", "--workers", "1"]
-    cmd += ["--default-artifact-root", str(store / "artifacts")]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    base = f"http://127.0.0.1:{port}"
+    server = MlflowServer(start_timeout)
     try:
-        wait_until_serving(f"{base}/health", proc, timeout=start_timeout, what="mlflow server")
-        yield MlflowServer(base, store)
+        server.start()
+        yield server
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        server.stop()

@@ -8,16 +8,20 @@
 2. GET /training/sessions?limit=1000 with 1,000 sessions.
 3. /metrics/{id}/history of a 1,000,000-point series with max_points=1000, warm and as the
    first read of a fresh API process (rollups in Redis, nothing in memory), against MLflow's
-   get-history (full series) and get-history-bulk-interval (its own downsampled read, what the
-   MLflow UI plots from) on the same points loaded into a local `mlflow server` (SQLite).
+   get-history-bulk-interval (its own downsampled read, what the MLflow UI plots from) on the
+   same points loaded into a local `mlflow server` (SQLite), measured the same two ways: its
+   first request after a fresh `mlflow server` start (cold) and repeated requests (warm).
+   Cold is compared with cold, warm with warm. Also MLflow's get-history (the full series,
+   every page), and the rollups' memory beside the stream's.
 4. 500 concurrent SSE clients: XADD -> client receives the event, latency p50/p99.
 
     .venv/bin/python bench/bench_api.py [--workers 2] [--points 1000000] [--skip-mlflow]
-        [--only get,list,history,sse] [--rate 1000] [--restarts 10]
+        [--only get,list,history,sse] [--rate 1000] [--restarts 10] [--check] [--json PATH]
 
 The load generators are minimal HTTP/1.1 clients on raw asyncio sockets (httpx costs more CPU
 per request than the server does), on the same 2 cores as the API: the numbers include the
-clients' share of the CPU. Prints Markdown rows for bench/README.md.
+clients' share of the CPU. Prints Markdown rows for bench/README.md, then the verdict against
+bench/_targets.py.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from pathlib import Path
 import httpx
 import redis
 from _mlflow import mlflow_server  # bench/ is the script's directory
+from _targets import Results, add_check_args
 
 from pivot_local.kube import run_emulator_in_thread
 from pivot_local.procs import free_port, wait_until_serving
@@ -50,6 +55,7 @@ from pivot_schema import keys
 REPO = Path(__file__).resolve().parents[1]
 CRD = REPO / "crds" / "trainingsessions.pivot.dev.yaml"
 API = "/api/v1"
+RESULTS = Results("bench_api")
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -290,8 +296,9 @@ async def first_read(host: str, port: int, path: str) -> tuple[float, bytes]:
 
 
 async def bench_history(
-    host: str, port: int, sid: str, workers: int, restarts: int, points: int
-) -> tuple[list[str], float]:
+    host: str, port: int, r: redis.Redis, sid: str, workers: int, restarts: int, points: int
+) -> tuple[list[str], float, list[float], list[float]]:
+    """Rows, the first read ever (ms), warm and cold samples (ms)."""
     size = "1M" if points == 1_000_000 else f"{points:,}"
     path = f"{API}/metrics/{sid}/history?metric_name=val_loss&max_points=1000"
     # The series was XADDed around the API: its first read rolls it up (once per series,
@@ -312,6 +319,17 @@ async def bench_history(
         bodies.add(body)
     assert len(bodies) == 1, "a cold read answered other than a warm one"
     samples = await timed_gets(host, port, path, clients=1, per_client=200)
+    RESULTS.record("history, warm", "p99", pct(samples, 0.99), size=points)
+    RESULTS.record("history, warm", "median", statistics.median(samples), size=points)
+    first = "history, first read of a fresh API process"
+    RESULTS.record(first, "p99", pct(cold, 0.99), size=points)
+    RESULTS.record(first, "median", statistics.median(cold), size=points)
+    # Exact sizes (SAMPLES 0): the rollups hash against the stream it summarises.
+    stream = r.memory_usage(keys.metrics_stream(sid), samples=0) or 0
+    rollups = r.memory_usage(keys.series_rollups(sid), samples=0) or 0
+    RESULTS.record(
+        "history rollups memory vs the stream's", "ratio", 100 * rollups / stream, size=points
+    )
     rows = [
         row(f"history, {size} points, max_points=1000 (PIVOT, warm)", samples),
         row(
@@ -319,11 +337,18 @@ async def bench_history(
             cold,
             f"one per restart, {restarts} restarts",
         ),
+        f"| history, rollups in memory vs the stream's | {rollups / 1e6:.2f} MB of "
+        f"{stream / 1e6:.2f} MB | | 1 | {100 * rollups / stream:.1f}% |",
     ]
-    return rows, build_ms
+    return rows, build_ms, samples, cold
 
 
-def bench_mlflow(values: list[float]) -> list[str]:
+def bench_mlflow(
+    values: list[float], restarts: int, warm_reps: int, full_reps: int
+) -> tuple[list[str], list[float], list[float]]:
+    """MLflow's reads of the same series: rows, and its bulk-interval samples (ms) cold (the
+    first request after a fresh `mlflow server` start, one per restart, each on a new
+    connection as PIVOT's first reads are) and warm (repeated requests, after two untimed)."""
     with mlflow_server() as server, server.client() as http:
         run = server.new_run(http)
         store = server.store
@@ -353,9 +378,39 @@ def bench_mlflow(values: list[float]) -> list[str]:
                 (values[-1], 1_700_000_000_000 + len(values) - 1, len(values), run),
             )
         load_s = time.perf_counter() - load_start
-        rows = []
+        sampled_path = "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"
+        sampled_params: dict[str, str | int] = {
+            "run_ids": run,
+            "metric_key": "val_loss",
+            "max_results": 1000,
+        }
+
+        def sampled(client: httpx.Client) -> float:
+            t0 = time.perf_counter()
+            resp = client.get(sampled_path, params=sampled_params)
+            elapsed = (time.perf_counter() - t0) * 1000
+            resp.raise_for_status()
+            return elapsed
+
+        cold: list[float] = []
+        for _ in range(restarts):
+            server.restart()
+            with server.client() as fresh:
+                cold.append(sampled(fresh))
+        for _ in range(2):
+            sampled(http)
+        warm = [sampled(http) for _ in range(warm_reps)]
+        rows = [
+            row("MLflow get-history-bulk-interval, max_results=1000 (warm)", warm),
+            row(
+                "MLflow get-history-bulk-interval, max_results=1000, first request of a fresh "
+                "`mlflow server`",
+                cold,
+                f"one per restart, {restarts} restarts",
+            ),
+        ]
         full: list[float] = []
-        for _ in range(2):  # ~minutes each at 1M points
+        for _ in range(full_reps):  # ~minutes each at 1M points
             t0 = time.perf_counter()
             got, token = 0, None
             while True:  # get-history pages; a client reading the series reads every page
@@ -373,22 +428,15 @@ def bench_mlflow(values: list[float]) -> list[str]:
                     break
             full.append((time.perf_counter() - t0) * 1000)
             assert got == len(values), got
-        rows.append(
-            row(
-                f"MLflow get-history, full {len(values)}-point series", full, f"load {load_s:.0f} s"
+        if full:
+            rows.append(
+                row(
+                    f"MLflow get-history, full {len(values)}-point series (warm)",
+                    full,
+                    f"load {load_s:.0f} s",
+                )
             )
-        )
-        sampled: list[float] = []
-        for _ in range(10):
-            t0 = time.perf_counter()
-            resp = http.get(
-                "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval",
-                params={"run_ids": run, "metric_key": "val_loss", "max_results": 1000},
-            )
-            sampled.append((time.perf_counter() - t0) * 1000)
-            resp.raise_for_status()
-        rows.append(row("MLflow get-history-bulk-interval, max_results=1000", sampled))
-        return rows
+        return rows, warm, cold
 
 
 # ---- SSE fan-out ----------------------------------------------------------------------------
@@ -430,6 +478,8 @@ async def bench_sse(host: str, port: int, r: redis.Redis, sid: str, clients: int
         await asyncio.to_thread(r.xadd, key, keys.encode_record(record))
         await asyncio.sleep(0.25)
     await asyncio.wait_for(asyncio.gather(*tasks), 120)
+    RESULTS.record("SSE XADD -> client", "p99", pct(latencies, 0.99), size=clients)
+    RESULTS.record("SSE XADD -> client", "median", statistics.median(latencies), size=clients)
     return [row(f"SSE XADD -> client, {clients} clients", latencies, "chunked frames parsed")]
 
 
@@ -451,6 +501,11 @@ async def main_async(args: argparse.Namespace) -> None:
             rows.append(
                 row(f"GET session, {args.clients} clients, closed loop", samples, "own process")
             )
+            for stat, value in (
+                ("p99", pct(samples, 0.99)),
+                ("median", statistics.median(samples)),
+            ):
+                RESULTS.record("GET session, closed loop", stat, value, size=args.clients)
             for rate in [float(x) for x in args.rate.split(",") if x]:
                 samples = await asyncio.to_thread(
                     in_client_process, "open", host, port, path, args.clients, rate, args.seconds
@@ -470,13 +525,15 @@ async def main_async(args: argparse.Namespace) -> None:
                 row(f"GET sessions?limit=1000 ({args.sessions} sessions), 1 client", samples)
             )
         values: list[float] = []
+        warm: list[float] = []
+        cold: list[float] = []
         if "history" in only:
             # 3. History.
             t0 = time.perf_counter()
             values = await asyncio.to_thread(load_series, r, ids[1], args.points)
             load_s = time.perf_counter() - t0
-            hist_rows, build_ms = await bench_history(
-                host, port, ids[1], args.workers, args.restarts, args.points
+            hist_rows, build_ms, warm, cold = await bench_history(
+                host, port, r, ids[1], args.workers, args.restarts, args.points
             )
             rows += hist_rows
             rows.append(
@@ -487,7 +544,24 @@ async def main_async(args: argparse.Namespace) -> None:
             # 4. SSE.
             rows += await bench_sse(host, port, r, ids[2], args.sse_clients)
     if values and not args.skip_mlflow:
-        rows += await asyncio.to_thread(bench_mlflow, values)
+        peer_rows, peer_warm, peer_cold = await asyncio.to_thread(
+            bench_mlflow, values, args.restarts, args.mlflow_reps, args.mlflow_full_reps
+        )
+        rows += peer_rows
+        # Like with like: warm against warm, a fresh process's first read against a fresh
+        # server's first request.
+        for label, ours, theirs in (
+            ("history warm vs MLflow bulk-interval warm", warm, peer_warm),
+            ("history first read vs MLflow bulk-interval first request", cold, peer_cold),
+        ):
+            at_median = statistics.median(theirs) / statistics.median(ours)
+            at_p99 = pct(theirs, 0.99) / pct(ours, 0.99)
+            RESULTS.record(label, "speed-up at the median", at_median, size=args.points)
+            RESULTS.record(label, "speed-up at p99", at_p99, size=args.points)
+            rows.append(
+                f"| {label} | {at_median:.0f}x | {at_p99:.0f}x (p99 vs p99) | "
+                f"{len(ours)} / {len(theirs)} | speed-up |"
+            )
     print(
         f"\n{time.strftime('%Y-%m-%d')}, {py_platform.machine()}, {os.cpu_count()} cores, "
         f"Python {py_platform.python_version()}, uvicorn --workers {args.workers} (uvloop), "
@@ -495,6 +569,7 @@ async def main_async(args: argparse.Namespace) -> None:
     )
     print("| measure | median (ms) | p99 (ms) | n | note |\n|---|---|---|---|---|")
     print("\n".join(rows))
+    RESULTS.finish(args)
 
 
 def main() -> None:
@@ -506,7 +581,9 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--sse-clients", type=int, default=500)
     parser.add_argument("--skip-mlflow", action="store_true")
-    parser.add_argument("--restarts", type=int, default=10, help="API restarts for cold reads")
+    parser.add_argument(
+        "--restarts", type=int, default=10, help="API (and MLflow) restarts for cold reads"
+    )
     parser.add_argument(
         "--only", default="get,list,history,sse", help="comma-separated: get,list,history,sse"
     )
@@ -514,6 +591,11 @@ def main() -> None:
         "--rate", default="1000", help="open-loop GET session rates, req/s (comma-separated)"
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="per open-loop rate")
+    parser.add_argument("--mlflow-reps", type=int, default=10, help="MLflow warm reads")
+    parser.add_argument(
+        "--mlflow-full-reps", type=int, default=2, help="MLflow full get-history reads (0: none)"
+    )
+    add_check_args(parser)
     args = parser.parse_args()
     try:
         import uvloop

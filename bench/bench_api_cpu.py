@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_api_cpu.py                 # N=5000, bench_api.py's settings
     .venv/bin/python bench/bench_api_cpu.py --auth --profile 25
     .venv/bin/python bench/bench_api_cpu.py --concurrency 200   # C requests in flight
+    .venv/bin/python bench/bench_api_cpu.py --check             # exit 1 on a missed target
 
 Starts Redis, moto's S3 and the Kubernetes emulator (in a thread, idle while timing), builds
 the app with `create_app`, runs its lifespan, creates one session, then calls the ASGI app
@@ -26,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _targets import Results, add_check_args  # bench/ is the script's directory
 from pydantic import SecretStr
 
 from pivot_api.app import create_app
@@ -76,7 +78,7 @@ async def call(app: Any, path: str, headers: list[tuple[bytes, bytes]]) -> tuple
     return status, body
 
 
-async def run(args: argparse.Namespace) -> None:
+async def run(args: argparse.Namespace, results: Results) -> None:
     redis_server = RedisServer().start()
     s3 = S3Server().start()
     configs = Path(tempfile.mkdtemp(prefix="pivot-bench-cpu-"))
@@ -100,13 +102,13 @@ async def run(args: argparse.Namespace) -> None:
                 auth_enabled=args.auth,
                 api_keys=SecretStr(KEY),
             )
-            await measure(create_app(settings), args)
+            await measure(create_app(settings), args, results)
     finally:
         redis_server.stop()
         s3.stop()
 
 
-async def measure(app: Any, args: argparse.Namespace) -> None:
+async def measure(app: Any, args: argparse.Namespace, results: Results) -> None:
     import httpx
 
     headers = [(b"host", b"api"), (b"accept", b"*/*"), (b"user-agent", b"bench")]
@@ -157,6 +159,12 @@ async def measure(app: Any, args: argparse.Namespace) -> None:
         )
         print(f"  wall µs/request: median {statistics.median(walls):.1f}  min {min(walls):.1f}")
         print(f"  CPU  µs/request: median {statistics.median(cpus):.1f}  min {min(cpus):.1f}")
+        if not (args.auth or args.ratelimit):  # the targets are for bench_api's settings
+            results.record(
+                f"server CPU per GET session, {args.concurrency} in flight",
+                "median",
+                statistics.median(cpus),
+            )
         missing = f"{API}/training/sessions/no-such-session"
         status, body = await call(app, missing, headers)
         print(f"  missing session: {status} {body.decode()}")
@@ -182,6 +190,7 @@ def main() -> None:
     parser.add_argument("--auth", action="store_true", help="API keys on")
     parser.add_argument("--ratelimit", action="store_true", help="rate limiter on (Redis)")
     parser.add_argument("--profile", type=int, default=0, metavar="K", help="cProfile top K")
+    add_check_args(parser)
     args = parser.parse_args()
     try:
         import uvloop
@@ -189,7 +198,9 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(run(args))
+    results = Results("bench_api_cpu")
+    asyncio.run(run(args, results))
+    results.finish(args)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,10 @@ One keep-alive client sends GET /api/v1/training/sessions (an empty list: the ch
 that is neither public nor Redis-bound), one request at a time. The three servers are measured
 in alternating rounds, so load from other work on the machine spreads over all three alike.
 
-    .venv/bin/python bench/bench_security.py [--rounds 10] [--per-round 200]
+    .venv/bin/python bench/bench_security.py [--rounds 10] [--per-round 200] [--check]
+        [--json PATH]
 
-Prints Markdown rows for bench/README.md.
+Prints Markdown rows for bench/README.md, then the verdict against bench/_targets.py.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
+from _targets import Results, add_check_args  # bench/ is the script's directory
 
 from pivot_local.kube import run_emulator_in_thread
 from pivot_local.procs import free_port
@@ -156,7 +158,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--per-round", type=int, default=200)
+    add_check_args(parser)
     args = parser.parse_args()
+    results = Results("bench_security")
     with servers() as ports:
         samples = asyncio.run(measure(ports, args.rounds, args.per_round))
     base = statistics.median(samples["off"])
@@ -172,6 +176,11 @@ def main() -> None:
             f"| {name} | {statistics.median(got):.3f} | {pct(got, 0.99):.3f} "
             f"| {statistics.fmean(got):.3f} | {statistics.median(got) - base:+.3f} | {len(got)} |"
         )
+        results.record(f"{name}: p50", "median", statistics.median(got))
+        results.record(f"{name}: p99", "p99", pct(got, 0.99))
+        if name != "off":
+            results.record(f"{name}: p50 over off", "difference", statistics.median(got) - base)
+    results.finish(args)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@
    median and p90 over N sessions (created one at a time, each running 1 tiny epoch).
 2. Wall time of `pivot up --demo` from launch to the demo session's completion.
 
-    .venv/bin/python bench/bench_skeleton.py [--sessions 20] [--skip-demo]
+    .venv/bin/python bench/bench_skeleton.py [--sessions 20] [--skip-demo] [--check] [--json PATH]
 
-Prints a Markdown table row set for bench/README.md.
+Prints a Markdown table row set for bench/README.md, then the verdict against
+bench/_targets.py.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import redis
+from _targets import Results, add_check_args  # bench/ is the script's directory
 
 from pivot_local.platform import REPO_ROOT, LocalPlatform
 from pivot_local.procs import free_port
@@ -120,12 +122,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--skip-demo", action="store_true")
+    add_check_args(parser)
     args = parser.parse_args()
+    results = Results("bench_skeleton")
     print(
         f"# {py_platform.processor() or py_platform.machine()}, {os.cpu_count()} cores, "
         f"Python {py_platform.python_version()}"
     )
     running, metric = bench_sessions(args.sessions)
+    results.record("CR create -> pod Running", "median", statistics.median(running) * 1e3)
+    results.record("CR create -> pod Running", "p90", p90(running) * 1e3)
+    results.record("CR create -> first metric in Redis", "median", statistics.median(metric))
+    results.record("CR create -> first metric in Redis", "p90", p90(metric))
     print("| measure | median (s) | p90 (s) | n |")
     print("|---|---|---|---|")
     print(
@@ -137,7 +145,10 @@ def main() -> None:
         f"{p90(metric):.3f} | {len(metric)} |"
     )
     if not args.skip_demo:
-        print(f"| `pivot up --demo` -> session completed | {bench_demo():.1f} | | 1 |")
+        demo = bench_demo()
+        results.record("`pivot up --demo` -> session completed", "value", demo)
+        print(f"| `pivot up --demo` -> session completed | {demo:.1f} | | 1 |")
+    results.finish(args)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,13 @@ its own process (aiohttp) that verifies nothing and answers 204 at once, so the 
 the platform's: fan-out consumer, outbox, scheduler, signing, HTTP.
 
     .venv/bin/python bench/bench_webhooks.py [--latency 200] [--events 2000] [--endpoints 10]
+        [--check] [--json PATH]
 
 1. latency: one event at a time (each waits for the previous to arrive), publish -> receiver.
 2. one endpoint: N events published at once; they go out one after another (head-of-line).
 3. E endpoints subscribed to every event: N/E events published at once, E x that delivered.
 
-Prints Markdown rows for bench/README.md.
+Prints Markdown rows for bench/README.md, then the verdict against bench/_targets.py.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 import httpx
+from _targets import Results, add_check_args  # bench/ is the script's directory
 from redis.asyncio import Redis
 
 from pivot_api.events import publish
@@ -82,7 +84,9 @@ async def received(http: httpx.AsyncClient, recv: str, count: int, timeout_s: fl
         await asyncio.sleep(0.02)
 
 
-async def run(args: argparse.Namespace, redis_url: str, api: str, recv: str) -> list[str]:
+async def run(
+    args: argparse.Namespace, redis_url: str, api: str, recv: str, results: Results
+) -> list[str]:
     redis = Redis.from_url(redis_url)
     keys = ApiKeys(NAMESPACE)
     rows: list[str] = []
@@ -108,6 +112,9 @@ async def run(args: argparse.Namespace, redis_url: str, api: str, recv: str) -> 
             await publish(redis, keys, "system_event", {"n": i, "sent_at": time.time()})
             await received(http, recv, i + 1, 30)
         lat = await received(http, recv, args.latency, 30)
+        one = "latency publish -> receiver, one at a time"
+        results.record(one, "p50", pct(lat, 0.5) * 1000)
+        results.record(one, "p99", pct(lat, 0.99) * 1000)
         rows.append(
             f"| latency publish -> receiver, one at a time | p50 {pct(lat, 0.5) * 1000:.1f} ms, "
             f"p99 {pct(lat, 0.99) * 1000:.1f} ms | {len(lat)} |"
@@ -120,6 +127,7 @@ async def run(args: argparse.Namespace, redis_url: str, api: str, recv: str) -> 
             await publish(redis, keys, "system_event", {"n": i, "sent_at": time.time()})
         lat = await received(http, recv, args.events, 600)
         took = time.time() - start
+        results.record("events to 1 endpoint", "deliveries/s", len(lat) / took, size=len(lat))
         rows.append(
             f"| {args.events} events, 1 endpoint (in order) | {len(lat) / took:.0f} deliveries/s, "
             f"p50 latency {pct(lat, 0.5) * 1000:.0f} ms | {len(lat)} |"
@@ -135,6 +143,10 @@ async def run(args: argparse.Namespace, redis_url: str, api: str, recv: str) -> 
         total = per * args.endpoints
         lat = await received(http, recv, total, 600)
         took = time.time() - start
+        # Named for the target's 10 endpoints; another count is another measure.
+        results.record(
+            f"events to {args.endpoints} endpoints", "deliveries/s", len(lat) / took, size=len(lat)
+        )
         rows.append(
             f"| {per} events x {args.endpoints} endpoints | {len(lat) / took:.0f} deliveries/s, "
             f"p50 latency {pct(lat, 0.5) * 1000:.0f} ms | {len(lat)} |"
@@ -149,7 +161,9 @@ def main() -> None:
     parser.add_argument("--latency", type=int, default=200)
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--endpoints", type=int, default=10)
+    add_check_args(parser)
     args = parser.parse_args()
+    results = Results("bench_webhooks")
 
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -183,7 +197,7 @@ def main() -> None:
             wait_http(f"{recv}/stats")
             wait_http(f"{api}/api/v1/health")
             time.sleep(1.0)  # the delivery leader takes its lease
-            rows = asyncio.run(run(args, redis_server.url, api, recv))
+            rows = asyncio.run(run(args, redis_server.url, api, recv, results))
         finally:
             for proc in procs:
                 proc.terminate()
@@ -195,6 +209,7 @@ def main() -> None:
     )
     print("| measure | value | n |\n|---|---|---|")
     print("\n".join(rows))
+    results.finish(args)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from pivot_client._exceptions import (
 )
 from pivot_client._generated import operations as ops
 from pivot_client._live import LiveStream
-from pivot_client._operation import Files
+from pivot_client._operation import Files, Operation, R
 from pivot_client.types import (
     Alert,
     AlertList,
@@ -172,9 +172,11 @@ class BaseClient(APIClient[H]):
         metric_name: str | None = None,
         start_epoch: int | None = None,
         end_epoch: int | None = None,
+        max_points: int | None = None,
     ) -> MetricHistory:
-        query = {"metric_name": metric_name, "start_epoch": start_epoch, "end_epoch": end_epoch}
-        return await self._call(ops.metric_history, path={"session_id": session_id}, query=query)
+        """An epoch-level metric (default val_loss) by epoch; `max_points` downsamples."""
+        bounds = {"start_epoch": start_epoch, "end_epoch": end_epoch}
+        return await self._history(ops.metric_history, session_id, metric_name, max_points, bounds)
 
     @endpoint
     async def step_history(
@@ -186,14 +188,21 @@ class BaseClient(APIClient[H]):
         end_step: int | None = None,
         max_points: int | None = None,
     ) -> StepHistory:
-        """A step-level metric (default train_loss) by global step."""
-        query = {
-            "metric_name": metric_name,
-            "start_step": start_step,
-            "end_step": end_step,
-            "max_points": max_points,
-        }
-        return await self._call(ops.step_history, path={"session_id": session_id}, query=query)
+        """A step-level metric (default train_loss) by global step; `max_points` downsamples."""
+        bounds = {"start_step": start_step, "end_step": end_step}
+        return await self._history(ops.step_history, session_id, metric_name, max_points, bounds)
+
+    async def _history(
+        self,
+        operation: Operation[R],
+        session_id: str,
+        metric_name: str | None,
+        max_points: int | None,
+        bounds: dict[str, int | None],
+    ) -> R:
+        """A range of one series, downsampled to `max_points` (min and max kept) if given."""
+        query = {"metric_name": metric_name, **bounds, "max_points": max_points}
+        return await self._call(operation, path={"session_id": session_id}, query=query)
 
     @streaming
     def stream_events(

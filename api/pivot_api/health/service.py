@@ -93,12 +93,13 @@ class HealthService:
         thousands, and the first page almost always has a live one)."""
         token: str | None = None
         while True:
+            more: dict[str, Any] = {"_continue": token} if token else {}
             page = await self._leases(
                 self._coordination().list_namespaced_lease(
                     NODE_LEASE_NAMESPACE,
                     limit=100,
-                    _continue=token,
                     _preload_content=False,
+                    **more,
                     _request_timeout=self._timeout_s,
                 )
             )

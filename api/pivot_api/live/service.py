@@ -17,6 +17,7 @@ it is derived from Redis, which stays the only state a resume needs.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -368,7 +369,10 @@ class LiveService:
                 del self._tails[tail.session_id]
             if not tail.task.done():  # until it has ended: shutdown waits for it
                 self._released.add(tail)
-                tail.task.add_done_callback(lambda _t, tail=tail: self._released.discard(tail))
+                tail.task.add_done_callback(functools.partial(self._ended, tail))
+
+    def _ended(self, tail: _Tail, _task: asyncio.Task[None]) -> None:
+        self._released.discard(tail)
 
     async def _served(self, session_id: str) -> SessionStatus | None:
         """The session's status as the API serves it (GET, list): the one truth a stream's

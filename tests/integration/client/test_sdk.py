@@ -106,6 +106,11 @@ def test_stream_cut_mid_event_resumes_without_loss_or_duplicates(
     history = client.metric_history(session.session_id, metric_name="train_loss")
     assert history.epochs == [1, 2, 3, 4]
     assert history.values == [r["train_loss"] for r in stored]
+    picked = client.metric_history(
+        session.session_id, metric_name="train_loss", start_epoch=2, max_points=2
+    )
+    assert len(picked.epochs) == 2 and set(picked.epochs) <= {2, 3, 4}
+    assert picked.values == [history.values[e - 1] for e in picked.epochs]
     steps = client.step_history(session.session_id)
     assert steps.steps == [2, 4, 6, 8, 10, 12, 14, 16]
     assert steps.epochs == [1, 1, 2, 2, 3, 3, 4, 4] and len(steps.values) == 8

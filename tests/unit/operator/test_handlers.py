@@ -3,11 +3,8 @@ soon; a failure in the daemon is kopf's TemporaryError, after a backoff that gro
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Awaitable
 from typing import Any
 
 import kopf
@@ -17,6 +14,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from pivot_operator import handlers
 from pivot_operator.config import OperatorConfig
 from pivot_operator.scheduler import Scheduler
+from tests.support.kopf_stand_ins import Stop
 
 KEY = ("default", "s1")
 LOG = logging.getLogger("test")
@@ -31,23 +29,6 @@ class UnavailableKube:
 
     async def get_session(self, namespace: str, name: str) -> dict[str, Any]:
         raise ApiException(status=500, reason="unavailable")
-
-
-class Stop:
-    """Stands in for kopf.DaemonStopped: never set here; `wait` returns after its timeout."""
-
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-
-    def __bool__(self) -> bool:
-        return self.event.is_set()
-
-    def wait(self, timeout: float | None = None) -> Awaitable[None]:
-        return self._wait(timeout)
-
-    async def _wait(self, seconds: float | None) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.event.wait(), seconds)
 
 
 def memo() -> kopf.Memo:

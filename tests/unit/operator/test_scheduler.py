@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable
 
 from pivot_operator.scheduler import MIN_NAP, Action, Cadence, Scheduler, nap
+from tests.support.kopf_stand_ins import Stop
 
 KEY = ("default", "s1")
 OTHER = ("default", "s2")
@@ -20,23 +20,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class Stop:
-    """Stands in for kopf.DaemonStopped: false until set; `wait` returns on set or timeout."""
-
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-
-    def __bool__(self) -> bool:
-        return self.event.is_set()
-
-    def wait(self, timeout: float | None = None) -> Awaitable[None]:
-        return self._wait(timeout)
-
-    async def _wait(self, seconds: float | None) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.event.wait(), seconds)
 
 
 def cadence(clock: Clock, scheduler: Scheduler) -> Cadence:

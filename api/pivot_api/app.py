@@ -9,6 +9,7 @@ everything else a request needs lives in Kubernetes, Redis or S3.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -121,6 +122,25 @@ async def _start_background_jobs(app: FastAPI, jobs: BackgroundJobs) -> None:
     jobs.spawn("notifications", notify.run)
 
 
+# Young objects a worker allocates before the cyclic GC runs (Python's default: 700).
+GC_GEN0_THRESHOLD = 50_000
+
+
+def tune_gc() -> None:
+    """Keep the cyclic garbage collector out of the request tail. A GET that awaits (the read
+    barrier) leaves reference cycles behind (tasks, futures, frames); with Python's defaults
+    the collector then ran so often, with full collections over the whole heap, that 1 % of
+    GETs under 200 clients waited ~100 ms (bench/README.md). What startup built (modules,
+    the app, pydantic's schemas) is frozen out of every collection, and young collections run
+    after 50,000 allocations instead of 700: p99 back to ~13 ms. Once a process: a frozen
+    object is never collected, so what is garbage now is collected first."""
+    if not gc.get_freeze_count():
+        gc.collect()
+        gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+
+
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -208,6 +228,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     if settings.background_jobs:
         await _start_background_jobs(app, jobs)
+    tune_gc()
     try:
         yield
     finally:

@@ -359,6 +359,7 @@ async def _supervise(
                 await memo.kube.delete_session(namespace, name)
             return
         running = status.phase == Phase.RUNNING
+        del status  # not kept across the nap: thousands of daemons each holding one add up
         await nap(stopped, wakeup, cadence.wait(running))
         if stopped:
             return

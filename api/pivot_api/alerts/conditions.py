@@ -48,10 +48,6 @@ class Verdict:
     message: str
 
 
-def is_system_metric(metric: str) -> bool:
-    return metric in SYSTEM_METRICS
-
-
 def check_metric(metric: str) -> str:
     """`metric`, or ValueError listing the metrics a rule may watch."""
     if metric not in KNOWN_METRICS:

@@ -202,10 +202,5 @@ def _values(values: Any) -> list[float | None]:
     return [None if math.isnan(v) else v for v in values.tolist()]
 
 
-def _is_number(value: object) -> bool:
-    """A metric value: a number, or None for a non-finite one (JSON has no NaN)."""
-    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
-
-
 def _redis_down(exc: RedisError) -> ServiceUnavailableError:
     return ServiceUnavailableError("the metrics store is unavailable", {"reason": str(exc)})

@@ -1,7 +1,8 @@
 """Rollups maintained at ingest: one worker (the leader) folds what trainers write into the
 rollups every `rollup_interval_s`, so that no read pays for a long run nobody looked at while
 it trained (a dashboard's first look, a fresh worker, a replica after a restart). Reads still
-catch up whatever this has not folded in yet; that is at most one interval of points."""
+catch up whatever this has not folded in yet; that is at most one interval of points. Streams
+written before rollups existed (or while no API ran) are rolled up in the background."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from pivot_schema.crd import SessionStatus
 
 log = logging.getLogger(__name__)
 
+BACKLOG_PER_ROUND = 8
+
 
 class RollupKeeper:
     def __init__(self, metrics: MetricsService, cache: SessionCache, *, interval_s: float) -> None:
@@ -26,6 +29,10 @@ class RollupKeeper:
         # Running at the last round: a session that has just finished gets one more round,
         # for the points written between that round and its end.
         self._running: set[str] = set()
+        # Sessions known to be rolled up to their end. The others (streams written before
+        # rollups existed, or while no API ran) are rolled up in the background, instead of
+        # by their first reader.
+        self._done: set[str] = set()
 
     async def run(self) -> None:
         while True:
@@ -41,17 +48,22 @@ class RollupKeeper:
             await asyncio.sleep(max(0.0, self._interval_s - (time.monotonic() - started)))
 
     async def round(self) -> list[str]:
-        """Bring every running (or just finished) session's rollups up to date; returns
-        the sessions it looked at."""
+        """Bring every running (or just finished) session's rollups up to date, then others
+        not yet known to be; returns the sessions it looked at."""
         if not self._cache.synced:
             return []
-        running = {
-            o["metadata"]["name"]
-            for o in self._cache.all()
-            if status_of(o) == SessionStatus.RUNNING
-        }
+        objects = self._cache.all()
+        names = {o["metadata"]["name"] for o in objects}
+        running = {o["metadata"]["name"] for o in objects if status_of(o) == SessionStatus.RUNNING}
         targets = sorted(running | self._running)
         for name in targets:
             await self._metrics.keep_rollups(name)
         self._running = running
+        # Then a few of the backlog a round: background work must not crowd the worker's
+        # requests (most have nothing to fold in: two small reads a stream).
+        self._done &= names  # forget deleted sessions
+        for name in sorted(names - running - self._done)[:BACKLOG_PER_ROUND]:
+            await self._metrics.keep_rollups(name)
+            self._done.add(name)
+            targets.append(name)
         return targets

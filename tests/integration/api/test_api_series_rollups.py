@@ -114,20 +114,21 @@ async def _xadd_epochs(p: Platform, sid: str, first: int, last: int) -> None:
 async def test_a_stream_written_before_rollups_is_rolled_up_on_first_read(
     platform_factory: PlatformFactory,
 ) -> None:
-    async with platform_factory() as p:
+    # No background keeper here: the first read is what rolls the stream up.
+    async with platform_factory(rollup_interval_s=0) as p:
         sid = (await p.create())["session_id"]
         await _xadd_epochs(p, sid, 1, 30_000)
         assert not await p.redis.exists(keys.series_rollups(sid))
     last = 30_000
     for metric in ("val_loss", "accuracy"):
         for grow in (False, True):
-            async with platform_factory() as p:
+            async with platform_factory(rollup_interval_s=0) as p:
                 if grow:  # more records after the rollups were built: they are caught up
                     await _xadd_epochs(p, sid, last + 1, last + 777)
                     last += 777
                 url = f"/api/v1/metrics/{sid}/history?metric_name={metric}"
                 full = (await p.http.get(url)).json()
-            async with platform_factory() as p:
+            async with platform_factory(rollup_interval_s=0) as p:
                 for lo, hi, n in [(None, None, 1000), (17, 29_000, 333), (2, 20_000, 4)]:
                     query = f"&max_points={n}&start_epoch={lo or 0}&end_epoch={hi or 10**9}"
                     body = (await p.http.get(url + query)).json()
@@ -219,4 +220,27 @@ async def test_running_sessions_are_rolled_up_as_the_trainer_writes(
 
         await eventually(lambda: folded_in("steps", keys.steps_stream(sid)), what="steps")
         await eventually(lambda: folded_in("metrics", keys.metrics_stream(sid)), what="epochs")
+        assert p.app.state.metrics.cached_points == 0  # no read did it
+
+
+async def test_streams_written_before_rollups_are_rolled_up_in_the_background(
+    platform_factory: PlatformFactory,
+) -> None:
+    """A session that is not running, whose stream has no rollups (written before they
+    existed, or while no API ran), is rolled up by the keeper without waiting for a reader."""
+    async with platform_factory(rollup_interval_s=0) as p:
+        sid = (await p.create())["session_id"]
+        await _xadd_epochs(p, sid, 1, 5_000)
+    async with platform_factory(rollup_interval_s=0.05) as p:
+
+        async def folded_in() -> bool:
+            tip = (await p.redis.xrevrange(keys.metrics_stream(sid), count=1))[0][0]
+            raw = await p.redis.hget(
+                keys.series_rollups(sid), keys.rollup_field("metrics", None, "meta")
+            )
+            meta = rollups.Meta.loads(raw)
+            return meta is not None and meta.cursor == tip.decode()
+
+        # The namespace holds every earlier test's sessions too: they are rolled up as well.
+        await eventually(folded_in, within=30, what="the old stream rolled up")
         assert p.app.state.metrics.cached_points == 0  # no read did it

@@ -34,9 +34,11 @@ from pivot_api.fastpath import SessionReadFastPath, session_route
 from pivot_api.head import HeadAsGet
 from pivot_api.health import endpoints as health
 from pivot_api.health.service import HealthService
+from pivot_api.identity import endpoints as identity
 from pivot_api.kube import SessionCache, SessionWriter, new_api_client
 from pivot_api.limits import install_body_limit
 from pivot_api.live import endpoints as live
+from pivot_api.live.feed import SessionFeed
 from pivot_api.live.service import LiveService
 from pivot_api.metrics import endpoints as metrics
 from pivot_api.metrics.service import MetricsService
@@ -51,9 +53,11 @@ from pivot_api.openapi import install_openapi
 from pivot_api.schemas import ErrorResponse
 from pivot_api.security import install_security, public_paths
 from pivot_api.sessions import endpoints as sessions
+from pivot_api.sessions.pods import SessionPods
 from pivot_api.sessions.service import SessionService
 from pivot_api.sessions.tasks import LifecycleWatcher
 from pivot_api.settings import Settings
+from pivot_api.ui import install_ui
 from pivot_api.webhooks import endpoints as webhooks
 from pivot_api.webhooks.service import WebhookService
 from pivot_api.webhooks.tasks import DeliveryScheduler, fan_out_consumer
@@ -200,6 +204,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             heartbeat_s=settings.stream_heartbeat_s,
             max_clients=settings.stream_max_clients,
         )
+        app.state.pods = SessionPods(
+            client.CoreV1Api(kube), settings.namespace, app.state.sessions
+        )
+        app.state.feed = SessionFeed(
+            app.state.sessions,
+            cache,
+            heartbeat_s=settings.stream_heartbeat_s,
+            max_clients=settings.stream_max_clients,
+        )
     app.state.resources = ResourceService(
         settings.disk_path, redis=redis, sessions=getattr(app.state, "sessions", None)
     )
@@ -238,6 +251,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await cache.stop()
         if kube is not None:
             await kube.close()
+        if getattr(app.state, "feed", None) is not None:
+            app.state.feed.close()
         if getattr(app.state, "live", None) is not None:
             await app.state.live.aclose()  # the shared stream reads, before their pool
         await redis.aclose()
@@ -248,7 +263,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for name in (
             *("sessions", "metrics", "checkpoints", "live", "health", "resources"),
             *("session_cache", "read_marks", "redis", "s3", "kube", "jobs", "api_keys"),
-            *("alerts", "notifications"),
+            *("alerts", "notifications", "feed", "pods"),
         ):
             setattr(app.state, name, None)
 
@@ -295,6 +310,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for router in (
         sessions.router,
+        sessions.configs_router,
         metrics.router,
         checkpoints.router,
         live.router,
@@ -303,8 +319,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         webhooks.router,
         alerts.router,
         notifications.router,
+        identity.router,
     ):
         app.include_router(router, prefix=prefix)
+    install_ui(app, settings.ui_dir)
     return app
 
 

@@ -220,7 +220,8 @@ class ApiKeyMiddleware:
     """401 without a known key, 403 when its scope is too small; public paths pass.
 
     Pure ASGI, so streaming responses and WebSockets pass through untouched. The key's name
-    is left in `request.state.api_key_name` for routes that record who did something.
+    is left in `request.state.api_key_name` for routes that record who did something, and its
+    scope in `request.state.api_key_scope`.
     """
 
     def __init__(
@@ -276,7 +277,9 @@ class ApiKeyMiddleware:
                 {"scope": key.scope.label, "required_scope": needed.label},
             )
             return
-        scope.setdefault("state", {})["api_key_name"] = key.name
+        state = scope.setdefault("state", {})
+        state["api_key_name"] = key.name
+        state["api_key_scope"] = key.scope.label
         await self.app(scope, receive, send)
 
 

@@ -15,10 +15,12 @@ from pivot_api.alerts.service import AlertStore
 from pivot_api.checkpoints.service import CheckpointService
 from pivot_api.errors import ServiceUnavailableError
 from pivot_api.health.service import HealthService
+from pivot_api.live.feed import SessionFeed
 from pivot_api.live.service import LiveService
 from pivot_api.metrics.service import MetricsService
 from pivot_api.monitor.service import ResourceService
 from pivot_api.notifications.service import NotificationStore
+from pivot_api.sessions.pods import SessionPods
 from pivot_api.sessions.service import SessionService
 from pivot_api.webhooks.service import WebhookService
 
@@ -42,10 +44,12 @@ def state_service(name: str, kind: type[S]) -> Callable[[HTTPConnection], Awaita
 live_service = state_service("live", LiveService)
 
 Sessions = Annotated[SessionService, Depends(state_service("sessions", SessionService))]
+Pods = Annotated[SessionPods, Depends(state_service("pods", SessionPods))]
 Metrics = Annotated[MetricsService, Depends(state_service("metrics", MetricsService))]
 Health = Annotated[HealthService, Depends(state_service("health", HealthService))]
 Checkpoints = Annotated[CheckpointService, Depends(state_service("checkpoints", CheckpointService))]
 Live = Annotated[LiveService, Depends(live_service)]
+Feed = Annotated[SessionFeed, Depends(state_service("feed", SessionFeed))]
 Resources = Annotated[ResourceService, Depends(state_service("resources", ResourceService))]
 Alerts = Annotated[AlertStore, Depends(state_service("alerts", AlertStore))]
 Notifications = Annotated[

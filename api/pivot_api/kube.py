@@ -8,6 +8,10 @@ The cache keeps two resourceVersions: `position`, up to which every watch event 
 applied (what a list can promise), and `seen`, the newest version it holds of anything
 (write-through included). `pivot_api.consistency` compares them with what other workers have
 shown, so that no client reads an older state after a newer one.
+
+It also keeps a bounded log of which sessions changed, at which resourceVersion
+(`changes_from`), so that live list streams (pivot_api.live.feed) send only what changed and a
+reconnecting client resumes from a resourceVersion instead of re-reading every session.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import contextlib
 import json
 import logging
 import random
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -33,6 +38,10 @@ from pivot_schema.crd import GROUP, PLURAL, VERSION
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
+
+# Changes remembered for list streams: at a few changes per session per epoch, minutes of a
+# busy cluster; a client further behind gets a fresh snapshot instead.
+CHANGE_LOG_MAX = 20_000
 
 
 async def new_api_client(kubeconfig: str | None) -> client.ApiClient:
@@ -87,6 +96,11 @@ class SessionCache:
         self._synced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
+        # (resourceVersion, name) of every change after `horizon`, in the order applied;
+        # `_changes_base` is the sequence number of its first entry.
+        self._changes: deque[tuple[int, str]] = deque()
+        self._changes_base = 0
+        self.horizon: int | None = None
         # Every watch event up to this resourceVersion has been applied.
         self.position = 0
         # The newest resourceVersion of anything held (>= position with write-through).
@@ -131,6 +145,39 @@ class SessionCache:
             self.seen = max(self.seen, rv)
             self._notify()
 
+    @property
+    def first_change(self) -> int:
+        """The sequence number of the oldest change still logged."""
+        return self._changes_base
+
+    @property
+    def next_change(self) -> int:
+        """The sequence number the next change will get."""
+        return self._changes_base + len(self._changes)
+
+    def changes_from(self, seq: int) -> list[tuple[int, str]] | None:
+        """The changes numbered `seq` and after, as (resourceVersion, name); None when some
+        of them were dropped (the reader fell too far behind: it needs a fresh snapshot).
+
+        A change is logged before `position` passes its resourceVersion: whoever reads the
+        log and then `position`, with no await between, has every change up to it."""
+        if seq < self._changes_base:
+            return None
+        start = seq - self._changes_base
+        if start == 0:
+            return list(self._changes)
+        return [self._changes[i] for i in range(start, len(self._changes))]
+
+    def _log_change(self, rv: int | None, name: str) -> None:
+        if self.horizon is None or rv is None:
+            return  # before the first list: a reader starts from a snapshot anyway
+        self._changes.append((rv, name))
+        if len(self._changes) > CHANGE_LOG_MAX:
+            dropped, _ = self._changes.popleft()
+            self._changes_base += 1
+            # Changes after `horizon` are all still here.
+            self.horizon = max(self.horizon, dropped)
+
     async def refresh(self) -> None:
         """A fresh list from the API server, merged in: the way to catch up at once when the
         watch is slow (or stuck) and a reader must not wait longer."""
@@ -146,6 +193,7 @@ class SessionCache:
             rv = rv_of(obj)
             if rv is not None and rv > self.seen:
                 self.seen = rv
+            self._log_change(rv, name)
             self._notify()
 
     def remove(self, obj: Obj) -> None:
@@ -153,6 +201,7 @@ class SessionCache:
         current = self._objects.get(name) if name else None
         if current is not None and _newer(obj, current):
             del self._objects[name]
+            self._log_change(rv_of(obj), name)
             self._notify()
 
     def _replace(self, objects: Iterable[Obj], list_rv: int | None) -> None:
@@ -166,6 +215,17 @@ class SessionCache:
             current = self._objects.get(obj["metadata"]["name"])
             if current is not None and not _newer(obj, current):
                 fresh[obj["metadata"]["name"]] = current
+        if self.horizon is None:
+            self.horizon = list_rv or 0  # what changed before the first list is unknown
+        else:
+            # A re-list (after 410 Gone) skipped the watch events in between: log what it
+            # changed, deletions at the list's version (the latest they can have happened).
+            for name, obj in fresh.items():
+                old = self._objects.get(name)
+                if old is None or rv_of(old) != rv_of(obj):
+                    self._log_change(rv_of(obj), name)
+            for name in self._objects.keys() - fresh.keys():
+                self._log_change(list_rv, name)
         self._objects = fresh
         newest = max((r for o in fresh.values() if (r := rv_of(o)) is not None), default=0)
         self.seen = max(self.seen, newest)

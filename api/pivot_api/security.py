@@ -14,17 +14,29 @@ from pivot_api import docs
 from pivot_api.auth import ApiKeyMiddleware, KeyStore, install_log_redaction
 from pivot_api.ratelimit import RateLimiter, RateLimitMiddleware, parse_limits
 from pivot_api.settings import Settings
+from pivot_api.ui import UI_PREFIX
 from pivot_schema.keys import ApiKeys
 
 
+class PublicPaths(frozenset[str]):
+    """Exact paths, and everything under the dashboard (its page asks for a key itself)."""
+
+    prefixes: tuple[str, ...] = (f"{UI_PREFIX}/",)
+
+    def __contains__(self, path: object) -> bool:
+        return super().__contains__(path) or (
+            isinstance(path, str) and path.startswith(self.prefixes)
+        )
+
+
 def public_paths(app: FastAPI, prefix: str) -> frozenset[str]:
-    """Neither keyed nor limited: probes, Prometheus, and the API's own documentation (its
-    pages and their assets, pivot_api.docs)."""
-    paths = {f"{prefix}/health", "/metrics", *docs.public_paths()}
+    """Neither keyed nor limited: probes, Prometheus, the API's own documentation (its
+    pages and their assets, pivot_api.docs) and the dashboard's files (pivot_api.ui)."""
+    paths = {f"{prefix}/health", "/metrics", "/", UI_PREFIX, *docs.public_paths()}
     for path in (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url):
         if path:
             paths.add(path)
-    return frozenset(paths)
+    return PublicPaths(paths)
 
 
 def _document_keys(app: FastAPI) -> None:

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     namespace: str = "default"
     configs_dir: Path = Path("configs")
     api_prefix: str = "/api/v1"
+    # The dashboard's built files (api/ui's `npm run build`); unset: those the package carries.
+    ui_dir: Path | None = None
 
     # How long a health probe waits for each component before calling it unhealthy.
     health_timeout_s: float = Field(default=2.0, gt=0)

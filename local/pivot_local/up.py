@@ -161,6 +161,9 @@ def main(args: argparse.Namespace) -> int:
     try:
         _print(f"PIVOT is up in {time.monotonic() - t0:.1f}s")
         _print(f"  API        {platform.api_url}/api/v1  (docs: {platform.api_url}/docs)")
+        # The key in the fragment: a browser never sends it, so it is in no server's log.
+        fragment = f"#key={platform.api_key}" if platform.api_key else ""
+        _print(f"  dashboard  {platform.api_url}/ui/{fragment}")
         _print(f"  kubeconfig {platform.kubeconfig}  (kubectl --kubeconfig ... get ts)")
         _print(f"  logs       {platform.logs}")
         # What the `pivot` command and the SDKs read: PIVOT_URL (else localhost:8000, which

@@ -81,6 +81,9 @@ def run_lifecycle(api: httpx.Client, kube: httpx.Client, platform: LocalPlatform
     stopped = create(api, config={**TINY_CONFIG, "epochs": 10_000}, session_name="rbac-stop")
     assert api.post(f"/training/sessions/{stopped}/start").status_code == 200
     wait_status(api, platform, stopped, {"running"})
+    # The dashboard's reads of a running session: its trainer's log and its Events.
+    assert api.get(f"/training/sessions/{stopped}/logs", params={"tail": 5}).status_code == 200
+    assert api.get(f"/training/sessions/{stopped}/events").status_code == 200
     assert api.post(f"/training/sessions/{stopped}/stop").status_code == 200
     wait_status(api, platform, done, {"completed"})
     wait_status(api, platform, stopped, {"stopped"})

@@ -13,8 +13,9 @@ from fastapi.responses import StreamingResponse
 from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
-from pivot_api.deps import Live, live_service
+from pivot_api.deps import Feed, Live, live_service
 from pivot_api.errors import PivotError
+from pivot_api.live.feed import parse_position
 from pivot_api.live.service import (
     EVENT_ID_PATTERN,
     HEARTBEAT,
@@ -111,6 +112,65 @@ async def sse_training(
     cursor = await live.open(session_id, last_event_id or since, field_name=field)
     return StreamingResponse(
         _sse_body(live, session_id, cursor),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+_LIST_SSE_EXAMPLE = (
+    "retry: 1000\n\n"
+    "event: session\n"
+    'data: {"session_id":"sess-abc123","status":"running","current_epoch":3,...}\n\n'
+    "id: 48213\nevent: ready\ndata: {\"count\":1}\n\n"
+    "id: 48230\nevent: session\n"
+    'data: {"session_id":"sess-abc123","status":"running","current_epoch":4,...}\n\n'
+    "id: 48251\nevent: deleted\ndata: {\"session_id\":\"sess-old\"}\n\n"
+    ": heartbeat\n\n"
+)
+
+
+@router.get(
+    "/sse/sessions",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {"example": _LIST_SSE_EXAMPLE}},
+            "description": "Server-Sent Events of the sessions list.\n\n"
+            "- `session`: a session as `GET /training/sessions/{session_id}` shows it now "
+            "(schema SessionDetail)\n"
+            "- `deleted`: `{\"session_id\"}`, a session that is gone\n"
+            "- `ready`: `{\"count\"}`, the snapshot (or the catch-up after Last-Event-ID) "
+            "is complete\n"
+            "- `reset`: what changed since Last-Event-ID is no longer known here: drop what "
+            "you hold; a full snapshot and `ready` follow\n\n"
+            "A fresh stream starts with every session (newest first). The last event of "
+            "each batch carries `id:` (a Kubernetes resourceVersion); a reconnect with "
+            "Last-Event-ID receives only the sessions changed since. Comment lines "
+            "(`: heartbeat`) keep an idle connection open.",
+        },
+        400: {"model": ErrorResponse, "description": "Last-Event-ID is not an id of this stream"},
+        503: {"model": ErrorResponse, "description": "Too many live streams on this server"},
+    },
+    openapi_extra={
+        "x-sse-events": {
+            "session": {"$ref": "#/components/schemas/SessionDetail"},
+            "deleted": {"$ref": "#/components/schemas/SessionDeletedEvent"},
+            "ready": {"$ref": "#/components/schemas/SessionsReadyEvent"},
+        },
+    },
+)
+async def sse_sessions(
+    feed: Feed,
+    last_event_id: Annotated[str | SkipJsonSchema[None], Header(max_length=64)] = None,
+    since: Annotated[str | SkipJsonSchema[None], Query(max_length=64)] = None,
+) -> StreamingResponse:
+    """Every session, live: a snapshot, then each change as it happens. For dashboards: no
+    list call and no polling; a reconnecting EventSource resumes with Last-Event-ID."""
+    field = "Last-Event-ID" if last_event_id is not None else "since"
+    position = parse_position(last_event_id or since, field_name=field)
+    feed.open()
+    return StreamingResponse(
+        feed.events(position),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -94,4 +94,23 @@ class LiveStatusEvent(BaseModel):
     )
 
 
-LIVE_MODELS: tuple[type[BaseModel], ...] = (LiveMetricsEvent, LiveMetricsMessage, LiveStatusEvent)
+class SessionDeletedEvent(BaseModel):
+    """The data of a `deleted` event on /sse/sessions: the session is gone."""
+
+    session_id: str
+
+
+class SessionsReadyEvent(BaseModel):
+    """The data of a `ready` event on /sse/sessions: the snapshot (or, on a resumed stream,
+    the catch-up) is complete."""
+
+    count: int = Field(description="Sessions sent before it (snapshot or catch-up).")
+
+
+LIVE_MODELS: tuple[type[BaseModel], ...] = (
+    LiveMetricsEvent,
+    LiveMetricsMessage,
+    LiveStatusEvent,
+    SessionDeletedEvent,
+    SessionsReadyEvent,
+)

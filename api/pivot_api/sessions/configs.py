@@ -72,3 +72,33 @@ def validate_config(raw: Any, *, config_path: str | None = None) -> dict[str, An
         if isinstance(exc, ConfigTooLargeError):
             details.update(size_bytes=exc.size, max_bytes=exc.max_bytes)
         raise ValidationError(f"invalid training config: {exc}", details) from None
+
+
+# A listing is for people choosing a config: a directory with more is not a configs directory.
+MAX_LISTED = 500
+_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def list_configs(configs_dir: Path) -> list[tuple[str, dict[str, Any] | None, str | None]]:
+    """Every config file in `configs_dir` (recursively, symlinks out of it skipped), as
+    (config_path, the config as validated or None, why not), sorted by path. `config_path` is
+    in the reference's form (`configs/train.yaml`), which `create` takes."""
+    root = configs_dir.resolve()
+    if not root.is_dir():
+        return []
+    found: list[tuple[str, dict[str, Any] | None, str | None]] = []
+    for path in sorted(root.rglob("*")):
+        if len(found) >= MAX_LISTED:
+            break
+        if path.suffix not in _SUFFIXES or not path.is_file():
+            continue
+        if not path.resolve().is_relative_to(root):
+            continue
+        shown_as = str(PurePosixPath(root.name, *path.relative_to(root).parts))
+        try:
+            config = validate_config(load_config_file(path, shown_as), config_path=shown_as)
+        except (ValidationError, OSError) as exc:
+            found.append((shown_as, None, getattr(exc, "message", None) or str(exc)))
+        else:
+            found.append((shown_as, config, None))
+    return found

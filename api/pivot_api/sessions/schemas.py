@@ -204,3 +204,42 @@ class SessionList(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class EventObject(BaseModel):
+    kind: str = Field(description="TrainingSession or Pod.")
+    name: str
+
+
+class SessionEvent(BaseModel):
+    """A Kubernetes Event of the session or of one of its pods (`kubectl describe`)."""
+
+    type: str = Field(description="Normal or Warning.")
+    reason: str
+    message: str
+    count: int = Field(description="How many times it happened.")
+    first_timestamp: str | None = None
+    last_timestamp: str | None = None
+    source: str | None = Field(default=None, description="The component that reported it.")
+    object: EventObject
+
+
+class SessionEvents(BaseModel):
+    session_id: str
+    events: list[SessionEvent] = Field(description="Oldest first.")
+
+
+class ConfigFile(BaseModel):
+    """A training config in the API's configs directory."""
+
+    config_path: str = Field(description="What `config_path` takes to create a session from it.")
+    config: dict[str, Any] | None = Field(
+        default=None, description="The config as validated; absent when it is not valid."
+    )
+    error: str | None = Field(
+        default=None, description="Why the file cannot be used as it is; absent when valid."
+    )
+
+
+class ConfigList(BaseModel):
+    configs: list[ConfigFile]

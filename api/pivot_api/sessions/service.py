@@ -75,6 +75,10 @@ def _norm_ts(value: Any) -> str | None:
         return text
 
 
+def sort_newest_first(objs: list[Obj]) -> list[Obj]:
+    return sorted(objs, key=_sort_key, reverse=True)
+
+
 def _sort_key(obj: Obj) -> tuple[datetime, str]:
     stamp = created_at(obj)
     try:
@@ -243,6 +247,17 @@ class SessionService:
             await self._marks.cover(covered, rv_of(obj))
         return obj
 
+    async def catch_up(self) -> int | None:
+        """Before reading the cache for a list: wait until it holds everything any worker has
+        shown. Returns the mark to pass to `shown_all` once the list is read."""
+        await self._ready()
+        return await self._marks.read() if self._marks is not None else None
+
+    async def shown_all(self, covered: int | None) -> None:
+        """A list read from the cache is about to be shown: raise the shared mark to it."""
+        if self._marks is not None:
+            await self._marks.cover(covered, self._cache.seen)
+
     async def wait_changed(self, within_s: float) -> None:
         """Return when any session changes in this worker's cache, or after `within_s`."""
         await self._cache.wait_moved(within_s)
@@ -266,11 +281,9 @@ class SessionService:
         return body
 
     async def list(self, *, limit: int, offset: int, status: SessionStatus | None) -> SessionList:
-        await self._ready()
-        covered = await self._marks.read() if self._marks is not None else None
+        covered = await self.catch_up()
         objs = self._cache.all()
-        if self._marks is not None:
-            await self._marks.cover(covered, self._cache.seen)
+        await self.shown_all(covered)
         if status is not None:
             objs = [o for o in objs if status_of(o) == status]
         objs.sort(key=_sort_key, reverse=True)

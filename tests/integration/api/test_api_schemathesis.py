@@ -91,6 +91,10 @@ def test_every_response_matches_the_openapi_document(api_base: str) -> None:
     failures: list[str] = []
     for result in schema.get_all_operations():
         operation = result.ok()
+        if operation.path == "/api/v1/sse/sessions":
+            # An endless stream whatever the input (no session to miss): a call never
+            # returns. Its own tests (test_api_dashboard.py) read it, bad ids included.
+            continue
         # start <= end (epoch or step) is a rule across two parameters that OpenAPI cannot state:
         # a schema-valid inverted range is rightly refused (422, documented).
         excluded = (

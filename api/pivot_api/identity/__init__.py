@@ -1,0 +1,1 @@
+"""Who the caller is: the key's name and scope (so a dashboard shows only what it may do)."""

@@ -1,0 +1,27 @@
+"""GET /auth/whoami."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from pivot_api.identity.schemas import WhoAmI
+from pivot_api.schemas import ErrorResponse
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+@router.get(
+    "/whoami",
+    response_model=WhoAmI,
+    responses={401: {"model": ErrorResponse, "description": "No key, or an unknown one"}},
+)
+async def whoami(request: Request) -> WhoAmI:
+    """The key this request was made with: its name and scope. A client asks once after
+    sign-in, to check the key and to offer only what it may do."""
+    if not request.app.state.settings.auth_enabled:
+        return WhoAmI(auth_enabled=False, scope="admin")
+    return WhoAmI(
+        auth_enabled=True,
+        name=getattr(request.state, "api_key_name", None),
+        scope=getattr(request.state, "api_key_scope", "read"),
+    )

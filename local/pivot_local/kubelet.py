@@ -118,7 +118,9 @@ class _Running:
     name: str
     started_at: str
     log_path: Path
+    ip: str = "127.0.0.1"
     killing: bool = False
+    ready: bool = True
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
@@ -141,6 +143,9 @@ class ProcessKubelet:
         self._finished: set[str] = set()
         # (namespace, headless service) -> the local port standing in for its MASTER_PORT.
         self._service_ports: dict[tuple[str, str], int] = {}
+        # Pod IPs handed out: each pod its own loopback address (127.0.0.2, 127.0.0.3, ...),
+        # so that several pods bind the same containerPort, as on a cluster.
+        self._ips: dict[str, str] = {}
         self._api: client.ApiClient | None = None
         self._core: client.CoreV1Api | None = None
         self._stopping = asyncio.Event()
@@ -183,9 +188,15 @@ class ProcessKubelet:
         self._stopping.set()
         if self._lease_task is not None:
             self._lease_task.cancel()
-        for running in list(self.running.values()):
+        everything = list(self.running.values())
+        for running in everything:
             await self._kill(running, grace=5.0)
         self.running.clear()
+        # Their exit watchers, probes and pending deletions end with the kubelet.
+        tasks = [task for running in everything for task in running.tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._api is not None:
             await self._api.close()
             self._api = None
@@ -376,6 +387,17 @@ class ProcessKubelet:
             if exc.status not in (404, 409):
                 raise
 
+    def _allocate_ip(self, uid: str) -> str:
+        """The lowest loopback address no running pod holds (all of 127.0.0.0/8 is local on
+        Linux: nothing to configure)."""
+        taken = set(self._ips.values())
+        for n in range(2, 256 * 256 * 254):
+            ip = f"127.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+            if n & 255 not in (0, 255) and ip not in taken:
+                self._ips[uid] = ip
+                return ip
+        raise ValueError("no loopback address left for another pod")
+
     async def _resolve_env(
         self, namespace: str, pod: dict[str, Any], container: dict[str, Any]
     ) -> dict[str, str]:
@@ -418,7 +440,8 @@ class ProcessKubelet:
                     "metadata.namespace": meta["namespace"],
                     "metadata.uid": meta["uid"],
                     "spec.nodeName": self.node_name,
-                    "status.podIP": "127.0.0.1",
+                    "status.podIP": self._ips.get(meta["uid"], "127.0.0.1"),
+                    "status.hostIP": "127.0.0.1",
                 }.get(path, "")
         return env
 
@@ -456,10 +479,12 @@ class ProcessKubelet:
         pod_dir = self.work_dir / "pods" / f"{meta['namespace']}_{meta['name']}_{uid[:8]}"
         pod_dir.mkdir(parents=True, exist_ok=True)
         log_path = pod_dir / f"{container['name']}.log"
+        ip = self._allocate_ip(uid)
         try:
             env = await self._resolve_env(meta["namespace"], pod, container)
             argv = self._emulate_cluster_network(pod, env, self._argv(container))
         except (ApiException, KeyError, ValueError) as exc:
+            self._ips.pop(uid, None)
             # A real kubelet reports CreateContainerConfigError and keeps the pod Pending.
             reason = "CreateContainerConfigError"
             await self._patch_status(
@@ -482,22 +507,31 @@ class ProcessKubelet:
         with open(log_path, "ab") as out:  # noqa: ASYNC230 - a local append-open, no wait
             proc = spawn(argv, env=env, cwd=pod_dir, stdout=out, stderr=subprocess.STDOUT)
         started = _now()
-        running = _Running(proc, meta["namespace"], meta["name"], started, log_path)
+        probe = container.get("readinessProbe")
+        running = _Running(
+            proc, meta["namespace"], meta["name"], started, log_path, ip, ready=probe is None
+        )
         self.running[uid] = running
-        log.info("pod %s/%s started as pid %d", meta["namespace"], meta["name"], proc.pid)
+        log.info("pod %s/%s started as pid %d on %s", meta["namespace"], meta["name"], proc.pid, ip)
         await self._patch_status(
             meta,
             {
                 "phase": "Running",
                 "hostIP": "127.0.0.1",
-                "podIP": "127.0.0.1",
+                "hostIPs": [{"ip": "127.0.0.1"}],
+                "podIP": ip,
+                "podIPs": [{"ip": ip}],
                 "startTime": started,
-                "conditions": self._conditions(ready=True),
+                "conditions": self._conditions(ready=running.ready),
                 "containerStatuses": [
-                    self._container_status(container, proc.pid, {"running": {"startedAt": started}})
+                    self._container_status(
+                        container, proc.pid, {"running": {"startedAt": started}}, running.ready
+                    )
                 ],
             },
         )
+        if probe is not None:
+            self._spawn_task(running, self._probe_readiness(meta, container, running, probe))
         self._spawn_task(running, self._watch_exit(uid, meta, container, running))
 
     @staticmethod
@@ -513,11 +547,11 @@ class ProcessKubelet:
 
     @staticmethod
     def _container_status(
-        container: dict[str, Any], pid: int, state: dict[str, Any]
+        container: dict[str, Any], pid: int, state: dict[str, Any], ready: bool = True
     ) -> dict[str, Any]:
         return {
             "name": container["name"],
-            "ready": "running" in state,
+            "ready": "running" in state and ready,
             "started": "running" in state,
             "restartCount": 0,
             "image": container.get("image", ""),
@@ -534,6 +568,7 @@ class ProcessKubelet:
         code = _exit_code(running.proc.returncode)
         self._finished.add(uid)
         self.running.pop(uid, None)
+        self._ips.pop(uid, None)
         log.info("pod %s/%s exited with %d", running.namespace, running.name, code)
         if running.killing:
             return  # being deleted: the deletion, not the exit, is what happened
@@ -558,6 +593,49 @@ class ProcessKubelet:
                     ],
                 },
             )
+
+    async def _probe_readiness(
+        self,
+        meta: dict[str, Any],
+        container: dict[str, Any],
+        running: _Running,
+        probe: dict[str, Any],
+    ) -> None:
+        """A readinessProbe (httpGet or tcpSocket) against the pod's own address, with the
+        probe's delay, period, timeout and thresholds; Ready follows it, as endpoints do."""
+        period = max(0.1, float(probe.get("periodSeconds") or 10))
+        timeout = max(0.1, float(probe.get("timeoutSeconds") or 1))
+        needed_ok = int(probe.get("successThreshold") or 1)
+        needed_fail = int(probe.get("failureThreshold") or 3)
+        await asyncio.sleep(float(probe.get("initialDelaySeconds") or 0))
+        ok = fail = 0
+        while running.proc.poll() is None and not running.killing:
+            try:
+                async with asyncio.timeout(timeout):
+                    passed = await _probe_once(probe, container, running.ip)
+            except TimeoutError:
+                passed = False
+            ok, fail = (ok + 1, 0) if passed else (0, fail + 1)
+            flip = (not running.ready and ok >= needed_ok) or (
+                running.ready and fail >= needed_fail
+            )
+            if flip and running.proc.poll() is None and not running.killing:
+                running.ready = not running.ready
+                log.info("pod %s/%s ready: %s", running.namespace, running.name, running.ready)
+                state = {"running": {"startedAt": running.started_at}}
+                with contextlib.suppress(ApiException):
+                    await self._patch_status(
+                        meta,
+                        {
+                            "conditions": self._conditions(ready=running.ready),
+                            "containerStatuses": [
+                                self._container_status(
+                                    container, running.proc.pid, state, running.ready
+                                )
+                            ],
+                        },
+                    )
+            await asyncio.sleep(period)
 
     async def _kill(self, running: _Running, grace: float) -> None:
         running.killing = True
@@ -601,6 +679,44 @@ class ProcessKubelet:
                 _preload_content=False,
             )
         )
+
+
+def _probe_port(port: Any, container: dict[str, Any]) -> int:
+    """A probe's port: a number, or the name of one of the container's ports."""
+    if isinstance(port, int) or (isinstance(port, str) and port.isdigit()):
+        return int(port)
+    for item in container.get("ports") or []:
+        if item.get("name") == port:
+            return int(item["containerPort"])
+    raise ValueError(f"probe port {port!r} names no port of the container")
+
+
+async def _probe_once(probe: dict[str, Any], container: dict[str, Any], ip: str) -> bool:
+    try:
+        if "httpGet" in probe:
+            get = probe["httpGet"]
+            port = _probe_port(get.get("port"), container)
+            path = get.get("path") or "/"
+            reader, writer = await asyncio.open_connection(ip, port)
+            try:
+                writer.write(
+                    f"GET {path} HTTP/1.1\r\nHost: {ip}:{port}\r\n"
+                    "User-Agent: kube-probe/1.30\r\nConnection: close\r\n\r\n".encode()
+                )
+                await writer.drain()
+                status_line = await reader.readline()
+            finally:
+                writer.close()
+            parts = status_line.split()
+            return len(parts) >= 2 and parts[1].isdigit() and 200 <= int(parts[1]) < 400
+        if "tcpSocket" in probe:
+            port = _probe_port(probe["tcpSocket"].get("port"), container)
+            _, writer = await asyncio.open_connection(ip, port)
+            writer.close()
+            return True
+    except (OSError, ValueError):
+        return False
+    return True  # a probe kind this kubelet does not run (exec, grpc): not held against it
 
 
 def _tail(path: Path, limit: int = 1024) -> str:

@@ -116,6 +116,7 @@ class LocalPlatform:
         self._claimed = False
 
     def start(self) -> LocalPlatform:
+        from pivot_local.controllers import run_controllers_in_thread
         from pivot_local.kube import run_emulator_in_thread
         from pivot_local.kubelet import run_kubelet_in_thread
 
@@ -144,6 +145,7 @@ class LocalPlatform:
                     run_kubelet_in_thread(self.kubeconfig, self.data_dir / "kubelet")
                 )
                 self.kube.set_log_source(self.kubelet.log_path)
+                self._stack.enter_context(run_controllers_in_thread(self.kubeconfig))
             self._stack.callback(self.stop_operator)
             self.start_operator()
             if self.with_api:

@@ -66,6 +66,8 @@ def builtin_types() -> list[ResourceType]:
         ResourceType("", ["v1"], "nodes", "Node", False, "node", ["no"], has_status=True,
                      returns_deleted=True),
         ResourceType("coordination.k8s.io", ["v1"], "leases", "Lease", True, "lease"),
+        ResourceType("discovery.k8s.io", ["v1"], "endpointslices", "EndpointSlice", True,
+                     "endpointslice"),
         ResourceType("events.k8s.io", ["v1"], "events", "Event", True, "event", ["ev"]),
         ResourceType("apiextensions.k8s.io", ["v1"], "customresourcedefinitions",
                      "CustomResourceDefinition", False, "customresourcedefinition",

@@ -50,12 +50,14 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server | S
 
 @pytest.fixture(scope="session")
 def kube_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeEmulator]:
-    """One Kubernetes API emulator for the session, TrainingSession CRD preloaded.
+    """One Kubernetes API emulator for the session, PIVOT's CRDs preloaded.
 
     `.url` is its address and `.kubeconfig` a kubeconfig file (context "pivot-local").
     """
-    crd = Path(__file__).resolve().parents[1] / "crds" / "trainingsessions.pivot.dev.yaml"
-    with run_emulator_in_thread(crds=[crd]) as emu:
+    crds = Path(__file__).resolve().parents[1] / "crds"
+    with run_emulator_in_thread(
+        crds=[crds / "trainingsessions.pivot.dev.yaml", crds / "modelservers.pivot.dev.yaml"]
+    ) as emu:
         emu.write_kubeconfig(tmp_path_factory.mktemp("kube") / "kubeconfig")
         yield emu
 

@@ -23,6 +23,7 @@ from pivot_local.services import RedisServer, SeaweedS3Server
 from pivot_local.supervisor import Part, Supervisor
 from pivot_schema import env as tenv
 from pivot_schema.crd import crd_manifest_path
+from pivot_schema.modelserver import modelserver_crd_path
 from pivot_schema.leases import LEASES_PATH, OPERATOR_LEASE, lease_fresh
 
 REPO_ROOT = crd_manifest_path().parent.parent
@@ -133,7 +134,7 @@ class LocalPlatform:
                 self.kube = self._stack.enter_context(
                     run_emulator_in_thread(
                         host=self.host,
-                        crds=[crd_manifest_path(), PEERING_CRDS],
+                        crds=[crd_manifest_path(), modelserver_crd_path(), PEERING_CRDS],
                         data_dir=self.data_dir / "kube",
                     )
                 )

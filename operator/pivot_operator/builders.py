@@ -4,7 +4,7 @@ manifests out. No cluster, no I/O."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
@@ -21,8 +21,10 @@ from pivot_schema.crd import (
     LABEL_RANK,
     LABEL_SESSION,
     MANAGED_BY,
+    Resources,
     StoredTrainingSession,
     StoredTrainingSessionSpec,
+    Toleration,
 )
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -37,7 +39,18 @@ def replicas_of(spec: StoredTrainingSessionSpec) -> int:
     return max(1, spec.replicas or 1)
 
 
-def gpus_per_pod(spec: StoredTrainingSessionSpec) -> int:
+class Placement(Protocol):
+    """What a pod's resources and tolerations are built from: a TrainingSession's spec or a
+    ModelServer's."""
+
+    @property
+    def resources(self) -> Resources | None: ...
+
+    @property
+    def tolerations(self) -> list[Toleration] | None: ...
+
+
+def gpus_per_pod(spec: Placement) -> int:
     return (spec.resources.gpu if spec.resources else None) or 0
 
 
@@ -91,7 +104,7 @@ def owner_reference(session: StoredTrainingSession) -> dict[str, Any]:
     }
 
 
-def build_resources(spec: StoredTrainingSessionSpec) -> dict[str, Any]:
+def build_resources(spec: Placement) -> dict[str, Any]:
     requests: dict[str, str] = {}
     limits: dict[str, str] = {}
     if spec.resources:
@@ -110,7 +123,7 @@ def build_resources(spec: StoredTrainingSessionSpec) -> dict[str, Any]:
     return out
 
 
-def build_tolerations(spec: StoredTrainingSessionSpec) -> list[dict[str, Any]]:
+def build_tolerations(spec: Placement) -> list[dict[str, Any]]:
     tolerations = [_wire(t) for t in spec.tolerations or []]
     if gpus_per_pod(spec) > 0 and not any(t.get("key") == GPU_RESOURCE for t in tolerations):
         # GPU node pools are usually tainted nvidia.com/gpu:NoSchedule.

@@ -14,10 +14,10 @@ from typing import Any, cast
 import kopf
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from pivot_operator import heartbeat, metrics
+from pivot_operator import heartbeat, metrics, serving_handlers  # serving: its handlers too
 from pivot_operator.builders import build_headless_service, build_trainer_pod, replicas_of
 from pivot_operator.config import OperatorConfig
-from pivot_operator.kube import SessionKube, make_api_client
+from pivot_operator.kube import ServingKube, SessionKube, make_api_client
 from pivot_operator.pods import PodView, owned_by
 from pivot_operator.reconcile import backoff_delay, decide, total_epochs
 from pivot_operator.scheduler import Action, Cadence, Key, Scheduler, nap
@@ -78,11 +78,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         # A killed leader stops heartbeating; a standby takes over once its lifetime ends.
         settings.peering.lifetime = CONFIG.peering_lifetime
     memo.config = CONFIG
-    memo.kube = SessionKube(await make_api_client(CONFIG.kubeconfig))
+    memo.kube = ServingKube(await make_api_client(CONFIG.kubeconfig))
     memo.telemetry = Telemetry(CONFIG.redis_url)
     memo.locks = {}
     memo.scheduler = Scheduler()
     memo.heartbeat = heartbeat.start(memo.kube.api, CONFIG)  # what /health calls "operator"
+    serving_handlers.setup(memo)
     metrics.serve(CONFIG.metrics_port)
 
 

@@ -11,6 +11,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from pivot_schema.crd import GROUP, PLURAL, VERSION
+from pivot_schema.modelserver import LABEL_MODEL_SERVER, MS_PLURAL
 
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -149,3 +150,48 @@ class SessionKube(Kube):
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+
+class ServingKube(SessionKube):
+    """A ModelServer's calls: the resource itself, its pods and its Service."""
+
+    async def get_model_server(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await checked(
+                self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, MS_PLURAL, name, _preload_content=False
+                )
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def list_server_pods(self, namespace: str, server: str) -> list[dict[str, Any]]:
+        result = await checked(
+            self.core.list_namespaced_pod(
+                namespace,
+                label_selector=f"{LABEL_MODEL_SERVER}={server}",
+                _preload_content=False,
+            )
+        )
+        return list(result.get("items") or [])
+
+    async def patch_model_server_status(
+        self, namespace: str, name: str, status: dict[str, Any], *, resource_version: str | None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        return await checked(
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                MS_PLURAL,
+                name,
+                body,
+                _content_type=MERGE_PATCH,
+                _preload_content=False,
+            )
+        )

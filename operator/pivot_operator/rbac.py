@@ -5,8 +5,9 @@ against it, through the emulator's audit).
 Why each rule:
 - trainingsessions: kopf watches them and patches finalizers/annotations; the TTL deletes them.
 - trainingsessions/status: all status is written through the status subresource.
+- modelservers, modelservers/status: kopf watches them; a sync reads one and patches status.
 - pods: the trainer gang (watch for phase/eviction, create per attempt, delete stale attempts).
-- services: the headless Service of multi-pod sessions.
+- services: the headless Service of multi-pod sessions, and each ModelServer's Service.
 - events: kopf posts the Events `kubectl describe ts` shows.
 - customresourcedefinitions, namespaces: kopf's resource and namespace discovery.
 - kopfpeerings/clusterkopfpeerings: leader election between replicas (kopf peering).
@@ -39,6 +40,8 @@ class Rule:
 RULES: tuple[Rule, ...] = (
     Rule(("pivot.dev",), ("trainingsessions",), (*READ, "patch", "update", "delete")),
     Rule(("pivot.dev",), ("trainingsessions/status",), ("get", "patch", "update")),
+    Rule(("pivot.dev",), ("modelservers",), READ),
+    Rule(("pivot.dev",), ("modelservers/status",), ("patch",)),
     Rule(("",), ("pods",), (*READ, "create", "delete", "patch")),
     Rule(("",), ("services",), ("get", "create", "delete")),
     Rule(("", "events.k8s.io"), ("events",), ("create", "patch", "update")),

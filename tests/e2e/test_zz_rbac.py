@@ -36,6 +36,10 @@ ALLOWANCE: dict[str, dict[tuple[str, str, str], str]] = {
     "operator": {
         ("", "pods", "get"): "Kube.get_pod: the pod of a create that answered 409",
         ("", "services", "create"): "multi-node sessions: the headless rendezvous Service",
+        # Until this lifecycle deploys a model (tests/e2e/test_serving.py does, on its own
+        # platform): a ModelServer's sync.
+        ("pivot.dev", "modelservers", "get"): "serving: a ModelServer's sync reads it",
+        ("pivot.dev", "modelservers/status", "patch"): "serving: its status",
         ("kopf.dev", "kopfpeerings", "get"): "kopf peering (the local platform runs standalone)",
         ("kopf.dev", "kopfpeerings", "list"): "kopf peering",
         ("kopf.dev", "kopfpeerings", "watch"): "kopf peering",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Final, Literal
 
 # The trainer's exit code for a config (or environment) it cannot train: permanent, the
 # operator does not retry it.
@@ -114,7 +114,14 @@ CHOICE_RULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "scheduler": ("none", SCHEDULERS),
     "loss": ("focal", LOSSES),
 }
-BOOL_RULES: dict[str, bool] = {"compile": False, "sync_batchnorm": True, "deterministic": False}
+BOOL_RULES: dict[str, bool] = {"sync_batchnorm": True, "deterministic": False}
+# Keys that are true, false, or "auto" (the trainer decides at start, and says why). The CRD
+# states them as an enum of the three on a node without a type: a structural schema allows no
+# `type` in an anyOf, and a CEL rule cannot reach an untyped field (the API server refuses
+# x-kubernetes-validations where it has no CEL type), while an enum is enforced as is.
+AUTO: Final = "auto"
+Tristate = bool | Literal["auto"]
+TRISTATE_RULES: dict[str, Tristate] = {"compile": False, "data_on_device": AUTO}
 # What each scalar key means, in the config's JSON schema (OpenAPI, the clients' types) and the
 # CRD (`kubectl explain trainingsession.spec.config`); configs/train.yaml says it at length.
 DESCRIPTIONS: dict[str, str] = {
@@ -139,7 +146,10 @@ DESCRIPTIONS: dict[str, str] = {
     "optimizer": "The optimizer.",
     "scheduler": "Learning-rate schedule after warmup.",
     "loss": "The training loss.",
-    "compile": "torch.compile the model (eager where no compiler is found).",
+    "compile": "torch.compile the model: true, false, or auto (on CUDA when the run is long "
+    "enough to repay compiling); eager where no compiler is found.",
+    "data_on_device": "Hold the data set on the training device and take batches there: true, "
+    "false (a DataLoader), or auto (on CUDA when it fits in a quarter of free GPU memory).",
     "sync_batchnorm": "In a multi-process gang, BatchNorm statistics over the global batch.",
     "deterministic": "Deterministic kernels: the same numbers run to run and on resume, "
     "at some speed.",
@@ -189,7 +199,8 @@ class TrainConfig:
     base_channels: int = 8
     num_workers: int = 0
     log_every_steps: int = 10
-    compile: bool = False
+    compile: Tristate = False  # auto: on CUDA, when the run repays the compile (pivot_trainer)
+    data_on_device: Tristate = AUTO  # auto: on CUDA, when the data fits (pivot_trainer.pipeline)
     sync_batchnorm: bool = True  # distributed: BatchNorm statistics over the global batch
     deterministic: bool = False  # deterministic kernels: same numbers run to run, some speed lost
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -246,6 +257,19 @@ def _bool(raw: dict[str, Any], key: str, default: bool) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"'{key}' must be true or false, got {value!r}", key)
     return value
+
+
+def _tristate(raw: dict[str, Any], key: str, default: Tristate) -> Tristate:
+    value = raw.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() == AUTO:
+        return AUTO
+    raise ConfigError(
+        f"'{key}' must be true or false, or \"auto\" to decide at start; got {value!r}", key
+    )
 
 
 def _choice(
@@ -337,6 +361,7 @@ def parse_config(raw: str | dict[str, Any] | None) -> TrainConfig:
     scalars.update({key: _float(raw, key, rule) for key, rule in FLOAT_RULES.items()})
     scalars.update({key: _choice(raw, key, *rule) for key, rule in CHOICE_RULES.items()})
     scalars.update({key: _bool(raw, key, default) for key, default in BOOL_RULES.items()})
+    scalars.update({k: _tristate(raw, k, default) for k, default in TRISTATE_RULES.items()})
     dataset = raw.get("dataset")
     return TrainConfig(
         **scalars,
@@ -394,7 +419,7 @@ def check_config(raw: Any) -> dict[str, Any]:
     for key, value in raw.items():
         if value is None and key in _KNOWN:
             continue
-        if key in INT_RULES or key in CHOICE_RULES:
+        if key in INT_RULES or key in CHOICE_RULES or key in TRISTATE_RULES:
             value = getattr(cfg, key)
         out[key] = value
     return out
@@ -415,6 +440,8 @@ def config_json_schema() -> dict[str, Any]:
         props[key] = {"type": "string", "enum": list(choices)}
     for key in BOOL_RULES:
         props[key] = {"type": "boolean"}
+    for key in TRISTATE_RULES:
+        props[key] = {"x-kubernetes-preserve-unknown-fields": True, "enum": [True, False, AUTO]}
     for key, prop in props.items():
         prop["description"] = DESCRIPTIONS[key]
     return {

@@ -23,8 +23,8 @@ from pivot_local.services import RedisServer, SeaweedS3Server
 from pivot_local.supervisor import Part, Supervisor
 from pivot_schema import env as tenv
 from pivot_schema.crd import crd_manifest_path
-from pivot_schema.modelserver import modelserver_crd_path
 from pivot_schema.leases import LEASES_PATH, OPERATOR_LEASE, lease_fresh
+from pivot_schema.modelserver import modelserver_crd_path
 
 REPO_ROOT = crd_manifest_path().parent.parent
 # kopf's peering CRDs (leader election between operator replicas) and the peering's name.

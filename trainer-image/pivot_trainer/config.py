@@ -8,6 +8,7 @@ what the trainer would refuse is refused before a pod is ever made.
 from __future__ import annotations
 
 from pivot_schema.config import (
+    AUTO,
     DATASET_SOURCES,
     EXIT_CONFIG_ERROR,
     LOSSES,
@@ -22,6 +23,7 @@ from pivot_schema.config import (
 )
 
 __all__ = [
+    "AUTO",
     "DATASET_SOURCES",
     "EXIT_CONFIG_ERROR",
     "LOSSES",

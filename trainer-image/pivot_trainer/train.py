@@ -14,12 +14,15 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+from torch.utils.data import TensorDataset
 
 from pivot_schema import keys, storage
 from pivot_schema.storage import CheckpointManifest
+from pivot_trainer import pipeline
+from pivot_trainer.autocompile import CompileProbe, Verdict, plan
 from pivot_trainer.checkpoint import CheckpointStore, Committed, order_key, to_delete
 from pivot_trainer.checkpoint_writer import CheckpointWriter
-from pivot_trainer.config import ConfigError, TrainConfig
+from pivot_trainer.config import AUTO, ConfigError, TrainConfig
 from pivot_trainer.data import load_datasets
 from pivot_trainer.froc import FrocCounts
 from pivot_trainer.gpu import GpuMonitor
@@ -27,7 +30,7 @@ from pivot_trainer.losses import build_loss
 from pivot_trainer.metrics import PendingCounts, SegCounts
 from pivot_trainer.model import UNet, convert_sync_batchnorm
 from pivot_trainer.outcome import Ending, Outcome
-from pivot_trainer.process import StopFlag, ignore_stop_signals
+from pivot_trainer.process import StopFlag
 from pivot_trainer.rng import make_deterministic, rng_state, seed_all, set_rng_state
 from pivot_trainer.runtime import Runtime, cpu_budget
 from pivot_trainer.schedule import build_optimizer, build_scheduler, sync_lr
@@ -92,15 +95,6 @@ def choose_precision(device: torch.device, bf16_supported: bool) -> Precision:
     return Precision(True, dtype, not bf16_supported, True, True)
 
 
-def shard(order: list[int], rank: int, world: int) -> list[int]:
-    """This rank's share of an epoch's order, as DistributedSampler does: padded by wrapping
-    around so that every rank gets the same number of samples (and so of steps)."""
-    if world == 1:
-        return order
-    padded = order + order[: (-len(order)) % world]
-    return padded[rank::world]
-
-
 class Trainer:
     def __init__(
         self,
@@ -134,6 +128,10 @@ class Trainer:
         self.resumed_from: str | None = None
         self.latest_id: str | None = None
         self._writer = CheckpointWriter()
+        # compile: auto on CUDA: a probe times the first steps, then the run compiles or not.
+        self.auto_compile = False
+        self.probe: CompileProbe | None = None
+        self._time_next_step = False  # the first compiled step, timed for the log
 
     # -- setup -----------------------------------------------------------------------------
 
@@ -163,20 +161,45 @@ class Trainer:
             ids = [self.device.index] if self.cuda else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)
         lacking = missing_compiler(self.cuda) if cfg.compile else None
-        if lacking and self.rt.is_main:
-            print(f"pivot-trainer: compile: true, but {lacking}: training eagerly")
-        if cfg.compile and not lacking:
-            # Compiles the training forward/backward on first use; checkpoints keep the
-            # plain module's state dict, so compiled and eager runs resume each other. A graph
-            # the backend cannot compile runs eagerly (with a warning) rather than failing
-            # the run: compiling is an optimisation.
-            import torch._dynamo as dynamo
-
-            dynamo.config.suppress_errors = True
-            self.net = torch.compile(self.net)  # type: ignore[assignment]
+        if lacking:
+            self._say(f"compile: {str(cfg.compile).lower()}, but {lacking}: training eagerly")
+        elif cfg.compile == AUTO:
+            if self.cuda:
+                self.auto_compile = True  # decided once the first steps are timed (_run)
+            else:
+                self._say("compile: auto: training eagerly (auto compiles only on CUDA)")
+        elif cfg.compile:
+            self._compile()
         self.optimizer = build_optimizer(self.model.parameters(), cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg)
         self.loss_fn = build_loss(cfg.loss, alpha=cfg.focal_alpha, gamma=cfg.focal_gamma)
+
+    def _say(self, line: str) -> None:
+        if self.rt.is_main:
+            print(f"pivot-trainer: {line}", flush=True)
+
+    def _compile(self) -> None:
+        # Compiles the training forward/backward on first use; checkpoints keep the plain
+        # module's state dict, so compiled and eager runs resume each other. A graph the
+        # backend cannot compile runs eagerly (with a warning) rather than failing the run:
+        # compiling is an optimisation.
+        import torch._dynamo as dynamo
+
+        dynamo.config.suppress_errors = True
+        self.net = torch.compile(self.net)  # type: ignore[assignment]
+
+    def _settle(self, verdict: Verdict) -> None:
+        """compile: auto's decision, the same on every rank of a gang (rank 0's)."""
+        self.probe = None
+        compile_now = verdict.compile
+        if self.dist:
+            flag = torch.tensor([float(compile_now)], device=self.device)
+            torch.distributed.broadcast(flag, src=0)
+            compile_now = bool(flag.item())
+        self._say(f"compile: auto: {verdict.reason}")
+        if compile_now:
+            self._compile()
+            self._time_next_step = True
 
     def _loadable(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """(id, payload) of verified checkpoints that deserialise, newest first. In a gang,
@@ -351,43 +374,68 @@ class Trainer:
 
     # -- the loop --------------------------------------------------------------------------
 
-    def _to_device(self, x: torch.Tensor, image: bool) -> torch.Tensor:
-        x = x.to(self.device, non_blocking=True)
-        if image and self.precision.channels_last:
-            return x.contiguous(memory_format=torch.channels_last)
-        return x
-
-    def _loader(self, dataset: Any, indices: list[int]) -> torch.utils.data.DataLoader[Any]:
-        return torch.utils.data.DataLoader(
-            dataset,
-            batch_size=self.cfg.batch_size,
-            sampler=indices,
-            num_workers=self.cfg.num_workers,
-            pin_memory=self.precision.pin_memory,
-            worker_init_fn=ignore_stop_signals if self.cfg.num_workers else None,
+    def _sources(
+        self, train_set: TensorDataset, val_set: TensorDataset
+    ) -> tuple[pipeline.BatchSource, pipeline.BatchSource]:
+        """Where the batches come from (pipeline.choose says why, and the log says it)."""
+        setting = self.cfg.data_on_device
+        weighed = setting == AUTO and self.cuda  # only auto on CUDA asks whether it fits
+        size = pipeline.device_bytes(train_set) + pipeline.device_bytes(val_set) if weighed else 0
+        choice = pipeline.choose(setting, self.device, size, pipeline.free_memory(self.device))
+        if choice.on_device and self.cfg.num_workers:
+            self._say(f"{choice.reason}; num_workers {self.cfg.num_workers} unused")
+        else:
+            self._say(choice.reason)
+        return tuple(  # type: ignore[return-value]
+            pipeline.make_source(
+                dataset,
+                self.device,
+                choice.on_device,
+                batch_size=self.cfg.batch_size,
+                num_workers=self.cfg.num_workers,
+                pin_memory=self.precision.pin_memory,
+                channels_last=self.precision.channels_last,
+            )
+            for dataset in (train_set, val_set)
         )
 
-    def _train_epoch(self, train_set: Any) -> bool:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on a batch already on the device; the loss, not read."""
+        with torch.autocast(self.device.type, self.amp_dtype, self.precision.autocast):
+            logits = self.net(x)
+        loss = self.loss_fn(logits.float(), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        # No host sync here on one GPU: the counts stay on the device until the epoch's
+        # end, and the loss is read only when a step point is due.
+        self.pending_counts.add(logits, y, loss)
+        return loss
+
+    def _sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+
+    def _train_epoch(self, data: pipeline.BatchSource) -> bool:
         """Train the rest of epoch `self.epoch + 1`; False if stopped before its end."""
-        # The order is a function of (seed, epoch): a mid-epoch resume skips exactly the
-        # batches already done.
-        g = torch.Generator().manual_seed(self.cfg.seed * 100_003 + self.epoch + 1)
-        order = torch.randperm(len(train_set), generator=g).tolist()
-        mine = shard(order, self.rt.rank, self.rt.world_size)
+        order = pipeline.epoch_order(self.cfg.seed, self.epoch + 1, len(data))
+        mine = pipeline.shard(order, self.rt.rank, self.rt.world_size)
         todo = mine[self.step * self.cfg.batch_size :]
         self.net.train()
-        for x, y in self._loader(train_set, todo):
-            x, y = self._to_device(x, True), self._to_device(y, False)
-            with torch.autocast(self.device.type, self.amp_dtype, self.precision.autocast):
-                logits = self.net(x)
-            loss = self.loss_fn(logits.float(), y)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            # No host sync here on one GPU: the counts stay on the device until the epoch's
-            # end, and the loss is read only when a step point is due.
-            self.pending_counts.add(logits, y, loss)
+        for x, y in data.batches(todo):
+            timed = self._time_next_step
+            if timed:
+                self._sync()
+                t0 = time.monotonic()
+            loss = self.train_step(x, y)
+            if timed:
+                self._sync()
+                self._time_next_step = False
+                took = time.monotonic() - t0
+                self._say(f"compile: auto: the first compiled step took {took:.1f} s")
+            if self.probe is not None and (verdict := self.probe.step_done()):
+                self._settle(verdict)
             self.step += 1
             self.global_step += 1
             every = self.cfg.log_every_steps
@@ -397,6 +445,8 @@ class Trainer:
                 self.sink.step(self.epoch + 1, self.step, self.global_step, mean_loss)
             if stop:
                 return False
+        if self.probe is not None and (verdict := self.probe.epoch_end()):
+            self._settle(verdict)
         return True
 
     def _agree(
@@ -436,13 +486,12 @@ class Trainer:
         self.train_counts = merged
 
     @torch.no_grad()
-    def _validate(self, val_set: Any) -> tuple[SegCounts, FrocCounts] | None:
+    def _validate(self, data: pipeline.BatchSource) -> tuple[SegCounts, FrocCounts] | None:
         self.model.eval()
         counts, froc = SegCounts(), FrocCounts()
         # Plain (unpadded) shards: every image counts exactly once over the gang.
-        indices = list(range(len(val_set)))[self.rt.rank :: self.rt.world_size]
-        for x, y in self._loader(val_set, indices):
-            x, y = self._to_device(x, True), self._to_device(y, False)
+        indices = torch.arange(len(data))[self.rt.rank :: self.rt.world_size]
+        for x, y in data.batches(indices):
             with torch.autocast(self.device.type, self.amp_dtype, self.precision.autocast):
                 logits = self.model(x)
             counts.update(logits, y, float(self.loss_fn(logits.float(), y).item()))
@@ -513,8 +562,17 @@ class Trainer:
             return Ending.ALREADY_DONE
         self._load_committed()
         emitted = self.sink.last_metric_epoch()  # records a crashed run already wrote
-        train_set, val_set = load_datasets(cfg, self.rt)
-        steps = math.ceil(math.ceil(len(train_set) / self.rt.world_size) / cfg.batch_size)
+        train_data, val_data = self._sources(*load_datasets(cfg, self.rt))
+        per_rank = math.ceil(len(train_data) / self.rt.world_size)
+        steps = math.ceil(per_rank / cfg.batch_size)
+        if self.auto_compile:
+            left = (cfg.epochs - self.epoch) * steps - self.step
+            # A shorter last batch is a second input shape: dynamo compiles a second graph.
+            planned = plan(left, int(per_rank % cfg.batch_size > 0), self._sync)
+            if isinstance(planned, Verdict):
+                self._settle(planned)
+            else:
+                self.probe = planned
         gang = f"rank {self.rt.rank}/{self.rt.world_size}, " if self.dist else ""
         print(
             f"pivot-trainer: session {sid} {gang}on {self.device} ({threads} threads), epochs "
@@ -544,11 +602,11 @@ class Trainer:
                 break
             t0 = time.monotonic()
             lr = float(self.optimizer.param_groups[0]["lr"])
-            if self.step < steps and not self._train_epoch(train_set):
+            if self.step < steps and not self._train_epoch(train_data):
                 stopped = True
                 break
             self._merge_train_counts()
-            validated = self._validate(val_set)
+            validated = self._validate(val_data)
             if validated is None:
                 stopped = True
                 break

@@ -23,6 +23,7 @@ from .errors import ApiError
 from .meta import meta_causes
 from .persist import Journal
 from .resources import ResourceType, builtin_types, types_from_crd
+from .validation import crd_schema_causes
 
 Obj = dict[str, Any]
 Pred = Callable[[Obj], bool]
@@ -445,6 +446,8 @@ class Store:
         causes = meta_causes(rt.key, new["metadata"])
         if causes:
             raise errors.invalid(rt.kind, rt.group, name, causes)
+        if rt.key == ("apiextensions.k8s.io", "customresourcedefinitions") and subresource is None:
+            self._check_crd_schema(rt, new)
         new["apiVersion"] = old["apiVersion"] if "apiVersion" not in new else new["apiVersion"]
         version = _version_of(new, rt)
         new["apiVersion"] = rt.api_version(version)
@@ -735,6 +738,7 @@ class Store:
         elif rt.key == ("", "secrets"):
             obj.setdefault("type", "Opaque")
         elif rt.key == ("apiextensions.k8s.io", "customresourcedefinitions"):
+            self._check_crd_schema(rt, obj)
             try:
                 types_from_crd(obj)
             except (KeyError, TypeError, IndexError) as e:
@@ -751,6 +755,13 @@ class Store:
                     ],
                 ) from e
         self._fixups(rt, obj)
+
+    def _check_crd_schema(self, rt: ResourceType, crd: Obj) -> None:
+        """Refuse a CRD whose schema the server would refuse (not structural, or CEL rules
+        where CEL has no type), rather than serve it with rules it cannot hold."""
+        causes = crd_schema_causes(crd)
+        if causes:
+            raise errors.invalid(rt.kind, rt.group, crd["metadata"]["name"], causes)
 
     def _fixups(self, rt: ResourceType, obj: Obj) -> None:
         if rt.key == ("", "secrets"):

@@ -151,7 +151,10 @@ def _cause(err: jsonschema.ValidationError) -> dict[str, str]:
         field = f"{field}.{missing}" if field else missing
         return {"reason": "FieldValueRequired", "message": "Required value", "field": field}
     if v == "enum":
-        allowed = ", ".join(_fmt(x) for x in err.validator_value)
+        # The server lists every allowed value quoted, non-strings as their JSON.
+        allowed = ", ".join(
+            json.dumps(x if isinstance(x, str) else json.dumps(x)) for x in err.validator_value
+        )
         return {
             "reason": "FieldValueNotSupported",
             "message": f"Unsupported value: {_fmt(inst)}: supported values: {allowed}",
@@ -263,4 +266,104 @@ def _leaf_errors(errors: list[jsonschema.ValidationError]) -> list[jsonschema.Va
             out.extend(_leaf_errors(list(e.context))[:1])
         else:
             out.append(e)
+    return out
+
+
+# -- the CRD's own schema: what the server refuses to establish ------------------------------
+
+_JUNCTORS = ("allOf", "anyOf", "oneOf")
+_INT_OR_STRING_ANY_OF = [{"type": "integer"}, {"type": "string"}]
+# Keys a schema inside allOf/anyOf/oneOf/not must leave to the node that holds it.
+_NOT_IN_JUNCTORS = {
+    "type": "must be empty to be structural",
+    "description": "must be empty to be structural",
+    "default": "must be undefined to be structural",
+    "nullable": "must be false to be structural",
+    "additionalProperties": "must be undefined to be structural",
+    "x-kubernetes-preserve-unknown-fields": "must be false to be structural",
+    "x-kubernetes-int-or-string": "must be false to be structural",
+    "x-kubernetes-embedded-resource": "must be false to be structural",
+    "x-kubernetes-validations": "must be empty to be structural",
+}
+_EMPTY_TYPE = {
+    "root": "must not be empty at the root",
+    "field": "must not be empty for specified object fields",
+    "item": "must not be empty for specified array items",
+}
+
+
+def _junctor_causes(schema: Any, path: str, skip_any_of: bool) -> list[dict[str, str]]:
+    """What a value validation nested in a junctor may not say (`type` in anyOf is allowed
+    only as x-kubernetes-int-or-string's two branches)."""
+    out: list[dict[str, str]] = []
+    if not isinstance(schema, dict):
+        return out
+    for name in _JUNCTORS:
+        if name == "anyOf" and skip_any_of:
+            continue
+        for i, sub in enumerate(schema.get(name) or []):
+            out += _nested_causes(sub, f"{path}.{name}[{i}]")
+    if isinstance(schema.get("not"), dict):
+        out += _nested_causes(schema["not"], f"{path}.not")
+    return out
+
+
+def _nested_causes(schema: Any, path: str) -> list[dict[str, str]]:
+    out: list[dict[str, str]] = []
+    if not isinstance(schema, dict):
+        return out
+    for key, why in _NOT_IN_JUNCTORS.items():
+        if key in schema and schema[key] not in (False, None):
+            out.append(
+                {"reason": "FieldValueForbidden", "field": f"{path}.{key}",
+                 "message": f"Forbidden: {why}"}
+            )
+    for key, sub in (schema.get("properties") or {}).items():
+        out += _nested_causes(sub, f"{path}.properties[{key}]")
+    if isinstance(schema.get("items"), dict):
+        out += _nested_causes(schema["items"], f"{path}.items")
+    return out + _junctor_causes(schema, path, False)
+
+
+def structural_causes(schema: Any, path: str, level: str = "root") -> list[dict[str, str]]:
+    """Why the API server would refuse `schema` as a CRD version's openAPIV3Schema, for the
+    rules a structural schema must follow and CEL's need of a type (apiextensions-apiserver's
+    ValidateStructural and the x-kubernetes-validations type check)."""
+    out: list[dict[str, str]] = []
+    if not isinstance(schema, dict):
+        return out
+    int_or_string = bool(schema.get("x-kubernetes-int-or-string"))
+    untyped = not schema.get("type") and not int_or_string
+    if untyped and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        out.append(
+            {"reason": "FieldValueRequired", "field": f"{path}.type",
+             "message": f"Required value: {_EMPTY_TYPE[level]}"}
+        )
+    if untyped and schema.get("x-kubernetes-validations"):
+        # CEL has no type for an untyped node (not even for preserve-unknown-fields), so the
+        # server cannot compile its rules and refuses the CRD.
+        out.append(
+            {"reason": "InternalError", "field": f"{path}.x-kubernetes-validations",
+             "message": "Internal error: internal error: failed to construct type information "
+             "for x-kubernetes-validations rules: unable to convert structural schema to CEL "
+             "declarations"}
+        )
+    for key, sub in (schema.get("properties") or {}).items():
+        out += structural_causes(sub, f"{path}.properties[{key}]", "field")
+    if isinstance(schema.get("items"), dict):
+        out += structural_causes(schema["items"], f"{path}.items", "item")
+    if isinstance(schema.get("additionalProperties"), dict):
+        out += structural_causes(schema["additionalProperties"], f"{path}.additionalProperties",
+                                 "field")
+    skip = schema.get("anyOf") == _INT_OR_STRING_ANY_OF
+    return out + _junctor_causes(schema, path, skip)
+
+
+def crd_schema_causes(crd: dict[str, Any]) -> list[dict[str, str]]:
+    """structural_causes for every version of a CRD, at the paths the server names."""
+    out: list[dict[str, str]] = []
+    for i, version in enumerate((crd.get("spec") or {}).get("versions") or []):
+        schema = ((version or {}).get("schema") or {}).get("openAPIV3Schema")
+        if schema is not None:
+            out += structural_causes(schema, f"spec.versions[{i}].schema.openAPIV3Schema")
     return out

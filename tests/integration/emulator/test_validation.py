@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import Any
@@ -71,10 +72,17 @@ def co(api: client.ApiClient) -> client.CustomObjectsApi:
             "spec.config.image_size",
             "FieldValueInvalid",
         ),
+        # true, false or "auto": an enum on an untyped node (the CRD says why).
         (
             {"config": {"epochs": 1, "compile": "yes"}},
             "spec.config.compile",
-            "FieldValueTypeInvalid",
+            "FieldValueNotSupported",
+        ),
+        ({"config": {"epochs": 1, "compile": 1}}, "spec.config.compile", "FieldValueNotSupported"),
+        (
+            {"config": {"epochs": 1, "data_on_device": {"auto": True}}},
+            "spec.config.data_on_device",
+            "FieldValueNotSupported",
         ),
         (
             {"config": {"epochs": 1}, "resources": {"memory": "16 gigs"}},
@@ -206,3 +214,124 @@ async def test_unknown_fields_are_pruned_unless_preserved(co: client.CustomObjec
         )
     assert ei.value.status == 400 and 'unknown field \\"spec.bogus\\"' in ei.value.body
     await co.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
+
+
+async def test_true_false_or_auto_keys_take_exactly_those(co: client.CustomObjectsApi) -> None:
+    for value in (True, False, "auto"):
+        name = f"tri-{uuid.uuid4().hex[:8]}"
+        config = {"epochs": 1, "compile": value, "data_on_device": value}
+        ts = await co.create_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, body(name, {"config": config})
+        )
+        assert ts["spec"]["config"] == config
+        await co.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
+    with pytest.raises(ApiException) as ei:
+        await co.create_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, body("tri-bad", {"config": {"epochs": 1, "compile": "on"}})
+        )
+    assert 'supported values: "true", "false", "auto"' in invalid(ei.value)["message"]
+
+
+def widget_crd(group: str, mode: dict[str, Any]) -> dict[str, Any]:
+    """A CRD whose spec.mode has the schema `mode`."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"gadgets.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {"type": "object", "properties": {"mode": mode}}
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+MODE = "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[mode]"
+
+
+@pytest.mark.parametrize(
+    ("mode", "field"),
+    [
+        # No type and no extension that excuses one: not structural.
+        ({"enum": [True, False, "auto"]}, f"{MODE}.type"),
+        # A type in anyOf is not structural either (only int-or-string's pair is).
+        (
+            {
+                "x-kubernetes-preserve-unknown-fields": True,
+                "anyOf": [{"type": "boolean"}, {"type": "string", "enum": ["auto"]}],
+            },
+            f"{MODE}.anyOf[0].type",
+        ),
+        # CEL has no type for an untyped node, so its rules cannot compile.
+        (
+            {
+                "x-kubernetes-preserve-unknown-fields": True,
+                "x-kubernetes-validations": [
+                    {"rule": "type(self) == bool || self == 'auto'", "message": "bool or auto"}
+                ],
+            },
+            f"{MODE}.x-kubernetes-validations",
+        ),
+    ],
+)
+async def test_a_crd_the_server_cannot_hold_is_refused(
+    api: client.ApiClient, mode: dict[str, Any], field: str
+) -> None:
+    ext = client.ApiextensionsV1Api(api)
+    group = f"t{uuid.uuid4().hex[:8]}.example.com"
+    with pytest.raises(ApiException) as ei:
+        await ext.create_custom_resource_definition(widget_crd(group, mode))
+    assert ei.value.status == 422, ei.value.body
+    status = json.loads(ei.value.body)
+    assert field in [c["field"] for c in status["details"]["causes"]], status
+
+
+async def test_an_untyped_enum_with_preserved_fields_is_held_and_enforced(
+    api: client.ApiClient,
+) -> None:
+    """What the CRD does for true, false or "auto" is what a real server establishes."""
+    ext = client.ApiextensionsV1Api(api)
+    group = f"t{uuid.uuid4().hex[:8]}.example.com"
+    mode = {"x-kubernetes-preserve-unknown-fields": True, "enum": [True, False, "auto"]}
+    await ext.create_custom_resource_definition(widget_crd(group, mode))
+    try:
+        co = client.CustomObjectsApi(api)
+
+        async def create(name: str, value: Any) -> dict[str, Any]:
+            obj = {"apiVersion": f"{group}/v1", "kind": "Gadget", "metadata": {"name": name}}
+            made: dict[str, Any] = await co.create_namespaced_custom_object(
+                group, "v1", NS, "gadgets", {**obj, "spec": {"mode": value}}
+            )
+            return made
+
+        async with asyncio.timeout(10):  # served once established
+            while True:
+                try:
+                    await create("g-true", True)
+                    break
+                except ApiException as e:
+                    if e.status != 404:
+                        raise
+                    await asyncio.sleep(0.1)
+        assert (await create("g-auto", "auto"))["spec"]["mode"] == "auto"
+        for bad in ("yes", 1, [True]):
+            with pytest.raises(ApiException) as ei:
+                await create("g-bad", bad)
+            assert invalid(ei.value)["details"]["causes"][0]["field"] == "spec.mode"
+    finally:
+        await ext.delete_custom_resource_definition(f"gadgets.{group}")

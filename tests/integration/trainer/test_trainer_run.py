@@ -37,6 +37,10 @@ TEST_DEVICE = os.environ.get("PIVOT_TEST_DEVICE", "").strip() or "cpu"
 if TEST_DEVICE.split(":")[0] not in {"cpu", "cuda"}:
     raise ValueError(f"PIVOT_TEST_DEVICE must be cpu, cuda or cuda:N, got {TEST_DEVICE!r}")
 ON_CUDA = TEST_DEVICE.startswith("cuda")
+# What a test that compares a resumed (or otherwise fed) run with an uninterrupted one needs:
+# on CPU nothing; on a GPU deterministic kernels, without which two runs of one seed already
+# differ by ~1e-2 (trainer-image/README.md, "Resume and determinism").
+EXACT: dict[str, Any] = {"deterministic": True} if ON_CUDA else {}
 
 METRIC_NAMES = {
     "train_loss",
@@ -242,7 +246,7 @@ def test_sigterm_checkpoints_and_resume_matches_uninterrupted(
     redis_server: RedisServer, s3_server: S3Server
 ) -> None:
     # Epochs long enough (~0.5 s, 128 steps) that SIGTERM lands mid-epoch.
-    cfg = {**TINY, "batch_size": 8, "num_train": 1024}
+    cfg = {**TINY, "batch_size": 8, "num_train": 1024, **EXACT}
     sid, url = new_session(), redis_server.url
     proc = start(trainer_env(url, s3_server, sid, cfg))
     try:
@@ -296,7 +300,7 @@ def assert_each_point_once(url: str, sid: str, epochs: int) -> None:
 def test_sigkill_at_a_random_epoch_then_a_restart_is_the_uninterrupted_run(
     redis_server: RedisServer, s3_server: S3Server
 ) -> None:
-    cfg = {**LONGER, "epochs": 4}
+    cfg = {**LONGER, "epochs": 4, **EXACT}
     sid, url = new_session(), redis_server.url
     at = random.randint(1, 3)
     print(f"SIGKILL after epoch {at} is reported")
@@ -504,3 +508,59 @@ def test_compiled_training_matches_eager_and_resumes_eagerly(
     assert [r["epoch"] for r in metrics(url, compiled)] == [1, 2, 3]
     started = [e for e in events(url, compiled) if e["type"] == "started"]
     assert started[-1]["resumed_from"] == storage.checkpoint_id(compiled, 2)
+
+
+def test_data_held_on_the_device_trains_the_dataloaders_run_and_resumes_across_paths(
+    redis_server: RedisServer, s3_server: S3Server
+) -> None:
+    """`data_on_device: true` (on CPU too) takes the DataLoader's batches in its order: the
+    same run; a run stopped on one path resumes on the other as if never stopped."""
+    url, cfg = redis_server.url, {**LONGER, **EXACT}
+    loader, held = new_session(), new_session()
+    proc = ok(run(trainer_env(url, s3_server, loader, {**cfg, "data_on_device": False})))
+    assert "data_on_device: false" in proc.stdout
+    proc = ok(run(trainer_env(url, s3_server, held, {**cfg, "data_on_device": True})))
+    assert "data_on_device: true" in proc.stdout
+    if ON_CUDA:
+        assert_same_run(url, held, loader)
+    else:  # the same batches through the same kernels: the same numbers, bit for bit
+        assert [{k: r[k] for k in METRIC_NAMES} for r in metrics(url, held)] == [
+            {k: r[k] for k in METRIC_NAMES} for r in metrics(url, loader)
+        ]
+        assert [p["train_loss"] for p in steps(url, held)] == [
+            p["train_loss"] for p in steps(url, loader)
+        ]
+
+    # Stopped mid-epoch with the data on the device, resumed through the DataLoader.
+    sid = new_session()
+    proc_bg = start(trainer_env(url, s3_server, sid, {**cfg, "data_on_device": True}))
+    try:
+        wait_for(lambda: len(metrics(url, sid)) >= 1, 60, "the first epoch")
+        proc_bg.send_signal(signal.SIGTERM)
+        _, err = proc_bg.communicate(timeout=30)
+    finally:
+        if proc_bg.poll() is None:
+            proc_bg.kill()
+    assert proc_bg.returncode == 143, err
+    ok(run(trainer_env(url, s3_server, sid, {**cfg, "data_on_device": False})))
+    assert_each_point_once(url, sid, cfg["epochs"])
+    assert_same_run(url, sid, loader)
+
+
+def test_compile_auto_decides_at_start_and_says_why(
+    redis_server: RedisServer, s3_server: S3Server
+) -> None:
+    url, cfg = redis_server.url, {**TINY, "epochs": 2, **EXACT}
+    eager, auto = new_session(), new_session()
+    ok(run(trainer_env(url, s3_server, eager, cfg)))
+    proc = ok(run(trainer_env(url, s3_server, auto, {**cfg, "compile": "auto"}), timeout=300))
+    if ON_CUDA:
+        # 12 steps of a tiny model cannot repay a compile: timed, then eager, with the numbers.
+        assert "compile: auto: eager step" in proc.stdout, proc.stdout
+        assert "steps left" in proc.stdout and "training eagerly" in proc.stdout
+        assert_same_run(url, auto, eager)
+    else:
+        assert "compile: auto: training eagerly (auto compiles only on CUDA)" in proc.stdout
+        assert [{k: r[k] for k in METRIC_NAMES} for r in metrics(url, auto)] == [
+            {k: r[k] for k in METRIC_NAMES} for r in metrics(url, eager)
+        ]

@@ -83,6 +83,9 @@ def test_what_the_crd_can_state_it_refuses_too() -> None:
         {"epochs": 2, "optimizer": "bogus"},
         {"epochs": 2, "image_size": 47},
         {"epochs": 2, "compile": "yes"},
+        {"epochs": 2, "compile": 1},
+        {"epochs": 2, "data_on_device": "on"},
+        {"epochs": 2, "data_on_device": [True]},
         {"epochs": 2, "learning_rate": 0},
     ):
         with pytest.raises(ConfigError):
@@ -97,6 +100,22 @@ def test_the_stored_form_is_canonical_and_passes_the_crd() -> None:
     assert isinstance(stored["epochs"], int)
     assert not list(jsonschema.Draft4Validator(CRD_CONFIG).iter_errors(stored))
     assert check_config(stored) == stored
+
+
+@pytest.mark.parametrize("key", ["compile", "data_on_device"])
+def test_tristate_keys_are_true_false_or_auto(key: str) -> None:
+    validator = jsonschema.Draft4Validator(CRD_CONFIG)
+    for given, parsed in ((True, True), (False, False), ("auto", "auto"), ("AUTO", "auto")):
+        assert getattr(parse_config({"epochs": 1, key: given}), key) == parsed
+        stored = check_config({"epochs": 1, key: given})
+        assert stored == {"epochs": 1, key: parsed}  # the canonical form, which the CRD takes
+        assert not list(validator.iter_errors(stored)), stored
+    for bad in ("yes", "true", 1, 0, 1.0, {"auto": True}):
+        with pytest.raises(ConfigError, match=f"'{key}' must be true or false, or \"auto\""):
+            parse_config({"epochs": 1, key: bad})
+        assert list(validator.iter_errors({"epochs": 1, key: bad})), bad
+    assert parse_config({"epochs": 1}).compile is False  # compile only when asked (or auto)
+    assert parse_config({"epochs": 1}).data_on_device == "auto"
 
 
 def test_a_config_over_the_size_bound_is_refused() -> None:

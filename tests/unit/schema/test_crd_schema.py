@@ -41,14 +41,23 @@ def _types(schema: dict[str, Any], defs: dict[str, Any]) -> set[str]:
     if "properties" in schema or "additionalProperties" in schema:
         return {"object"}
     if "enum" in schema:
-        return {"string"}
+        return _enum_types(schema["enum"])
     t = schema.get("type")
     return {t} if t in _JSON_TYPES else set()
+
+
+def _enum_types(values: list[Any]) -> set[str]:
+    return {"boolean" if isinstance(v, bool) else "string" for v in values}
 
 
 def _crd_types(schema: dict[str, Any]) -> set[str]:
     if schema.get("x-kubernetes-int-or-string"):
         return {"integer", "string"}
+    if "type" not in schema:
+        # An untyped node (true, false or "auto"): structural only with preserve-unknown-fields,
+        # and then its enum is what it admits.
+        assert schema.get("x-kubernetes-preserve-unknown-fields") and "enum" in schema, schema
+        return _enum_types(schema["enum"])
     return {schema["type"]}
 
 

@@ -43,6 +43,8 @@ from pivot_api.live.service import LiveService
 from pivot_api.metrics import endpoints as metrics
 from pivot_api.metrics.service import MetricsService
 from pivot_api.metrics.tasks import RollupKeeper
+from pivot_api.models import endpoints as models
+from pivot_api.models.service import ModelService
 from pivot_api.monitor import endpoints as monitor
 from pivot_api.monitor.service import ResourceService
 from pivot_api.notifications import endpoints as notifications
@@ -207,6 +209,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pods = SessionPods(
             client.CoreV1Api(kube), settings.namespace, app.state.sessions
         )
+        app.state.models = ModelService(
+            kube, settings.namespace, settings.api_prefix.rstrip("/")
+        )
         app.state.feed = SessionFeed(
             app.state.sessions,
             cache,
@@ -253,6 +258,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await kube.close()
         if getattr(app.state, "feed", None) is not None:
             app.state.feed.close()
+        if getattr(app.state, "models", None) is not None:
+            await app.state.models.aclose()
         if getattr(app.state, "live", None) is not None:
             await app.state.live.aclose()  # the shared stream reads, before their pool
         await redis.aclose()
@@ -263,7 +270,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for name in (
             *("sessions", "metrics", "checkpoints", "live", "health", "resources"),
             *("session_cache", "read_marks", "redis", "s3", "kube", "jobs", "api_keys"),
-            *("alerts", "notifications", "feed", "pods"),
+            *("alerts", "notifications", "feed", "pods", "models"),
         ):
             setattr(app.state, name, None)
 
@@ -320,6 +327,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         alerts.router,
         notifications.router,
         identity.router,
+        models.router,
     ):
         app.include_router(router, prefix=prefix)
     install_ui(app, settings.ui_dir)

@@ -18,6 +18,7 @@ from pivot_api.health.service import HealthService
 from pivot_api.live.feed import SessionFeed
 from pivot_api.live.service import LiveService
 from pivot_api.metrics.service import MetricsService
+from pivot_api.models.service import ModelService
 from pivot_api.monitor.service import ResourceService
 from pivot_api.notifications.service import NotificationStore
 from pivot_api.sessions.pods import SessionPods
@@ -45,6 +46,7 @@ live_service = state_service("live", LiveService)
 
 Sessions = Annotated[SessionService, Depends(state_service("sessions", SessionService))]
 Pods = Annotated[SessionPods, Depends(state_service("pods", SessionPods))]
+Models = Annotated[ModelService, Depends(state_service("models", ModelService))]
 Metrics = Annotated[MetricsService, Depends(state_service("metrics", MetricsService))]
 Health = Annotated[HealthService, Depends(state_service("health", HealthService))]
 Checkpoints = Annotated[CheckpointService, Depends(state_service("checkpoints", CheckpointService))]

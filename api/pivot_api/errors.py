@@ -23,10 +23,17 @@ class PivotError(Exception):
     status_code = 500
     code = "INTERNAL_ERROR"
 
-    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        details: dict[str, Any] | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or {}
+        self.headers = headers or {}  # e.g. Retry-After on a 503
 
 
 class BadRequestError(PivotError):
@@ -102,7 +109,9 @@ def field_of(loc: tuple[Any, ...] | list[Any]) -> tuple[str, str | None]:
 
 async def _pivot_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, PivotError)
-    return envelope(exc.status_code, exc.code, exc.message, exc.details)
+    response = envelope(exc.status_code, exc.code, exc.message, exc.details)
+    response.headers.update(exc.headers)
+    return response
 
 
 def _json_invalid(err: dict[str, Any]) -> JSONResponse:

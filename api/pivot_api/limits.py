@@ -89,10 +89,16 @@ def _content_length(scope: Scope) -> int | None:
 
 
 def install_body_limit(app: FastAPI, settings: Settings) -> None:
-    """Bodies up to settings.max_body_bytes; checkpoint uploads (their own limit) exempt."""
-    upload = settings.api_prefix.rstrip("/") + "/checkpoints"
+    """Bodies up to settings.max_body_bytes; checkpoint uploads and predictions (their own
+    limits) exempt."""
+    prefix = settings.api_prefix.rstrip("/")
+    upload = prefix + "/checkpoints"
+    models = prefix + "/models/"
 
     def exempt(scope: Scope) -> bool:
-        return scope.get("method") == "POST" and scope.get("path") == upload
+        if scope.get("method") != "POST":
+            return False
+        path = str(scope.get("path"))
+        return path == upload or (path.startswith(models) and path.endswith("/predict"))
 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, exempt=exempt)

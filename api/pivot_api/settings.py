@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     namespace: str = "default"
     configs_dir: Path = Path("configs")
     api_prefix: str = "/api/v1"
+    # The largest prediction request (images for /models/{name}/predict), over the API's
+    # general body limit: a batch of 16-bit images is megabytes.
+    predict_max_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     # The dashboard's built files (api/ui's `npm run build`); unset: those the package carries.
     ui_dir: Path | None = None
 

@@ -5,7 +5,7 @@ it (`APIRequest`). Both clients send the same `APIRequest`; only their transport
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
@@ -14,7 +14,8 @@ import httpx
 from pydantic import BaseModel
 
 R = TypeVar("R", bound=BaseModel)
-Files = Mapping[str, tuple[str, Any, str]]
+# One part per name, or a list of (name, part) for several parts of one name (images).
+Files = Mapping[str, tuple[str, Any, str]] | Sequence[tuple[str, tuple[str, Any, str]]]
 
 _PATH_PARAM = re.compile(r"{(\w+)}")
 

@@ -42,6 +42,7 @@ from pivot_client.types import (
     AlertRuleList,
     AlertRuleSpec,
     CheckpointList,
+    ConfigList,
     CreatedSession,
     Health,
     LiveEvent,
@@ -49,11 +50,16 @@ from pivot_client.types import (
     Message,
     MetricHistory,
     MetricRecord,
+    ModelDeleted,
+    ModelDetail,
+    ModelList,
     Notification,
     NotificationList,
+    PredictResponse,
     Resources,
     ResourceSpec,
     Session,
+    SessionEvents,
     SessionGpuHistory,
     SessionMetrics,
     SessionPage,
@@ -70,6 +76,7 @@ from pivot_client.types import (
     WebhookList,
     WebhookRedelivered,
     WebhookTestResult,
+    WhoAmI,
 )
 
 _FILENAME = re.compile(r"filename=\"([^\"/\\]+)\"")
@@ -94,6 +101,22 @@ class BaseClient(APIClient[H]):
     @functools.cached_property
     def notifications(self) -> Notifications[Self]:
         return Notifications(self)
+
+    @functools.cached_property
+    def models(self) -> Models[Self]:
+        return Models(self)
+
+    @endpoint
+    async def deploy_model(self, name: str, **spec: Any) -> ModelDetail:
+        """Serve a checkpoint: `models.deploy`'s arguments."""
+        return await _deploy(self, name, **spec)
+
+    @endpoint
+    async def predict(
+        self, name: str, images: Sequence[ImageInput], *, return_mask: bool = False
+    ) -> PredictResponse:
+        """Lesion candidates in each image: `models.predict`."""
+        return await _predict(self, name, images, return_mask=return_mask)
 
     # -- sessions -----------------------------------------------------------------------------
 
@@ -251,6 +274,55 @@ class BaseClient(APIClient[H]):
                     f"session {session_id} still {session.status} after {timeout}s"
                 )
             await self._pause(poll_interval)
+
+    # -- what Kubernetes knows of a session -----------------------------------------------------
+
+    @endpoint
+    async def session_events(self, session_id: str) -> SessionEvents:
+        """The Kubernetes Events of the session and its pods (scheduling, retries...), oldest
+        first."""
+        return await self._call(ops.session_events, path={"session_id": session_id})
+
+    @endpoint
+    async def logs(self, session_id: str, *, tail: int | None = None, rank: int | str = 0) -> str:
+        """The trainer's log as it is now: whole, or its last `tail` lines; `rank="all"`
+        gives every rank's lines, each prefixed `[rank N] `."""
+        query = {"tail": tail, "rank": str(rank)}
+        request = ops.session_logs.request(path={"session_id": session_id}, query=query)
+        response = await self._send(request)
+        return response.text
+
+    @streaming
+    async def follow_logs(
+        self, session_id: str, *, tail: int | None = None, rank: int | str = 0
+    ) -> AsyncGenerator[str, None]:
+        """The trainer's log lines as they are written (from the start, or the last `tail`),
+        through a retried attempt's new pod, until the session ends."""
+        query = {"tail": tail, "rank": str(rank), "follow": "true"}
+        # A trainer can be quiet for long (a slow epoch, a pod waiting for a GPU).
+        quiet_ok = httpx.Timeout(30.0, read=None)
+        request = ops.session_logs.request(
+            path={"session_id": session_id}, query=query, timeout=quiet_ok
+        )
+        response = await self._send(request, stream=True)
+        try:
+            async for line in self._lines(response):
+                yield line
+        except httpx.TransportError as exc:
+            raise connection_error(exc) from exc
+        finally:
+            await self._release(response)
+
+    @endpoint
+    async def configs(self) -> ConfigList:
+        """The training configs on the server a session can be created from (`config_path`),
+        each as validated, or why it cannot be used."""
+        return await self._call(ops.get_configs)
+
+    @endpoint
+    async def whoami(self) -> WhoAmI:
+        """The key this client uses: its name and scope (read, write, admin)."""
+        return await self._call(ops.whoami)
 
     # -- monitoring ---------------------------------------------------------------------------
 
@@ -521,6 +593,139 @@ class Webhooks(Resource[C]):
             path = {"webhook_id": webhook_id, "event_id": event_id}
             return await self._client._call(ops.redeliver_one, path=path)
         return await self._client._call(ops.redeliver_all, path={"webhook_id": webhook_id})
+
+
+ImageInput = str | os.PathLike[str] | bytes | Any  # a path, PNG/.npy bytes, or a 2-D array
+
+
+def _image_part(index: int, image: ImageInput) -> tuple[str, tuple[str, bytes, str]]:
+    """One `file` part: PNG and .npy bytes as they are, a path read, an array as .npy."""
+    if isinstance(image, bytes):
+        data = image
+    elif isinstance(image, (str, os.PathLike)):
+        data = Path(image).read_bytes()
+    elif hasattr(image, "__array__"):
+        import io
+
+        import numpy as np
+
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(image), allow_pickle=False)
+        data = buffer.getvalue()
+    else:
+        raise TypeError(f"image {index}: a path, bytes or an array, not {type(image).__name__}")
+    png = data.startswith(b"\x89PNG")
+    name = f"image{index}.png" if png else f"image{index}.npy"
+    return "file", (name, data, "image/png" if png else "application/octet-stream")
+
+
+async def _deploy(
+    client: APIClient[Any],
+    name: str,
+    *,
+    session_id: str | None = None,
+    checkpoint: str | None = None,
+    uri: str | None = None,
+    sha256: str | None = None,
+    replicas: int = 1,
+    max_batch_size: int | None = None,
+    max_delay_ms: float | None = None,
+    threshold: float | None = None,
+    compile: bool | None = None,
+    resources: ResourceSpec | None = None,
+) -> ModelDetail:
+    batching = drop_none({"max_batch_size": max_batch_size, "max_delay_ms": max_delay_ms})
+    body = drop_none(
+        {
+            "name": name,
+            "session_id": session_id,
+            "checkpoint": checkpoint,
+            "uri": uri,
+            "sha256": sha256,
+            "replicas": replicas,
+            "batching": batching or None,
+            "threshold": threshold,
+            "compile": compile,
+            "resources": resources,
+        }
+    )
+    return await client._call(ops.deploy_model, json=body)
+
+
+async def _predict(
+    client: APIClient[Any], name: str, images: Sequence[ImageInput], *, return_mask: bool
+) -> PredictResponse:
+    parts = [_image_part(i, image) for i, image in enumerate(images)]
+    if not parts:
+        raise ValueError("predict needs at least one image")
+    query = {"return_mask": "true" if return_mask else None}
+    request = ops.predict.request(path={"name": name}, query=query, files=lambda: parts)
+    return ops.predict.parse(await client._send(request))
+
+
+class Models(Resource[C]):
+    """Model servers: deploy a checkpoint, scale it, roll it to another, predict."""
+
+    @endpoint
+    async def deploy(
+        self,
+        name: str,
+        *,
+        session_id: str | None = None,
+        checkpoint: str | None = None,
+        uri: str | None = None,
+        sha256: str | None = None,
+        replicas: int = 1,
+        max_batch_size: int | None = None,
+        max_delay_ms: float | None = None,
+        threshold: float | None = None,
+        compile: bool | None = None,
+        resources: ResourceSpec | None = None,
+    ) -> ModelDetail:
+        """Serve a session's checkpoint (`best`, `latest` or an id) or an S3 file with its
+        SHA-256, on `replicas` pods that batch requests arriving together."""
+        return await _deploy(
+            self._client,
+            name,
+            session_id=session_id,
+            checkpoint=checkpoint,
+            uri=uri,
+            sha256=sha256,
+            replicas=replicas,
+            max_batch_size=max_batch_size,
+            max_delay_ms=max_delay_ms,
+            threshold=threshold,
+            compile=compile,
+            resources=resources,
+        )
+
+    @endpoint
+    async def list(self) -> ModelList:
+        return await self._client._call(ops.list_models)
+
+    @endpoint
+    async def get(self, name: str) -> ModelDetail:
+        return await self._client._call(ops.get_model, path={"name": name})
+
+    @endpoint
+    async def update(
+        self, name: str, *, replicas: int | None = None, checkpoint: str | None = None
+    ) -> ModelDetail:
+        """Scale, or serve another checkpoint: new pods are Ready before old ones go."""
+        body = drop_none({"replicas": replicas, "checkpoint": checkpoint})
+        return await self._client._call(ops.update_model, path={"name": name}, json=body)
+
+    @endpoint
+    async def delete(self, name: str) -> ModelDeleted:
+        return await self._client._call(ops.delete_model, path={"name": name})
+
+    @endpoint
+    async def predict(
+        self, name: str, images: Sequence[ImageInput], *, return_mask: bool = False
+    ) -> PredictResponse:
+        """Lesion candidates (centre, probability, area) in each image: PNG (8 or 16 bit
+        grayscale) or .npy bytes, paths to such files, or 2-D arrays."""
+        return await _predict(self._client, name, images, return_mask=return_mask)
 
 
 class Notifications(Resource[C]):

@@ -45,7 +45,16 @@ ALLOWANCE: dict[str, dict[tuple[str, str, str], str]] = {
         ("kopf.dev", "kopfpeerings", "watch"): "kopf peering",
         ("kopf.dev", "kopfpeerings", "patch"): "kopf peering",
     },
-    "api": {},
+    "api": {
+        # Until this lifecycle deploys a model (tests/e2e/test_serving.py does, on its own
+        # platform): the API's model routes.
+        ("pivot.dev", "modelservers", "get"): "GET /models/{name}, predict",
+        ("pivot.dev", "modelservers", "list"): "GET /models",
+        ("pivot.dev", "modelservers", "create"): "POST /models",
+        ("pivot.dev", "modelservers", "patch"): "PATCH /models/{name}",
+        ("pivot.dev", "modelservers", "delete"): "DELETE /models/{name}",
+        ("discovery.k8s.io", "endpointslices", "list"): "predict: the Ready pods",
+    },
 }
 
 TS_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/{PLURAL}"

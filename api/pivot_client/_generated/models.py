@@ -320,6 +320,43 @@ class AlertRuleUpdate(PIVOTModel):
     action: Annotated[Literal["stop_session"] | None, Field(title="Action")] = None
 
 
+class BatchingRequest(PIVOTModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    max_batch_size: Annotated[int | None, Field(ge=1, le=1024, title="Max Batch Size")] = None
+    """
+    Images run together at most (default 16).
+    """
+    max_delay_ms: Annotated[float | None, Field(ge=0.0, le=1000.0, title="Max Delay Ms")] = None
+    """
+    How long a batch's first image waits for others (default 5).
+    """
+
+
+class Candidate(PIVOTModel):
+    """
+    A lesion candidate: a connected region of probability >= the threshold.
+    """
+
+    x: Annotated[float, Field(title="X")]
+    """
+    Column of its centroid, in pixels.
+    """
+    y: Annotated[float, Field(title="Y")]
+    """
+    Row of its centroid, in pixels.
+    """
+    probability: Annotated[float, Field(title="Probability")]
+    """
+    The highest probability in the region.
+    """
+    area: Annotated[int, Field(title="Area")]
+    """
+    Its size in pixels.
+    """
+
+
 class Checkpoint(PIVOTModel):
     checkpoint_id: Annotated[str, Field(title="Checkpoint Id")]
     session_id: Annotated[str, Field(title="Session Id")]
@@ -350,6 +387,29 @@ class Components(PIVOTModel):
     kubernetes: Annotated[str, Field(title="Kubernetes")]
     operator: Annotated[str, Field(title="Operator")]
     kubelet: Annotated[str, Field(title="Kubelet")]
+
+
+class ConfigFile(PIVOTModel):
+    """
+    A training config in the API's configs directory.
+    """
+
+    config_path: Annotated[str, Field(title="Config Path")]
+    """
+    What `config_path` takes to create a session from it.
+    """
+    config: Annotated[dict[str, Any] | None, Field(title="Config")] = None
+    """
+    The config as validated; absent when it is not valid.
+    """
+    error: Annotated[str | None, Field(title="Error")] = None
+    """
+    Why the file cannot be used as it is; absent when valid.
+    """
+
+
+class ConfigList(PIVOTModel):
+    configs: Annotated[list[ConfigFile], Field(title="Configs")]
 
 
 class CpuStats(PIVOTModel):
@@ -450,10 +510,6 @@ class Config(PIVOTModel):
     """
     The training loss.
     """
-    compile: bool | None = None
-    """
-    torch.compile the model (eager where no compiler is found).
-    """
     sync_batchnorm: bool | None = None
     """
     In a multi-process gang, BatchNorm statistics over the global batch.
@@ -461,6 +517,14 @@ class Config(PIVOTModel):
     deterministic: bool | None = None
     """
     Deterministic kernels: the same numbers run to run and on resume, at some speed.
+    """
+    compile: Any | None = None
+    """
+    torch.compile the model: true, false, or auto (on CUDA when the run is long enough to repay compiling); eager where no compiler is found.
+    """
+    data_on_device: Any | None = None
+    """
+    Hold the data set on the training device and take batches there: true, false (a DataLoader), or auto (on CUDA when it fits in a quarter of free GPU memory).
     """
 
 
@@ -503,6 +567,14 @@ class ErrorResponse(PIVOTModel):
     error: ErrorBody
 
 
+class EventObject(PIVOTModel):
+    kind: Annotated[str, Field(title="Kind")]
+    """
+    TrainingSession or Pod.
+    """
+    name: Annotated[str, Field(title="Name")]
+
+
 class GpuStats(PIVOTModel):
     id: Annotated[int, Field(title="Id")]
     name: Annotated[str, Field(title="Name")]
@@ -511,6 +583,18 @@ class GpuStats(PIVOTModel):
     memory_total_gb: Annotated[float, Field(title="Memory Total Gb")]
     utilization: Annotated[float | None, Field(title="Utilization")] = None
     temperature: Annotated[float | None, Field(title="Temperature")] = None
+
+
+class ImagePrediction(PIVOTModel):
+    shape: Annotated[list[int], Field(title="Shape")]
+    """
+    [height, width] of the image.
+    """
+    candidates: Annotated[list[Candidate], Field(title="Candidates")]
+    mask_png: Annotated[str | None, Field(title="Mask Png")] = None
+    """
+    The probability map as a base64 8-bit PNG (when asked).
+    """
 
 
 class MessageResponse(PIVOTModel):
@@ -538,6 +622,52 @@ class MetricRecord(RecordModel):
     timestamp: Annotated[str | None, Field(title="Timestamp")] = None
 
 
+class ModelCondition(PIVOTModel):
+    type: Annotated[str, Field(title="Type")]
+    status: Annotated[str, Field(title="Status")]
+    reason: Annotated[str | None, Field(title="Reason")] = None
+    message: Annotated[str | None, Field(title="Message")] = None
+    last_transition_time: Annotated[str | None, Field(title="Last Transition Time")] = None
+
+
+class ModelDeleted(PIVOTModel):
+    message: Annotated[str, Field(title="Message")]
+
+
+class ModelDetail(PIVOTModel):
+    name: Annotated[str, Field(title="Name")]
+    status: Annotated[str, Field(title="Status")]
+    session_id: Annotated[str | None, Field(title="Session Id")] = None
+    checkpoint: Annotated[str | None, Field(title="Checkpoint")] = None
+    """
+    What was asked: best, latest or an id (absent for a uri).
+    """
+    uri: Annotated[str | None, Field(title="Uri")] = None
+    checkpoint_id: Annotated[str | None, Field(title="Checkpoint Id")] = None
+    """
+    What the Ready pods serve.
+    """
+    sha256: Annotated[str | None, Field(title="Sha256")] = None
+    replicas: Annotated[int, Field(title="Replicas")]
+    ready_replicas: Annotated[int, Field(title="Ready Replicas")] = 0
+    updated_replicas: Annotated[int, Field(title="Updated Replicas")] = 0
+    max_batch_size: Annotated[int, Field(title="Max Batch Size")]
+    max_delay_ms: Annotated[float, Field(title="Max Delay Ms")]
+    threshold: Annotated[float, Field(title="Threshold")]
+    predict_url: Annotated[str, Field(title="Predict Url")]
+    """
+    Where predictions go, below the API.
+    """
+    created_at: Annotated[str | None, Field(title="Created At")] = None
+    message: Annotated[str | None, Field(title="Message")] = None
+    conditions: Annotated[list[ModelCondition], Field(title="Conditions", validate_default=True)] = []
+
+
+class ModelList(PIVOTModel):
+    models: Annotated[list[ModelDetail], Field(title="Models")]
+    total: Annotated[int, Field(title="Total")]
+
+
 class Notification(PIVOTModel):
     id: Annotated[str, Field(title="Id")]
     type: Annotated[str, Field(title="Type")]
@@ -552,6 +682,22 @@ class Notification(PIVOTModel):
 class NotificationList(ItemsModel):
     notifications: Annotated[list[Notification], Field(title="Notifications")]
     unread_count: Annotated[int, Field(title="Unread Count")]
+
+
+class PredictTiming(PIVOTModel):
+    queue_ms: Annotated[float, Field(title="Queue Ms")]
+    """
+    Waiting for a batch to fill.
+    """
+    inference_ms: Annotated[float, Field(title="Inference Ms")]
+    """
+    The model's run on the batch.
+    """
+    total_ms: Annotated[float, Field(title="Total Ms")]
+    batch_size: Annotated[int, Field(title="Batch Size")]
+    """
+    Images in the batch this request's ran in.
+    """
 
 
 class ResolveRequest(PIVOTModel):
@@ -617,6 +763,38 @@ class ResourceRequest(PIVOTModel):
     memory: Annotated[Memory | Memory1 | None, Field(title="Memory")] = None
     """
     Memory request and limit: a quantity, e.g. "16Gi".
+    """
+
+
+class SessionEvent(PIVOTModel):
+    """
+    A Kubernetes Event of the session or of one of its pods (`kubectl describe`).
+    """
+
+    type: Annotated[str, Field(title="Type")]
+    """
+    Normal or Warning.
+    """
+    reason: Annotated[str, Field(title="Reason")]
+    message: Annotated[str, Field(title="Message")]
+    count: Annotated[int, Field(title="Count")]
+    """
+    How many times it happened.
+    """
+    first_timestamp: Annotated[str | None, Field(title="First Timestamp")] = None
+    last_timestamp: Annotated[str | None, Field(title="Last Timestamp")] = None
+    source: Annotated[str | None, Field(title="Source")] = None
+    """
+    The component that reported it.
+    """
+    object: EventObject
+
+
+class SessionEvents(PIVOTModel):
+    session_id: Annotated[str, Field(title="Session Id")]
+    events: Annotated[list[SessionEvent], Field(title="Events")]
+    """
+    Oldest first.
     """
 
 
@@ -720,6 +898,17 @@ class TrainerGpu(PIVOTModel):
     power_watts: Annotated[float | None, Field(title="Power Watts")] = None
 
 
+class UpdateModelRequest(PIVOTModel):
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    replicas: Annotated[int | None, Field(ge=0, le=100, title="Replicas")] = None
+    checkpoint: Annotated[str | None, Field(max_length=253, min_length=1, title="Checkpoint")] = None
+    """
+    best, latest, or a checkpoint id: rolls the pods over.
+    """
+
+
 class UpdateWebhookRequest(PIVOTModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -808,6 +997,21 @@ class WebhookTestResult(PIVOTModel):
     error: Annotated[str | None, Field(title="Error")] = None
 
 
+class WhoAmI(PIVOTModel):
+    auth_enabled: Annotated[bool, Field(title="Auth Enabled")]
+    """
+    Whether this API asks for keys at all.
+    """
+    name: Annotated[str | None, Field(title="Name")] = None
+    """
+    The key's name (absent when auth is off).
+    """
+    scope: Annotated[str, Field(title="Scope")]
+    """
+    What the key may do: read (GET and streams), write (also create, start, stop, delete), admin (also webhooks). With auth off: admin.
+    """
+
+
 class LiveMetricsEvent(PIVOTModel):
     """
     The data of an SSE `metrics` event: one epoch record (`epoch`, `timestamp` and every
@@ -884,6 +1088,26 @@ class LiveStatusEvent(PIVOTModel):
     event: Annotated[str | None, Field(title="Event")] = None
     """
     The trainer's event: started, completed, failed, stopped.
+    """
+
+
+class SessionDeletedEvent(PIVOTModel):
+    """
+    The data of a `deleted` event on /sse/sessions: the session is gone.
+    """
+
+    session_id: Annotated[str, Field(title="Session Id")]
+
+
+class SessionsReadyEvent(PIVOTModel):
+    """
+    The data of a `ready` event on /sse/sessions: the snapshot (or, on a resumed stream,
+    the catch-up) is complete.
+    """
+
+    count: Annotated[int, Field(title="Count")]
+    """
+    Sessions sent before it (snapshot or catch-up).
     """
 
 
@@ -973,6 +1197,84 @@ class CreateSessionResponse(PIVOTModel):
     config: Annotated[dict[str, Any], Field(title="Config")]
 
 
+class DeployModelRequest1(PIVOTModel):
+    """
+    Serve a checkpoint: a session's (`best`, `latest` or an id), or a file in S3 with the
+    SHA-256 it must have.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    name: Annotated[str, Field(max_length=50, min_length=1, pattern="^[a-z]([-a-z0-9]*[a-z0-9])?$", title="Name")]
+    """
+    The server's name (a DNS label): its URL's.
+    """
+    session_id: Annotated[str, Field(max_length=253, min_length=1, title="Session Id")]
+    checkpoint: Annotated[str | None, Field(max_length=253, min_length=1, title="Checkpoint")] = None
+    """
+    With session_id: best (default), latest, or a checkpoint id of the session. With uri: the id to report the file as (default: its folder's name).
+    """
+    uri: Annotated[str | None, Field(max_length=1024, pattern="^s3://[^/]+/.+$", title="Uri")] = None
+    sha256: Annotated[str | None, Field(pattern="^[0-9a-f]{64}$", title="Sha256")] = None
+    replicas: Annotated[int, Field(ge=0, le=100, title="Replicas")] = 1
+    batching: BatchingRequest | None = None
+    threshold: Annotated[float | None, Field(ge=0.0, le=1.0, title="Threshold")] = None
+    """
+    Lesion probability threshold (default 0.5).
+    """
+    compile: Annotated[bool | None, Field(title="Compile")] = None
+    resources: ResourceRequest | None = None
+    node_selector: Annotated[
+        dict[Annotated[str, StringConstraints(pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$", max_length=317)], NodeSelectorAdditionalProperty] | None,
+        Field(title="Node Selector"),
+    ] = None
+    tolerations: Annotated[list[TolerationRequest3] | None, Field(max_length=64, title="Tolerations")] = None
+
+
+class DeployModelRequest2(PIVOTModel):
+    """
+    Serve a checkpoint: a session's (`best`, `latest` or an id), or a file in S3 with the
+    SHA-256 it must have.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+    )
+    name: Annotated[str, Field(max_length=50, min_length=1, pattern="^[a-z]([-a-z0-9]*[a-z0-9])?$", title="Name")]
+    """
+    The server's name (a DNS label): its URL's.
+    """
+    session_id: Annotated[str | None, Field(max_length=253, min_length=1, title="Session Id")] = None
+    checkpoint: Annotated[str | None, Field(max_length=253, min_length=1, title="Checkpoint")] = None
+    """
+    With session_id: best (default), latest, or a checkpoint id of the session. With uri: the id to report the file as (default: its folder's name).
+    """
+    uri: Annotated[str, Field(max_length=1024, pattern="^s3://[^/]+/.+$", title="Uri")]
+    sha256: Annotated[str | None, Field(pattern="^[0-9a-f]{64}$", title="Sha256")] = None
+    replicas: Annotated[int, Field(ge=0, le=100, title="Replicas")] = 1
+    batching: BatchingRequest | None = None
+    threshold: Annotated[float | None, Field(ge=0.0, le=1.0, title="Threshold")] = None
+    """
+    Lesion probability threshold (default 0.5).
+    """
+    compile: Annotated[bool | None, Field(title="Compile")] = None
+    resources: ResourceRequest | None = None
+    node_selector: Annotated[
+        dict[Annotated[str, StringConstraints(pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$", max_length=317)], NodeSelectorAdditionalProperty] | None,
+        Field(title="Node Selector"),
+    ] = None
+    tolerations: Annotated[list[TolerationRequest3] | None, Field(max_length=64, title="Tolerations")] = None
+
+
+class DeployModelRequest(RootModel[DeployModelRequest1 | DeployModelRequest2]):
+    root: Annotated[DeployModelRequest1 | DeployModelRequest2, Field(title="DeployModelRequest")]
+    """
+    Serve a checkpoint: a session's (`best`, `latest` or an id), or a file in S3 with the
+    SHA-256 it must have.
+    """
+
+
 class GpuSample(PIVOTModel):
     timestamp: Annotated[str | None, Field(title="Timestamp")] = None
     gpus: Annotated[list[TrainerGpu], Field(title="Gpus")]
@@ -988,6 +1290,14 @@ class HealthResponse(PIVOTModel):
     uptime_seconds: Annotated[float, Field(title="Uptime Seconds")]
     system: SystemStats
     components: Components
+
+
+class PredictResponse(PIVOTModel):
+    model: Annotated[str, Field(title="Model")]
+    checkpoint_id: Annotated[str, Field(title="Checkpoint Id")]
+    sha256: Annotated[str, Field(title="Sha256")]
+    predictions: Annotated[list[ImagePrediction], Field(title="Predictions")]
+    timing: PredictTiming
 
 
 class SessionDetail(SessionModel):

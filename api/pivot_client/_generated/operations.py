@@ -50,6 +50,12 @@ delete_checkpoint: Operation[models.MessageResponse] = Operation(
     "/checkpoints/{checkpoint_id}",
     models.MessageResponse,
 )
+delete_model: Operation[models.ModelDeleted] = Operation(
+    "delete_model_api_v1_models__name__delete",
+    "DELETE",
+    "/models/{name}",
+    models.ModelDeleted,
+)
 delete_rule: Operation[models.MessageResponse] = Operation(
     "delete_rule_api_v1_alerts_rules__rule_id__delete",
     "DELETE",
@@ -62,6 +68,13 @@ delete_webhook: Operation[models.MessageResponse] = Operation(
     "/webhooks/{webhook_id}",
     models.MessageResponse,
 )
+deploy_model: Operation[models.ModelDetail] = Operation(
+    "deploy_model_api_v1_models_post",
+    "POST",
+    "/models",
+    models.ModelDetail,
+    body="json",
+)
 download_checkpoint: Operation[Any] = Operation(
     "download_checkpoint_api_v1_checkpoints__checkpoint_id__download_get",
     "GET",
@@ -73,6 +86,18 @@ get_alert: Operation[models.Alert] = Operation(
     "GET",
     "/alerts/{alert_id}",
     models.Alert,
+)
+get_configs: Operation[models.ConfigList] = Operation(
+    "get_configs_api_v1_configs_get",
+    "GET",
+    "/configs",
+    models.ConfigList,
+)
+get_model: Operation[models.ModelDetail] = Operation(
+    "get_model_api_v1_models__name__get",
+    "GET",
+    "/models/{name}",
+    models.ModelDetail,
 )
 get_rule: Operation[models.AlertRule] = Operation(
     "get_rule_api_v1_alerts_rules__rule_id__get",
@@ -126,6 +151,12 @@ list_deliveries: Operation[models.WebhookDeliveryList] = Operation(
     models.WebhookDeliveryList,
     query=("limit",),
 )
+list_models: Operation[models.ModelList] = Operation(
+    "list_models_api_v1_models_get",
+    "GET",
+    "/models",
+    models.ModelList,
+)
 list_notifications: Operation[models.NotificationList] = Operation(
     "list_notifications_api_v1_notifications_get",
     "GET",
@@ -165,6 +196,14 @@ metric_history: Operation[models.MetricHistory] = Operation(
     models.MetricHistory,
     query=("metric_name", "start_epoch", "end_epoch", "max_points"),
 )
+predict: Operation[models.PredictResponse] = Operation(
+    "predict_api_v1_models__name__predict_post",
+    "POST",
+    "/models/{name}/predict",
+    models.PredictResponse,
+    query=("return_mask",),
+    body="multipart",
+)
 redeliver_all: Operation[models.WebhookRedelivered] = Operation(
     "redeliver_all_api_v1_webhooks__webhook_id__dead_letters_redeliver_post",
     "POST",
@@ -197,6 +236,12 @@ resources: Operation[models.ResourcesResponse] = Operation(
     "/monitor/resources",
     models.ResourcesResponse,
 )
+session_events: Operation[models.SessionEvents] = Operation(
+    "session_events_api_v1_training_sessions__session_id__events_get",
+    "GET",
+    "/training/sessions/{session_id}/events",
+    models.SessionEvents,
+)
 session_gpu: Operation[models.SessionGpuHistory] = Operation(
     "session_gpu_api_v1_monitor_sessions__session_id__gpu_get",
     "GET",
@@ -204,12 +249,26 @@ session_gpu: Operation[models.SessionGpuHistory] = Operation(
     models.SessionGpuHistory,
     query=("limit",),
 )
+session_logs: Operation[Any] = Operation(
+    "session_logs_api_v1_training_sessions__session_id__logs_get",
+    "GET",
+    "/training/sessions/{session_id}/logs",
+    None,
+    query=("follow", "tail", "rank"),
+)
 session_metrics: Operation[models.SessionMetrics] = Operation(
     "session_metrics_api_v1_training_sessions__session_id__metrics_get",
     "GET",
     "/training/sessions/{session_id}/metrics",
     models.SessionMetrics,
     query=("metric_name", "limit"),
+)
+sse_sessions: Operation[Any] = Operation(
+    "sse_sessions_api_v1_sse_sessions_get",
+    "GET",
+    "/sse/sessions",
+    None,
+    query=("since",),
 )
 sse_training: Operation[Any] = Operation(
     "sse_training_api_v1_sse_training__session_id__get",
@@ -243,6 +302,13 @@ test_webhook: Operation[models.WebhookTestResult] = Operation(
     "/webhooks/{webhook_id}/test",
     models.WebhookTestResult,
 )
+update_model: Operation[models.ModelDetail] = Operation(
+    "update_model_api_v1_models__name__patch",
+    "PATCH",
+    "/models/{name}",
+    models.ModelDetail,
+    body="json",
+)
 update_rule: Operation[models.AlertRule] = Operation(
     "update_rule_api_v1_alerts_rules__rule_id__patch",
     "PATCH",
@@ -264,6 +330,12 @@ upload_checkpoint: Operation[models.CheckpointUploaded] = Operation(
     models.CheckpointUploaded,
     body="multipart",
 )
+whoami: Operation[models.WhoAmI] = Operation(
+    "whoami_api_v1_auth_whoami_get",
+    "GET",
+    "/auth/whoami",
+    models.WhoAmI,
+)
 
 OPERATIONS: dict[str, Operation[Any]] = {
     acknowledge_alert.operation_id: acknowledge_alert,
@@ -272,10 +344,14 @@ OPERATIONS: dict[str, Operation[Any]] = {
     create_session.operation_id: create_session,
     create_webhook.operation_id: create_webhook,
     delete_checkpoint.operation_id: delete_checkpoint,
+    delete_model.operation_id: delete_model,
     delete_rule.operation_id: delete_rule,
     delete_webhook.operation_id: delete_webhook,
+    deploy_model.operation_id: deploy_model,
     download_checkpoint.operation_id: download_checkpoint,
     get_alert.operation_id: get_alert,
+    get_configs.operation_id: get_configs,
+    get_model.operation_id: get_model,
     get_rule.operation_id: get_rule,
     get_session.operation_id: get_session,
     get_webhook.operation_id: get_webhook,
@@ -284,25 +360,32 @@ OPERATIONS: dict[str, Operation[Any]] = {
     list_checkpoints.operation_id: list_checkpoints,
     list_dead_letters.operation_id: list_dead_letters,
     list_deliveries.operation_id: list_deliveries,
+    list_models.operation_id: list_models,
     list_notifications.operation_id: list_notifications,
     list_rules.operation_id: list_rules,
     list_sessions.operation_id: list_sessions,
     list_webhooks.operation_id: list_webhooks,
     mark_read.operation_id: mark_read,
     metric_history.operation_id: metric_history,
+    predict.operation_id: predict,
     redeliver_all.operation_id: redeliver_all,
     redeliver_one.operation_id: redeliver_one,
     replace_rule.operation_id: replace_rule,
     resolve_alert.operation_id: resolve_alert,
     resources.operation_id: resources,
+    session_events.operation_id: session_events,
     session_gpu.operation_id: session_gpu,
+    session_logs.operation_id: session_logs,
     session_metrics.operation_id: session_metrics,
+    sse_sessions.operation_id: sse_sessions,
     sse_training.operation_id: sse_training,
     start_session.operation_id: start_session,
     step_history.operation_id: step_history,
     stop_session.operation_id: stop_session,
     test_webhook.operation_id: test_webhook,
+    update_model.operation_id: update_model,
     update_rule.operation_id: update_rule,
     update_webhook.operation_id: update_webhook,
     upload_checkpoint.operation_id: upload_checkpoint,
+    whoami.operation_id: whoami,
 }

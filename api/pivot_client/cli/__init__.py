@@ -1,7 +1,7 @@
 """The `pivot` command.
 
     pivot up                                   run the whole platform on this machine
-    pivot sessions list|get|create|start|stop|watch
+    pivot sessions list|get|create|start|stop|watch|logs|events
     pivot metrics SESSION                      epoch records (table, json or yaml)
     pivot checkpoints list|download|upload|delete
     pivot alerts                               alerts (--status, --severity, --session)
@@ -10,6 +10,10 @@
     pivot notifications                        notifications (--type, --priority, --unread)
     pivot webhooks list|get|create|delete|test|deliveries|dead-letters|redeliver
     pivot apply -f session.yaml                create a session from a manifest or a create body
+    pivot configs                              training configs on the server
+    pivot whoami                               the API key's name and scope
+    pivot models deploy|list|get|update|delete serve a checkpoint (model servers)
+    pivot predict NAME IMAGE...                find lesions with a served model
 
 The API is `--url` or PIVOT_URL (default http://localhost:8000); `--api-key` or PIVOT_API_KEY
 is sent as a bearer token. `-o json|yaml` prints what the API answered, for scripts. These

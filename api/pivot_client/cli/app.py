@@ -11,10 +11,12 @@ from typing import Any
 
 from pivot_client import APIConnectionError, APIStatusError, PIVOTClient, PIVOTError
 from pivot_client.cli import (
+    account,
     alerts,
     apply,
     checkpoints,
     metrics,
+    models,
     notifications,
     sessions,
     up,
@@ -32,7 +34,18 @@ from pivot_client.cli.exits import (
 from pivot_client.cli.output import Printer, escape
 
 # Each registers its commands; `pivot --help` lists them in this order.
-COMMAND_MODULES = (up, sessions, metrics, checkpoints, alerts, notifications, webhooks, apply)
+COMMAND_MODULES = (
+    up,
+    sessions,
+    metrics,
+    checkpoints,
+    alerts,
+    notifications,
+    webhooks,
+    apply,
+    account,
+    models,
+)
 
 # The path PIVOTClient.base_url ends with (added to a --url without it); a connection error
 # names the address without it, as the user gives it.

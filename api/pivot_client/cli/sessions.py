@@ -13,6 +13,7 @@ from pivot_client.cli.output import Printer
 from pivot_client.cli.progress import Progress
 
 SESSION_COLUMNS = ("session_id", "session_name", "status", "current_epoch", "total_epochs")
+EVENT_COLUMNS = ("last_timestamp", "type", "reason", "count", "message")
 _EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
 
@@ -48,6 +49,17 @@ def register(commands: Commands) -> None:
     stop = shows(lambda client, args: client.stop_training(args.session))
     sessions.add("stop", "stop training", stop).add_argument("session")
     sessions.add("watch", "follow a session until it ends", cmd_watch).add_argument("session")
+    cmd = sessions.add("logs", "the trainer's log (-f: as it is written)", cmd_logs)
+    cmd.add_argument("session")
+    cmd.add_argument("-f", "--follow", action="store_true", help="go on until the session ends")
+    cmd.add_argument("--tail", type=int, help="only the last N lines")
+    cmd.add_argument("--rank", default="0", help="the trainer of a multi-pod session, or all")
+    events = shows(
+        lambda client, args: client.session_events(args.session),
+        rows=lambda answer: answer.events,
+        columns=EVENT_COLUMNS,
+    )
+    sessions.add("events", "the session's Kubernetes Events", events).add_argument("session")
 
 
 def cmd_list(args: argparse.Namespace, p: Printer) -> int:
@@ -174,3 +186,15 @@ def age(created_at: str | None) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{max(seconds, 0)}s"
+
+
+def cmd_logs(args: argparse.Namespace, p: Printer) -> int:
+    """Log lines as they are, in every output format: they are the trainer's text."""
+    with connect(args) as client:
+        if not args.follow:
+            p.out.write(client.logs(args.session, tail=args.tail, rank=args.rank))
+            return EXIT_OK
+        for line in client.follow_logs(args.session, tail=args.tail, rank=args.rank):
+            p.out.write(line + "\n")
+            p.out.flush()
+    return EXIT_OK

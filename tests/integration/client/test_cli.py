@@ -416,3 +416,31 @@ def test_tables_escape_control_characters_from_the_server() -> None:
     assert shown == ["nul\\x00bel\\a", "two\\nlines", "evil\\u202eexe.txt", "esc\\x1b[31mred", "ok"]
     assert not any(c in run.stdout for c in "\x00\x07\x1b\u202e")
     assert "ok é" in run.stdout  # printable text is left as it is
+
+
+def test_logs_events_configs_and_whoami(platform: LocalPlatform) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return pivot(*args, url=platform.api_url)
+
+    created = cli("sessions", "create", "--config-path", "configs/train.yaml", "--start", "-ojson")
+    sid = as_json(created)["session_id"]
+    # Followed, the log ends with the session: every line the trainer wrote, then exit 0.
+    followed = cli("sessions", "logs", sid, "-f")
+    assert followed.returncode == 0, followed.stderr
+    assert followed.stdout.strip(), "the trainer logs as it trains"
+    whole = cli("sessions", "logs", sid)
+    assert whole.stdout == followed.stdout
+    tail = cli("sessions", "logs", sid, "--tail", "1", "--rank", "all")
+    assert tail.stdout == f"[rank 0] {followed.stdout.splitlines()[-1]}\n"
+
+    events = as_json(cli("sessions", "events", sid, "-o", "json"))
+    assert events["session_id"] == sid and events["events"]
+    table = cli("sessions", "events", sid)
+    assert table.returncode == 0 and "REASON" in table.stdout.upper()
+
+    configs = as_json(cli("configs", "-o", "json"))["configs"]
+    assert [c["config_path"] for c in configs] == ["configs/train.yaml"]
+    assert configs[0]["config"]["epochs"] == TINY_CONFIG["epochs"]
+    me = as_json(cli("whoami", "-o", "json"))
+    assert me == {"auth_enabled": True, "name": me["name"], "scope": "admin"}
+    assert cli("sessions", "logs", "sess-nope").returncode == EXIT_NOT_FOUND

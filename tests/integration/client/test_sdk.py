@@ -135,6 +135,15 @@ async def test_async_client_streams_and_waits(platform: LocalPlatform) -> None:
         found = [s.session_id async for s in client.list_sessions(page_size=1)]
         assert session.session_id in found
         assert len(found) == len(set(found))
+        # The trainer's log: followed (it ends with the session) and read whole agree.
+        followed = [line async for line in client.follow_logs(session.session_id)]
+        assert followed
+        assert (await client.logs(session.session_id)).splitlines() == followed
+        assert (await client.session_events(session.session_id)).events
+        assert (await client.whoami()).scope == "admin"
+        assert [c.config_path for c in (await client.configs()).configs] == [
+            "configs/train.yaml"
+        ]
 
 
 def test_list_sessions_walks_every_page(client: PIVOTClient) -> None:

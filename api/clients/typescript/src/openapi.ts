@@ -97,6 +97,68 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/training/sessions/{session_id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Session Events
+         * @description The Kubernetes Events of the session and of its pods (what `kubectl describe` shows:
+         *     scheduling, retries, evictions...), oldest first.
+         */
+        get: operations["session_events_api_v1_training_sessions__session_id__events_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/training/sessions/{session_id}/logs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Session Logs
+         * @description The trainer's log, whole or its last `tail` lines, or live with `follow=true`.
+         */
+        get: operations["session_logs_api_v1_training_sessions__session_id__logs_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/configs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Configs
+         * @description The training configs a session can be created from (`config_path`), each checked as
+         *     `create` would check it.
+         */
+        get: operations["get_configs_api_v1_configs_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/metrics/{session_id}/history": {
         parameters: {
             query?: never;
@@ -209,6 +271,27 @@ export interface paths {
          *     Last-Event-ID and continues exactly after the last event it received.
          */
         get: operations["sse_training_api_v1_sse_training__session_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/sse/sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Sse Sessions
+         * @description Every session, live: a snapshot, then each change as it happens. For dashboards: no
+         *     list call and no polling; a reconnecting EventSource resumes with Last-Event-ID.
+         */
+        get: operations["sse_sessions_api_v1_sse_sessions_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -591,6 +674,93 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/auth/whoami": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Whoami
+         * @description The key this request was made with: its name and scope. A client asks once after
+         *     sign-in, to check the key and to offer only what it may do.
+         */
+        get: operations["whoami_api_v1_auth_whoami_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/models": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Models */
+        get: operations["list_models_api_v1_models_get"];
+        put?: never;
+        /**
+         * Deploy Model
+         * @description Serve a checkpoint: a ModelServer resource, which the operator turns into pods that
+         *     load it, verify its sha256 and warm up before they take requests.
+         */
+        post: operations["deploy_model_api_v1_models_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/models/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get Model */
+        get: operations["get_model_api_v1_models__name__get"];
+        put?: never;
+        post?: never;
+        /** Delete Model */
+        delete: operations["delete_model_api_v1_models__name__delete"];
+        options?: never;
+        head?: never;
+        /**
+         * Update Model
+         * @description Scale (`replicas`) or serve another checkpoint (`checkpoint`): new pods are Ready
+         *     before old ones go, so no request fails on the way.
+         */
+        patch: operations["update_model_api_v1_models__name__patch"];
+        trace?: never;
+    };
+    "/api/v1/models/{name}/predict": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Predict
+         * @description Find lesions in images: forwarded to a Ready replica of the model, which batches
+         *     requests that arrive together. `?return_mask=true` adds each probability map as a PNG.
+         */
+        post: operations["predict_api_v1_models__name__predict_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -829,6 +999,45 @@ export interface components {
              */
             action?: "stop_session";
         };
+        /** BatchingRequest */
+        BatchingRequest: {
+            /**
+             * Max Batch Size
+             * @description Images run together at most (default 16).
+             */
+            max_batch_size?: number;
+            /**
+             * Max Delay Ms
+             * @description How long a batch's first image waits for others (default 5).
+             */
+            max_delay_ms?: number;
+        };
+        /**
+         * Candidate
+         * @description A lesion candidate: a connected region of probability >= the threshold.
+         */
+        Candidate: {
+            /**
+             * X
+             * @description Column of its centroid, in pixels.
+             */
+            x: number;
+            /**
+             * Y
+             * @description Row of its centroid, in pixels.
+             */
+            y: number;
+            /**
+             * Probability
+             * @description The highest probability in the region.
+             */
+            probability: number;
+            /**
+             * Area
+             * @description Its size in pixels.
+             */
+            area: number;
+        };
         /** Checkpoint */
         Checkpoint: {
             /** Checkpoint Id */
@@ -898,6 +1107,34 @@ export interface components {
              * @enum {string}
              */
             kubelet: "healthy" | "unhealthy";
+        };
+        /**
+         * ConfigFile
+         * @description A training config in the API's configs directory.
+         */
+        ConfigFile: {
+            /**
+             * Config Path
+             * @description What `config_path` takes to create a session from it.
+             */
+            config_path: string;
+            /**
+             * Config
+             * @description The config as validated; absent when it is not valid.
+             */
+            config?: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * Error
+             * @description Why the file cannot be used as it is; absent when valid.
+             */
+            error?: string | null;
+        };
+        /** ConfigList */
+        ConfigList: {
+            /** Configs */
+            configs: components["schemas"]["ConfigFile"][];
         };
         /** CpuStats */
         CpuStats: {
@@ -971,12 +1208,20 @@ export interface components {
                  * @enum {string}
                  */
                 loss?: "focal" | "dice" | "bce";
-                /** @description torch.compile the model (eager where no compiler is found). */
-                compile?: boolean;
                 /** @description In a multi-process gang, BatchNorm statistics over the global batch. */
                 sync_batchnorm?: boolean;
                 /** @description Deterministic kernels: the same numbers run to run and on resume, at some speed. */
                 deterministic?: boolean;
+                /**
+                 * @description torch.compile the model: true, false, or auto (on CUDA when the run is long enough to repay compiling); eager where no compiler is found.
+                 * @enum {unknown}
+                 */
+                compile?: true | false | "auto";
+                /**
+                 * @description Hold the data set on the training device and take batches there: true, false (a DataLoader), or auto (on CUDA when it fits in a quarter of free GPU memory).
+                 * @enum {unknown}
+                 */
+                data_on_device?: true | false | "auto";
             } & {
                 [key: string]: unknown;
             };
@@ -1027,6 +1272,49 @@ export interface components {
              */
             secret?: string;
         };
+        /**
+         * DeployModelRequest
+         * @description Serve a checkpoint: a session's (`best`, `latest` or an id), or a file in S3 with the
+         *     SHA-256 it must have.
+         */
+        DeployModelRequest: {
+            /**
+             * Name
+             * @description The server's name (a DNS label): its URL's.
+             */
+            name: string;
+            /** Session Id */
+            session_id?: string;
+            /**
+             * Checkpoint
+             * @description With session_id: best (default), latest, or a checkpoint id of the session. With uri: the id to report the file as (default: its folder's name).
+             */
+            checkpoint?: string;
+            /** Uri */
+            uri?: string;
+            /** Sha256 */
+            sha256?: string;
+            /**
+             * Replicas
+             * @default 1
+             */
+            replicas: number;
+            batching?: components["schemas"]["BatchingRequest"];
+            /**
+             * Threshold
+             * @description Lesion probability threshold (default 0.5).
+             */
+            threshold?: number;
+            /** Compile */
+            compile?: boolean;
+            resources?: components["schemas"]["ResourceRequest"];
+            /** Node Selector */
+            node_selector?: {
+                [key: string]: string;
+            };
+            /** Tolerations */
+            tolerations?: components["schemas"]["TolerationRequest"][];
+        } & (unknown | unknown);
         /** ErrorBody */
         ErrorBody: {
             /** Code */
@@ -1041,6 +1329,16 @@ export interface components {
         /** ErrorResponse */
         ErrorResponse: {
             error: components["schemas"]["ErrorBody"];
+        };
+        /** EventObject */
+        EventObject: {
+            /**
+             * Kind
+             * @description TrainingSession or Pod.
+             */
+            kind: string;
+            /** Name */
+            name: string;
         };
         /** GpuSample */
         GpuSample: {
@@ -1085,6 +1383,21 @@ export interface components {
             system: components["schemas"]["SystemStats"];
             components: components["schemas"]["Components"];
         };
+        /** ImagePrediction */
+        ImagePrediction: {
+            /**
+             * Shape
+             * @description [height, width] of the image.
+             */
+            shape: number[];
+            /** Candidates */
+            candidates: components["schemas"]["Candidate"][];
+            /**
+             * Mask Png
+             * @description The probability map as a base64 8-bit PNG (when asked).
+             */
+            mask_png?: string | null;
+        };
         /** MessageResponse */
         MessageResponse: {
             /** Message */
@@ -1119,6 +1432,86 @@ export interface components {
             timestamp?: string | null;
         } & {
             [key: string]: unknown;
+        };
+        /** ModelCondition */
+        ModelCondition: {
+            /** Type */
+            type: string;
+            /** Status */
+            status: string;
+            /** Reason */
+            reason?: string | null;
+            /** Message */
+            message?: string | null;
+            /** Last Transition Time */
+            last_transition_time?: string | null;
+        };
+        /** ModelDeleted */
+        ModelDeleted: {
+            /** Message */
+            message: string;
+        };
+        /** ModelDetail */
+        ModelDetail: {
+            /** Name */
+            name: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "pending" | "loading" | "ready" | "updating" | "failed";
+            /** Session Id */
+            session_id?: string | null;
+            /**
+             * Checkpoint
+             * @description What was asked: best, latest or an id (absent for a uri).
+             */
+            checkpoint?: string | null;
+            /** Uri */
+            uri?: string | null;
+            /**
+             * Checkpoint Id
+             * @description What the Ready pods serve.
+             */
+            checkpoint_id?: string | null;
+            /** Sha256 */
+            sha256?: string | null;
+            /** Replicas */
+            replicas: number;
+            /**
+             * Ready Replicas
+             * @default 0
+             */
+            ready_replicas: number;
+            /**
+             * Updated Replicas
+             * @default 0
+             */
+            updated_replicas: number;
+            /** Max Batch Size */
+            max_batch_size: number;
+            /** Max Delay Ms */
+            max_delay_ms: number;
+            /** Threshold */
+            threshold: number;
+            /**
+             * Predict Url
+             * @description Where predictions go, below the API.
+             */
+            predict_url: string;
+            /** Created At */
+            created_at?: string | null;
+            /** Message */
+            message?: string | null;
+            /** Conditions */
+            conditions?: components["schemas"]["ModelCondition"][];
+        };
+        /** ModelList */
+        ModelList: {
+            /** Models */
+            models: components["schemas"]["ModelDetail"][];
+            /** Total */
+            total: number;
         };
         /** Notification */
         Notification: {
@@ -1156,6 +1549,38 @@ export interface components {
             notifications: components["schemas"]["Notification"][];
             /** Unread Count */
             unread_count: number;
+        };
+        /** PredictResponse */
+        PredictResponse: {
+            /** Model */
+            model: string;
+            /** Checkpoint Id */
+            checkpoint_id: string;
+            /** Sha256 */
+            sha256: string;
+            /** Predictions */
+            predictions: components["schemas"]["ImagePrediction"][];
+            timing: components["schemas"]["PredictTiming"];
+        };
+        /** PredictTiming */
+        PredictTiming: {
+            /**
+             * Queue Ms
+             * @description Waiting for a batch to fill.
+             */
+            queue_ms: number;
+            /**
+             * Inference Ms
+             * @description The model's run on the batch.
+             */
+            inference_ms: number;
+            /** Total Ms */
+            total_ms: number;
+            /**
+             * Batch Size
+             * @description Images in the batch this request's ran in.
+             */
+            batch_size: number;
         };
         /** ResolveRequest */
         ResolveRequest: {
@@ -1242,6 +1667,46 @@ export interface components {
             };
             /** Message */
             message?: string | null;
+        };
+        /**
+         * SessionEvent
+         * @description A Kubernetes Event of the session or of one of its pods (`kubectl describe`).
+         */
+        SessionEvent: {
+            /**
+             * Type
+             * @description Normal or Warning.
+             */
+            type: string;
+            /** Reason */
+            reason: string;
+            /** Message */
+            message: string;
+            /**
+             * Count
+             * @description How many times it happened.
+             */
+            count: number;
+            /** First Timestamp */
+            first_timestamp?: string | null;
+            /** Last Timestamp */
+            last_timestamp?: string | null;
+            /**
+             * Source
+             * @description The component that reported it.
+             */
+            source?: string | null;
+            object: components["schemas"]["EventObject"];
+        };
+        /** SessionEvents */
+        SessionEvents: {
+            /** Session Id */
+            session_id: string;
+            /**
+             * Events
+             * @description Oldest first.
+             */
+            events: components["schemas"]["SessionEvent"][];
         };
         /** SessionGpuHistory */
         SessionGpuHistory: {
@@ -1416,6 +1881,16 @@ export interface components {
             /** Power Watts */
             power_watts?: number | null;
         };
+        /** UpdateModelRequest */
+        UpdateModelRequest: {
+            /** Replicas */
+            replicas?: number;
+            /**
+             * Checkpoint
+             * @description best, latest, or a checkpoint id: rolls the pods over.
+             */
+            checkpoint?: string;
+        };
         /** UpdateWebhookRequest */
         UpdateWebhookRequest: {
             /**
@@ -1559,6 +2034,25 @@ export interface components {
             /** Error */
             error?: string | null;
         };
+        /** WhoAmI */
+        WhoAmI: {
+            /**
+             * Auth Enabled
+             * @description Whether this API asks for keys at all.
+             */
+            auth_enabled: boolean;
+            /**
+             * Name
+             * @description The key's name (absent when auth is off).
+             */
+            name?: string | null;
+            /**
+             * Scope
+             * @description What the key may do: read (GET and streams), write (also create, start, stop, delete), admin (also webhooks). With auth off: admin.
+             * @enum {string}
+             */
+            scope: "read" | "write" | "admin";
+        };
         /**
          * LiveMetricsEvent
          * @description The data of an SSE `metrics` event: one epoch record (`epoch`, `timestamp` and every
@@ -1672,6 +2166,26 @@ export interface components {
             event: string | null;
         } & {
             [key: string]: unknown;
+        };
+        /**
+         * SessionDeletedEvent
+         * @description The data of a `deleted` event on /sse/sessions: the session is gone.
+         */
+        SessionDeletedEvent: {
+            /** Session Id */
+            session_id: string;
+        };
+        /**
+         * SessionsReadyEvent
+         * @description The data of a `ready` event on /sse/sessions: the snapshot (or, on a resumed stream,
+         *     the catch-up) is complete.
+         */
+        SessionsReadyEvent: {
+            /**
+             * Count
+             * @description Sessions sent before it (snapshot or catch-up).
+             */
+            count: number;
         };
     };
     responses: never;
@@ -2474,6 +2988,317 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backing service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    session_events_api_v1_training_sessions__session_id__events_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                session_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionEvents"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such session */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backing service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    session_logs_api_v1_training_sessions__session_id__logs_get: {
+        parameters: {
+            query?: {
+                follow?: boolean;
+                /** @description Only the last N lines (of each rank's current pod). */
+                tail?: number;
+                /** @description Which trainer of a multi-pod session: its rank, or `all`. */
+                rank?: string;
+            };
+            header?: never;
+            path: {
+                session_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The trainer's log (pods/log). With `follow=true` the response goes on as lines are written, through a retried attempt's new pod, and ends once the session has ended. With `rank=all` every line starts with `[rank N] `. Empty when no trainer pod has started yet (unless followed: then it waits for one). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /** @example epoch 1/3 train_loss=0.8123 val_loss=0.7710 (2.1s) */
+                    "text/plain": unknown;
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such session */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backing service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_configs_api_v1_configs_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConfigList"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
@@ -3426,6 +4251,145 @@ export interface operations {
                 };
             };
             /** @description A backing service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    sse_sessions_api_v1_sse_sessions_get: {
+        parameters: {
+            query?: {
+                since?: string;
+            };
+            header?: {
+                "last-event-id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /**
+             * @description Server-Sent Events of the sessions list.
+             *
+             *     - `session`: a session as `GET /training/sessions/{session_id}` shows it now (schema SessionDetail)
+             *     - `deleted`: `{"session_id"}`, a session that is gone
+             *     - `ready`: `{"count"}`, the snapshot (or the catch-up after Last-Event-ID) is complete
+             *     - `reset`: what changed since Last-Event-ID is no longer known here: drop what you hold; a full snapshot and `ready` follow
+             *
+             *     A fresh stream starts with every session (newest first). The last event of each batch carries `id:` (a Kubernetes resourceVersion); a reconnect with Last-Event-ID receives only the sessions changed since. Comment lines (`: heartbeat`) keep an idle connection open.
+             */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example retry: 1000
+                     *
+                     *     event: session
+                     *     data: {"session_id":"sess-abc123","status":"running","current_epoch":3,...}
+                     *
+                     *     id: 48213
+                     *     event: ready
+                     *     data: {"count":1}
+                     *
+                     *     id: 48230
+                     *     event: session
+                     *     data: {"session_id":"sess-abc123","status":"running","current_epoch":4,...}
+                     *
+                     *     id: 48251
+                     *     event: deleted
+                     *     data: {"session_id":"sess-old"}
+                     *
+                     *     : heartbeat
+                     */
+                    "text/event-stream": unknown;
+                };
+            };
+            /** @description Last-Event-ID is not an id of this stream */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many live streams on this server */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -6743,6 +7707,887 @@ export interface operations {
                 };
             };
             /** @description A backing service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    whoami_api_v1_auth_whoami_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WhoAmI"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backing service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    list_models_api_v1_models_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelList"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backing service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    deploy_model_api_v1_models_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DeployModelRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelDetail"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's scope is too small: this needs write. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "FORBIDDEN",
+                     *         "message": "API key 'viewer' has scope read; this needs write",
+                     *         "details": {
+                     *           "scope": "read",
+                     *           "required_scope": "write"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The name is taken */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backing service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_model_api_v1_models__name__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelDetail"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such model */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backing service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    delete_model_api_v1_models__name__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelDeleted"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's scope is too small: this needs write. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "FORBIDDEN",
+                     *         "message": "API key 'viewer' has scope read; this needs write",
+                     *         "details": {
+                     *           "scope": "read",
+                     *           "required_scope": "write"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such model */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backing service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    update_model_api_v1_models__name__patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateModelRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelDetail"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's scope is too small: this needs write. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "FORBIDDEN",
+                     *         "message": "API key 'viewer' has scope read; this needs write",
+                     *         "details": {
+                     *           "scope": "read",
+                     *           "required_scope": "write"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such model */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description A backing service is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    predict_api_v1_models__name__predict_post: {
+        parameters: {
+            query?: {
+                /** @description Add each image's probability map as a base64 PNG. */
+                return_mask?: boolean;
+            };
+            header?: never;
+            path: {
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "multipart/form-data": {
+                    /** @description PNG (8 or 16 bit grayscale) or .npy images */
+                    file?: string[];
+                };
+                "application/json": {
+                    images: {
+                        /** Format: byte */
+                        data: string;
+                        /** @enum {string} */
+                        format?: "png" | "npy";
+                    }[];
+                    return_mask?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description The lesion candidates of each image, with the model, checkpoint and timing that produced them. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "model": "lesions",
+                     *       "checkpoint_id": "ckpt_sess-abc123_e00042",
+                     *       "sha256": "9f2c…",
+                     *       "predictions": [
+                     *         {
+                     *           "shape": [
+                     *             256,
+                     *             256
+                     *           ],
+                     *           "candidates": [
+                     *             {
+                     *               "x": 131.4,
+                     *               "y": 77.9,
+                     *               "probability": 0.97,
+                     *               "area": 58
+                     *             }
+                     *           ]
+                     *         }
+                     *       ],
+                     *       "timing": {
+                     *         "queue_ms": 3.1,
+                     *         "inference_ms": 11.8,
+                     *         "total_ms": 15.6,
+                     *         "batch_size": 4
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["PredictResponse"];
+                };
+            };
+            /** @description Not an image the model can take */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No API key, or an unknown one (`WWW-Authenticate: Bearer`). Send `Authorization: Bearer <key>` or `X-API-Key: <key>`; GET and WebSocket requests may pass `?access_token=<key>` instead. */
+            401: {
+                headers: {
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "UNAUTHORIZED",
+                     *         "message": "an API key is required",
+                     *         "details": {
+                     *           "hint": "send Authorization: Bearer <key> or X-API-Key: <key>"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The API key's scope is too small: this needs write. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "FORBIDDEN",
+                     *         "message": "API key 'viewer' has scope read; this needs write",
+                     *         "details": {
+                     *           "scope": "read",
+                     *           "required_scope": "write"
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such model */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Body over PIVOT_PREDICT_MAX_BYTES */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Too many requests from this client address; retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds until a request is accepted again. */
+                    "Retry-After"?: number;
+                    /** @description The limit closest to running out. */
+                    "X-RateLimit-Limit"?: number;
+                    /** @description Requests left in its window. */
+                    "X-RateLimit-Remaining"?: number;
+                    /** @description Unix time its window has room again. */
+                    "X-RateLimit-Reset"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": {
+                     *         "code": "RATE_LIMITED",
+                     *         "message": "rate limit of 100 requests exceeded; retry in 12 s",
+                     *         "details": {
+                     *           "limit": 100,
+                     *           "retry_after_s": 12
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No replica is ready (Retry-After) */
             503: {
                 headers: {
                     [name: string]: unknown;

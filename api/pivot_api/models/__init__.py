@@ -1,0 +1,2 @@
+"""Model serving: ModelServer resources through the API, and predictions forwarded to their
+Ready pods."""

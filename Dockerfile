@@ -4,6 +4,16 @@
 #   operator:  python -m pivot_operator
 # Both are configured from PIVOT_* env alone (helm/pivot fills it).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+# ---- ui: the dashboard's static files (api/ui), built against the TypeScript client -------
+FROM ${NODE_IMAGE} AS ui
+WORKDIR /src
+COPY api/clients/typescript api/clients/typescript
+COPY api/ui api/ui
+WORKDIR /src/api/ui
+# Writes api/pivot_api/ui_dist, which the next stage copies into the package.
+RUN npm ci --no-audit --no-fund && npm run build
 
 # ---- build: the project and its dependencies into a virtualenv --------------------------
 FROM ${PYTHON_IMAGE} AS build
@@ -20,10 +30,12 @@ COPY crds crds
 COPY operator/pivot_operator operator/pivot_operator
 COPY api/pivot_api api/pivot_api
 COPY api/pivot_client api/pivot_client
+COPY --from=ui /src/api/pivot_api/ui_dist api/pivot_api/ui_dist
 # The project itself, not a registry package: its dependencies are bounded in pyproject.toml.
 # hadolint ignore=DL3013
 RUN pip install --no-cache-dir ".[api,operator]" \
     && python -c "import pivot_api.settings, pivot_operator.config, kopf, uvicorn" \
+    && python -c "import pivot_api.ui as ui; assert (ui.DIST / 'index.html').is_file()" \
     && ! python -c "import torch" 2>/dev/null
 
 # ---- runtime: the virtualenv on a clean base, as a non-root user ------------------------

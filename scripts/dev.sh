@@ -24,19 +24,55 @@ setup() {
   fi
 }
 
+# The dashboard (api/ui) is built into api/pivot_api/ui_dist when its sources (or the
+# TypeScript client it is built with) changed. Without Node.js 20+ the API still runs and /ui/
+# says how to build it.
+build_ui() {
+  if ! command -v npm >/dev/null 2>&1 \
+      || ! node -e 'process.exit(+process.versions.node.split(".")[0] < 20)' 2>/dev/null; then
+    echo "Node.js 20+ with npm not found: the dashboard (/ui/) is not built" >&2
+    return 0
+  fi
+  stamp=api/pivot_api/ui_dist/.sources
+  want=$(find api/ui api/clients/typescript/src -path '*/node_modules' -prune -o -type f -print \
+           | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "building the dashboard (api/ui) ..."
+    (cd api/ui && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
+    echo "$want" > "$stamp"
+  fi
+}
+
+# The dashboard's browser tests drive Debian's chromium (a test tool's own browser download
+# does not work offline); CI runs as root and installs it.
+ensure_chromium() {
+  command -v chromium >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing chromium (apt) for the dashboard's browser tests ..."
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
+  else
+    echo "chromium not found: the dashboard's browser tests will be skipped" >&2
+  fi
+}
+
 cmd=${1:-}
 shift || true
 case "$cmd" in
   demo)
     setup
+    build_ui
     exec "$VENV/bin/pivot" up --demo "$@"
     ;;
   up)
     setup
+    build_ui
     exec "$VENV/bin/pivot" up "$@"
     ;;
   test)
     setup
+    build_ui
+    ensure_chromium
     "$VENV/bin/ruff" check .
     # The slowest tests are listed at the end, so a suite that grows towards its 20-minute
     # budget shows where the time goes.

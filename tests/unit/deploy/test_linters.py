@@ -85,7 +85,8 @@ def test_images_start_the_documented_commands() -> None:
 
 def dockerignore_excludes(path: str) -> bool:
     """Whether .dockerignore keeps `path` (relative to the context) out of the build context:
-    its patterns are plain names and `**/` globs, matched per path prefix as Docker does."""
+    its patterns are plain names, `*` and `**/` globs, matched per path prefix as Docker does,
+    the last matching one deciding (a `!` pattern lets a path back in)."""
     from fnmatch import fnmatch
 
     patterns = [
@@ -95,14 +96,18 @@ def dockerignore_excludes(path: str) -> bool:
     ]
     parts = path.split("/")
     prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    for pattern in patterns:
+    excluded = False
+    for raw in patterns:
+        keep = raw.startswith("!")
+        pattern = raw.removeprefix("!")
         bare = pattern.removeprefix("**/")
         for prefix in prefixes:
             if fnmatch(prefix, pattern) or (
                 pattern != bare and fnmatch(prefix.split("/")[-1], bare)
             ):
-                return True
-    return False
+                excluded = not keep
+                break
+    return excluded
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(REPO_ROOT)))

@@ -6,6 +6,7 @@
 //   client.streamMetrics(session.session_id, (m) => console.log(m.epoch, m.val_loss));
 import {
   APIConnectionError,
+  APIStatusError,
   NotFoundError,
   PIVOTError,
   errorFromBody,
@@ -17,6 +18,7 @@ import type {
   AlertRuleRequest,
   AlertRuleUpdate,
   CheckpointList,
+  ConfigList,
   CreateSessionRequest,
   CreatedSession,
   Health,
@@ -30,10 +32,15 @@ import type {
   Resources,
   Session,
   SessionList,
+  SessionEventList,
+  SessionGpuHistory,
   SessionMetrics,
+  SessionsEvent,
   SessionSummary,
   StartedSession,
+  StepHistory,
   StoppedSession,
+  TrainingEvent,
   UploadedCheckpoint,
   CreateWebhookRequest,
   Webhook,
@@ -44,6 +51,7 @@ import type {
   WebhookList,
   WebhookRedelivered,
   WebhookTestResult,
+  WhoAmI,
 } from "./types.js";
 
 export interface ClientOptions {
@@ -77,12 +85,58 @@ export interface MetricStream {
   readonly lastEventId: string | undefined;
 }
 
+/** The state of a live stream, for a "connection lost" banner. */
+export type LiveState = "connecting" | "open" | "reconnecting" | "closed";
+
+export interface LiveOptions {
+  /** Resume after this event id (sent as Last-Event-ID). */
+  lastEventId?: string;
+  /** Every change of the connection's state. */
+  onState?: (state: LiveState) => void;
+  /** The stream failed for good (401, 403, 404…); without it the error is logged. */
+  onError?: (error: Error) => void;
+  /**
+   * No byte for this long (the server sends a heartbeat every 15 s) counts as a dead
+   * connection: it is dropped and resumed (default 45000).
+   */
+  idleTimeoutMs?: number;
+}
+
+export interface EventStreamOptions extends LiveOptions {
+  query?: Query;
+  /** Every event as it arrives. */
+  onMessage: (message: SSEMessage) => void;
+  /** True for an event after which the server ends the stream for good (no reconnect). */
+  isFinal?: (message: SSEMessage) => boolean;
+}
+
+/** A Server-Sent Events stream that reconnects with Last-Event-ID until closed. */
+export interface EventStream {
+  close(): void;
+  /** Settles when the stream ended (final event, close()), rejects when it failed for good. */
+  readonly done: Promise<void>;
+  readonly lastEventId: string | undefined;
+}
+
+export interface LogOptions {
+  /** The last N lines only. */
+  tail?: number;
+  /** A gang's rank (default 0), or "all" (each line then starts with `[rank N] `). */
+  rank?: number | "all";
+}
+
 type Query = Record<string, string | number | boolean | undefined | null>;
 
 interface RequestOptions {
   query?: Query;
   json?: unknown;
   form?: FormData;
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+  /** null: no timeout (streams). */
+  timeoutMs?: number | null;
+  /** Overrides the client's maxRetries. */
+  maxRetries?: number;
 }
 
 const API_PREFIX = "/api/v1";
@@ -101,6 +155,106 @@ function apiUrl(base: string | undefined): string {
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+// Node-only modules, imported by a name bundlers do not follow: a browser build carries none
+// of them (nor `ws`), and nothing here touches them unless a Node-only method is called.
+const nodeModule = <T>(name: string): Promise<T> => import(/* @vite-ignore */ name) as Promise<T>;
+
+/** One Server-Sent Event: `event` defaults to "message"; `id` is the stream's last event id. */
+export interface SSEMessage {
+  event: string;
+  data: string;
+  id?: string;
+}
+
+/**
+ * Parses a text/event-stream incrementally, by the WHATWG rules: LF, CR or CRLF line ends
+ * (also split across chunks), comments, `id` (kept across events), `retry`. Unlike
+ * EventSource it also dispatches a named event with no `data` line.
+ */
+export class SSEParser {
+  /** The last `retry:` the server asked for, in ms. */
+  retryMs: number | undefined;
+  private buffer = "";
+  private data: string[] = [];
+  private event = "";
+  private lastId: string | undefined;
+
+  feed(chunk: string): SSEMessage[] {
+    const out: SSEMessage[] = [];
+    const buf = this.buffer + chunk;
+    let start = 0;
+    for (let i = start; i < buf.length; i++) {
+      const c = buf.charCodeAt(i);
+      if (c !== 10 && c !== 13) continue;
+      // A CR at the very end may be the first half of a CRLF: wait for the next chunk.
+      if (c === 13 && i === buf.length - 1) break;
+      this.line(buf.slice(start, i), out);
+      if (c === 13 && buf.charCodeAt(i + 1) === 10) i++;
+      start = i + 1;
+    }
+    this.buffer = buf.slice(start);
+    return out;
+  }
+
+  private line(line: string, out: SSEMessage[]): void {
+    if (line === "") {
+      if (this.data.length > 0 || this.event) {
+        const message: SSEMessage = { event: this.event || "message", data: this.data.join("\n") };
+        if (this.lastId !== undefined) message.id = this.lastId;
+        out.push(message);
+      }
+      this.data = [];
+      this.event = "";
+      return;
+    }
+    if (line.startsWith(":")) return; // a comment: the heartbeat
+    const colon = line.indexOf(":");
+    const field = colon < 0 ? line : line.slice(0, colon);
+    let value = colon < 0 ? "" : line.slice(colon + 1);
+    if (value.startsWith(" ")) value = value.slice(1);
+    if (field === "data") this.data.push(value);
+    else if (field === "event") this.event = value;
+    else if (field === "id" && !value.includes("\0")) this.lastId = value;
+    else if (field === "retry" && /^\d+$/.test(value)) this.retryMs = Number(value);
+  }
+}
+
+/** Splits a text stream into lines (LF or CRLF), whatever the chunk boundaries. */
+export class LineSplitter {
+  private rest = "";
+
+  feed(chunk: string): string[] {
+    const parts = (this.rest + chunk).split("\n");
+    this.rest = parts.pop() ?? "";
+    return parts.map((line) => (line.endsWith("\r") ? line.slice(0, -1) : line));
+  }
+
+  /** The last line, if the stream did not end with a newline. */
+  flush(): string[] {
+    const rest = this.rest;
+    this.rest = "";
+    return rest ? [rest.endsWith("\r") ? rest.slice(0, -1) : rest] : [];
+  }
+}
+
+function parseData(message: SSEMessage): Record<string, unknown> {
+  if (!message.data) return {};
+  const data = JSON.parse(message.data) as unknown;
+  return data && typeof data === "object" ? (data as Record<string, unknown>) : {};
+}
+
+function abortable(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done);
+  });
+}
 
 /** Seconds from `retry-after-ms` / `Retry-After` (seconds or HTTP date), or undefined. */
 export function retryAfterMs(headers: Headers): number | undefined {
@@ -135,6 +289,8 @@ function after(a: [number, number], b: [number, number]): boolean {
   return a[0] > b[0] || (a[0] === b[0] && a[1] > b[1]);
 }
 
+type TrainingEventData<K extends TrainingEvent["type"]> = Extract<TrainingEvent, { type: K }>["data"];
+
 type WebSocketLike = {
   onmessage: ((event: { data: unknown }) => void) | null;
   onclose: ((event: { code: number; reason: string }) => void) | null;
@@ -147,7 +303,7 @@ type WebSocketCtor = new (url: string, options?: unknown) => WebSocketLike;
 async function webSocketClass(): Promise<{ ctor: WebSocketCtor; headers: boolean }> {
   const global = (globalThis as { WebSocket?: WebSocketCtor }).WebSocket;
   if (global) return { ctor: global, headers: false };
-  const mod = (await import("ws")) as unknown as { WebSocket: WebSocketCtor };
+  const mod = await nodeModule<{ WebSocket: WebSocketCtor }>("ws");
   return { ctor: mod.WebSocket, headers: true };
 }
 
@@ -184,19 +340,28 @@ export class PIVOTClient {
   /** The raw response of a successful request, after bounded retries. */
   async fetchRaw(method: string, path: string, options: RequestOptions = {}): Promise<Response> {
     const idempotent = IDEMPOTENT.has(method);
+    const maxRetries = options.maxRetries ?? this.maxRetries;
+    const timeoutMs = options.timeoutMs === undefined ? this.timeoutMs : options.timeoutMs;
     for (let attempt = 0; ; attempt++) {
+      const signals = [options.signal, timeoutMs === null ? undefined : AbortSignal.timeout(timeoutMs)];
+      const present = signals.filter((s): s is AbortSignal => s !== undefined);
       const init: RequestInit = {
         method,
-        headers: this.headers(options.json !== undefined ? { "Content-Type": "application/json" } : {}),
+        headers: this.headers({
+          ...(options.json !== undefined ? { "Content-Type": "application/json" } : {}),
+          ...options.headers,
+        }),
         body: options.form ?? (options.json !== undefined ? JSON.stringify(options.json) : undefined),
-        signal: AbortSignal.timeout(this.timeoutMs),
+        signal: present.length > 1 ? AbortSignal.any(present) : present[0],
         redirect: "follow",
       };
       let response: Response;
       try {
         response = await fetch(this.url(path, options.query), init);
       } catch (error) {
-        if (attempt < this.maxRetries && (idempotent || neverSent(error))) {
+        // The caller's own abort is not a failure to retry or to report as one.
+        if (options.signal?.aborted) throw error;
+        if (attempt < maxRetries && (idempotent || neverSent(error))) {
           await sleep(backoffMs(attempt));
           continue;
         }
@@ -204,7 +369,7 @@ export class PIVOTClient {
         throw new APIConnectionError(`${method} ${path}: ${reason}`);
       }
       if (response.ok) return response;
-      if (attempt < this.maxRetries && idempotent && (response.status === 429 || response.status === 503)) {
+      if (attempt < maxRetries && idempotent && (response.status === 429 || response.status === 503)) {
         await response.body?.cancel();
         await sleep(retryAfterMs(response.headers) ?? backoffMs(attempt));
         continue;
@@ -223,6 +388,113 @@ export class PIVOTClient {
   private async request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
     const response = await this.fetchRaw(method, path, options);
     return (await response.json()) as T;
+  }
+
+  /**
+   * A Server-Sent Events stream read with fetch (so the key goes as a header, never in a URL),
+   * resumed with Last-Event-ID after every drop until close() or a final event; 401/403/404
+   * end it for good (done rejects).
+   */
+  eventStream(path: string, options: EventStreamOptions): EventStream {
+    let lastEventId = options.lastEventId;
+    let controller: AbortController | undefined;
+    const stop = new AbortController();
+    const idleMs = options.idleTimeoutMs ?? 45_000;
+    let retryMs = 1000;
+    let state: LiveState | undefined;
+    const setState = (next: LiveState) => {
+      if (next !== state) options.onState?.((state = next));
+    };
+
+    const connectOnce = async (): Promise<{ ended: boolean; progress: boolean }> => {
+      const ctl = (controller = new AbortController());
+      const onStop = () => ctl.abort();
+      stop.signal.addEventListener("abort", onStop);
+      let idle: ReturnType<typeof setTimeout> | undefined;
+      const arm = () => {
+        clearTimeout(idle);
+        idle = setTimeout(() => ctl.abort(), idleMs);
+      };
+      let progress = false;
+      try {
+        arm();
+        const headers: Record<string, string> = { Accept: "text/event-stream" };
+        if (lastEventId !== undefined) headers["Last-Event-ID"] = lastEventId;
+        const response = await this.fetchRaw("GET", path, {
+          query: options.query,
+          headers,
+          signal: ctl.signal,
+          timeoutMs: null,
+          maxRetries: 0,
+        });
+        if (!response.body) return { ended: false, progress };
+        setState("open");
+        const parser = new SSEParser();
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) return { ended: false, progress };
+          arm();
+          progress = true;
+          for (const message of parser.feed(value)) {
+            if (message.id !== undefined) lastEventId = message.id;
+            options.onMessage(message);
+            if (options.isFinal?.(message)) {
+              void reader.cancel().catch(() => undefined);
+              return { ended: true, progress };
+            }
+          }
+          if (parser.retryMs !== undefined) retryMs = parser.retryMs;
+        }
+      } catch (error) {
+        if (stop.signal.aborted) return { ended: true, progress };
+        // Rate limits and an API that is restarting are passing; anything else is an answer.
+        if (error instanceof APIStatusError && ![429, 502, 503, 504].includes(error.status)) throw error;
+        return { ended: false, progress };
+      } finally {
+        clearTimeout(idle);
+        stop.signal.removeEventListener("abort", onStop);
+        ctl.abort();
+      }
+    };
+
+    const run = async (): Promise<void> => {
+      setState("connecting");
+      for (let failures = 0; !stop.signal.aborted; ) {
+        const { ended, progress } = await connectOnce();
+        if (ended || stop.signal.aborted) break;
+        setState("reconnecting");
+        failures = progress ? 1 : failures + 1;
+        await abortable(failures === 1 ? retryMs : Math.max(retryMs, backoffMs(failures - 1)), stop.signal);
+      }
+      setState("closed");
+    };
+
+    const done = run().catch((error: unknown) => {
+      setState("closed");
+      const err = error instanceof Error ? error : new PIVOTError(String(error));
+      if (options.onError) options.onError(err);
+      else console.error(`pivot: ${err.message}`);
+      throw err;
+    });
+    done.catch(() => undefined);
+    return {
+      close() {
+        stop.abort();
+        controller?.abort();
+      },
+      done,
+      get lastEventId() {
+        return lastEventId;
+      },
+    };
+  }
+
+  // -- auth ----------------------------------------------------------------------------------
+
+  /** Who the key is (scope read, write or admin); 401 (AuthenticationError) without one. */
+  whoami(): Promise<WhoAmI> {
+    return this.request("GET", "/auth/whoami");
   }
 
   // -- sessions ------------------------------------------------------------------------------
@@ -245,6 +517,79 @@ export class PIVOTClient {
 
   listSessionsPage(options: { status?: string; limit?: number; offset?: number } = {}): Promise<SessionList> {
     return this.request("GET", "/training/sessions", { query: options });
+  }
+
+  /**
+   * The session list, live (`/sse/sessions`): on a fresh connection every session (newest
+   * first) then `ready`; after that each change. A reconnect resumes with Last-Event-ID and
+   * gets only the changes since, or `reset` and a whole snapshot again.
+   */
+  watchSessions(onEvent: (event: SessionsEvent) => void, options: LiveOptions = {}): EventStream {
+    return this.eventStream("/sse/sessions", {
+      ...options,
+      onMessage: (message) => {
+        const data = parseData(message);
+        const id = message.id;
+        if (message.event === "session") onEvent({ type: "session", id, session: data as unknown as Session });
+        else if (message.event === "deleted") onEvent({ type: "deleted", id, session_id: String(data.session_id) });
+        else if (message.event === "reset") onEvent({ type: "reset", id });
+        else if (message.event === "ready") onEvent({ type: "ready", id, count: Number(data.count ?? 0) });
+      },
+    });
+  }
+
+  /** The Kubernetes Events of the session's CR and its pods, oldest first. */
+  sessionEvents(sessionId: string): Promise<SessionEventList> {
+    return this.request("GET", `/training/sessions/${encodeURIComponent(sessionId)}/events`);
+  }
+
+  /** The trainer's log so far (empty before its pod exists). */
+  async sessionLogs(sessionId: string, options: LogOptions = {}): Promise<string> {
+    const response = await this.fetchRaw("GET", `/training/sessions/${encodeURIComponent(sessionId)}/logs`, {
+      query: { tail: options.tail, rank: options.rank, follow: false },
+      headers: { Accept: "text/plain" },
+    });
+    return response.text();
+  }
+
+  /**
+   * The trainer's log lines as they are written, until its pod ends or `signal` aborts
+   * (then the generator just returns). Waits for the pod if there is none yet.
+   */
+  async *followLogs(sessionId: string, options: LogOptions & { signal?: AbortSignal } = {}): AsyncGenerator<string> {
+    let response: Response;
+    try {
+      response = await this.fetchRaw("GET", `/training/sessions/${encodeURIComponent(sessionId)}/logs`, {
+        query: { tail: options.tail, rank: options.rank, follow: true },
+        headers: { Accept: "text/plain" },
+        signal: options.signal,
+        timeoutMs: null,
+      });
+    } catch (error) {
+      if (options.signal?.aborted) return;
+      throw error;
+    }
+    if (!response.body) return;
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    const lines = new LineSplitter();
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        yield* lines.feed(value);
+      }
+      yield* lines.flush();
+    } catch (error) {
+      if (options.signal?.aborted) return;
+      throw new APIConnectionError(`logs of ${sessionId}: ${(error as Error).message ?? String(error)}`);
+    } finally {
+      void reader.cancel().catch(() => undefined);
+    }
+  }
+
+  /** The YAML files of the server's configs dir, each parsed or with its error. */
+  listConfigs(): Promise<ConfigList> {
+    return this.request("GET", "/configs");
   }
 
   /** Every session, newest first, a page at a time: `for await (const s of client.listSessions())`. */
@@ -275,10 +620,52 @@ export class PIVOTClient {
 
   metricHistory(
     sessionId: string,
-    options: { metricName?: string; startEpoch?: number; endEpoch?: number } = {},
+    options: { metricName?: string; startEpoch?: number; endEpoch?: number; maxPoints?: number } = {},
   ): Promise<MetricHistory> {
     return this.request("GET", `/metrics/${encodeURIComponent(sessionId)}/history`, {
-      query: { metric_name: options.metricName, start_epoch: options.startEpoch, end_epoch: options.endEpoch },
+      query: {
+        metric_name: options.metricName,
+        start_epoch: options.startEpoch,
+        end_epoch: options.endEpoch,
+        max_points: options.maxPoints,
+      },
+    });
+  }
+
+  /**
+   * A step-level metric (default `train_loss`) by global step within [startStep, endStep],
+   * reduced to at most `maxPoints` points that keep its shape (for a chart: its pixel width).
+   */
+  stepHistory(
+    sessionId: string,
+    options: { metricName?: string; startStep?: number; endStep?: number; maxPoints?: number; signal?: AbortSignal } = {},
+  ): Promise<StepHistory> {
+    return this.request("GET", `/metrics/${encodeURIComponent(sessionId)}/steps`, {
+      query: {
+        metric_name: options.metricName,
+        start_step: options.startStep,
+        end_step: options.endStep,
+        max_points: options.maxPoints,
+      },
+      signal: options.signal,
+    });
+  }
+
+  /**
+   * The session's live SSE stream (`/sse/training/{id}`): every epoch record from the first
+   * (or after `lastEventId`), status changes and checkpoints, until its final status.
+   */
+  watchTraining(sessionId: string, onEvent: (event: TrainingEvent) => void, options: LiveOptions = {}): EventStream {
+    return this.eventStream(`/sse/training/${encodeURIComponent(sessionId)}`, {
+      ...options,
+      onMessage: (message) => {
+        const data = parseData(message);
+        const id = message.id;
+        if (message.event === "metrics") onEvent({ type: "metrics", id, data: data as TrainingEventData<"metrics"> });
+        else if (message.event === "status") onEvent({ type: "status", id, data: data as TrainingEventData<"status"> });
+        else if (message.event === "checkpoint") onEvent({ type: "checkpoint", id, data });
+      },
+      isFinal: (message) => message.event === "status" && FINAL.has(String(parseData(message).status)),
     });
   }
 
@@ -395,8 +782,8 @@ export class PIVOTClient {
     let blob: Blob;
     let name = options.filename ?? "checkpoint.pth";
     if (typeof file === "string") {
-      const fs = await import("node:fs");
-      const nodePath = await import("node:path");
+      const fs = await nodeModule<typeof import("node:fs")>("node:fs");
+      const nodePath = await nodeModule<typeof import("node:path")>("node:path");
       blob = await fs.openAsBlob(file);
       name = options.filename ?? nodePath.basename(file);
     } else {
@@ -411,17 +798,26 @@ export class PIVOTClient {
     return this.request("POST", "/checkpoints", { form });
   }
 
-  /** The checkpoint's bytes as a stream (follows a redirect to presigned storage). */
-  async downloadCheckpoint(checkpointId: string): Promise<Response> {
-    return this.fetchRaw("GET", `/checkpoints/${encodeURIComponent(checkpointId)}/download`);
+  /**
+   * The checkpoint's bytes as a stream (follows a redirect to presigned storage). The
+   * client's timeout covers the whole body: pass `timeoutMs: null` for a large file.
+   */
+  async downloadCheckpoint(
+    checkpointId: string,
+    options: { signal?: AbortSignal; timeoutMs?: number | null } = {},
+  ): Promise<Response> {
+    return this.fetchRaw("GET", `/checkpoints/${encodeURIComponent(checkpointId)}/download`, {
+      ...options,
+      headers: { Accept: "application/octet-stream" },
+    });
   }
 
   /** Node: stream a checkpoint to `path`, written to `path.part` and renamed when whole. */
   async downloadCheckpointTo(checkpointId: string, path: string): Promise<string> {
     const response = await this.downloadCheckpoint(checkpointId);
-    const fs = await import("node:fs");
-    const { Readable } = await import("node:stream");
-    const { pipeline } = await import("node:stream/promises");
+    const fs = await nodeModule<typeof import("node:fs")>("node:fs");
+    const { Readable } = await nodeModule<typeof import("node:stream")>("node:stream");
+    const { pipeline } = await nodeModule<typeof import("node:stream/promises")>("node:stream/promises");
     if (!response.body) throw new APIConnectionError(`checkpoint ${checkpointId}: empty response`);
     const partial = `${path}.part`;
     try {
@@ -431,6 +827,15 @@ export class PIVOTClient {
       await fs.promises.rm(partial, { force: true });
     }
     return path;
+  }
+
+  /**
+   * A URL that downloads the checkpoint by plain navigation (a link), for a browser: with
+   * `withToken` the key rides as `access_token`, which the API accepts for GETs only.
+   */
+  checkpointDownloadUrl(checkpointId: string, options: { withToken?: boolean } = {}): string {
+    const token = options.withToken && this.apiKey ? this.apiKey : undefined;
+    return this.url(`/checkpoints/${encodeURIComponent(checkpointId)}/download`, { access_token: token });
   }
 
   deleteCheckpoint(checkpointId: string): Promise<Message> {
@@ -445,6 +850,11 @@ export class PIVOTClient {
 
   resources(): Promise<Resources> {
     return this.request("GET", "/monitor/resources");
+  }
+
+  /** The session trainer's latest `limit` GPU samples, oldest first (empty on a CPU run). */
+  sessionGpu(sessionId: string, options: { limit?: number } = {}): Promise<SessionGpuHistory> {
+    return this.request("GET", `/monitor/sessions/${encodeURIComponent(sessionId)}/gpu`, { query: options });
   }
 
   async listAlerts(
@@ -531,6 +941,13 @@ export class PIVOTClient {
     options: { type?: Notification["type"]; priority?: Notification["priority"]; unread?: boolean; limit?: number } = {},
   ): Promise<Notification[]> {
     return (await this.request<NotificationList>("GET", "/notifications", { query: options })).notifications;
+  }
+
+  /** The notifications with `unread_count` (of all of them, whatever the filters). */
+  notificationList(
+    options: { type?: Notification["type"]; priority?: Notification["priority"]; unread?: boolean; limit?: number } = {},
+  ): Promise<NotificationList> {
+    return this.request("GET", "/notifications", { query: options });
   }
 
   markNotificationRead(notificationId: string): Promise<Notification> {

@@ -13,7 +13,9 @@ export type Session = Schemas["SessionDetail"];
 export type SessionSummary = Schemas["SessionSummary"];
 export type SessionList = Schemas["SessionList"];
 export type SessionMetrics = Schemas["SessionMetrics"];
+export type MetricRecord = Schemas["MetricRecord"];
 export type MetricHistory = Schemas["MetricHistory"];
+export type StepHistory = Schemas["StepHistory"];
 export type Health = Schemas["HealthResponse"];
 export type Checkpoint = Schemas["Checkpoint"];
 export type CheckpointList = Schemas["CheckpointList"];
@@ -47,13 +49,12 @@ export type LiveMetricsMessage = Schemas["LiveMetricsMessage"];
 /** The data of an SSE `status` event (a WebSocket `status` message adds `type`). */
 export type LiveStatusEvent = Schemas["LiveStatusEvent"];
 
-export interface Resources {
-  timestamp: string;
-  cpu: { percent: number; count: number; per_cpu?: number[] };
-  memory: { percent: number; used_gb: number; total_gb: number };
-  disk: { percent: number; used_gb: number; total_gb: number };
-  gpu: Array<Record<string, unknown>>;
-}
+export type Resources = Schemas["ResourcesResponse"];
+export type GpuStats = Schemas["GpuStats"];
+export type TrainerGpu = Schemas["TrainerGpu"];
+export type GpuSample = Schemas["GpuSample"];
+export type SessionGpuTelemetry = Schemas["SessionGpuTelemetry"];
+export type SessionGpuHistory = Schemas["SessionGpuHistory"];
 
 export type Alert = Schemas["Alert"];
 export type AlertList = Schemas["AlertList"];
@@ -89,3 +90,30 @@ export interface LiveMessage {
   id?: string;
   [key: string]: unknown;
 }
+
+// -- the dashboard's reads ----------------------------------------------------------------
+
+/** `GET /auth/whoami`: who the key is; with auth off, no name and scope admin. */
+export type WhoAmI = Schemas["WhoAmI"];
+/** A Kubernetes Event of a session's CR or of one of its pods. */
+export type SessionEvent = Schemas["SessionEvent"];
+/** `GET /training/sessions/{id}/events`: oldest first. */
+export type SessionEventList = Schemas["SessionEvents"];
+/** A YAML file of the server's configs dir: its config when valid, else why not. */
+export type ConfigEntry = Schemas["ConfigFile"];
+export type ConfigList = Schemas["ConfigList"];
+
+/** One event of `/sse/sessions`: the list's changes (after a snapshot on a fresh connection). */
+export type SessionsEvent =
+  | { type: "session"; id?: string; session: Session }
+  | { type: "deleted"; id?: string; session_id: string }
+  /** The server cannot replay since the given id: drop what you hold, a snapshot follows. */
+  | { type: "reset"; id?: string }
+  /** The snapshot (or the replay since Last-Event-ID) is complete. */
+  | { type: "ready"; id?: string; count: number };
+
+/** One event of `/sse/training/{id}`. */
+export type TrainingEvent =
+  | { type: "metrics"; id?: string; data: LiveMetricsEvent }
+  | { type: "status"; id?: string; data: LiveStatusEvent }
+  | { type: "checkpoint"; id?: string; data: Record<string, unknown> & { checkpoint_id?: string; epoch?: number } };

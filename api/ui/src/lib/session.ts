@@ -1,0 +1,52 @@
+// What a session's page and row derive from the session object: timing, ETA, its metric.
+import type { Session } from "@pivot/client";
+
+import { parseTime } from "./format";
+
+export const FINAL_STATUSES = new Set(["completed", "failed", "stopped"]);
+export const ACTIVE_STATUSES = new Set(["running", "pending"]);
+
+export const isFinal = (status: string) => FINAL_STATUSES.has(status);
+
+/** Time spent training: from start to its end (or now, while it runs). */
+export function durationMs(s: Pick<Session, "status" | "started_at" | "completed_at" | "stopped_at">, now: number): number | null {
+  const start = parseTime(s.started_at);
+  if (start === null) return null;
+  const end = parseTime(s.completed_at) ?? parseTime(s.stopped_at) ?? (ACTIVE_STATUSES.has(s.status) ? now : null);
+  return end === null ? null : Math.max(0, end - start);
+}
+
+/**
+ * Time left at the pace so far: elapsed × (1 − p) / p. Null until there is a pace (no epoch
+ * done yet) or once it is not running.
+ */
+export function etaMs(s: Pick<Session, "status" | "started_at" | "progress">, now: number): number | null {
+  const start = parseTime(s.started_at);
+  const p = s.progress ?? 0;
+  if (s.status !== "running" || start === null || !(p > 0) || p >= 1) return null;
+  return ((now - start) * (1 - p)) / p;
+}
+
+/** The metric that ranks the session's checkpoints (config.checkpoint.metric), if set. */
+export function rankingMetric(s: Pick<Session, "config">): { name: string; mode: "min" | "max" } | null {
+  const checkpoint = (s.config as { checkpoint?: { metric?: unknown; mode?: unknown } } | undefined)?.checkpoint;
+  if (!checkpoint || typeof checkpoint.metric !== "string") return null;
+  const name = checkpoint.metric;
+  const mode = checkpoint.mode === "min" || checkpoint.mode === "max" ? checkpoint.mode : name.endsWith("_loss") ? "min" : "max";
+  return { name, mode };
+}
+
+/**
+ * The "best metric" column: a `best_metric` or `best_<name>` value the session reports, else
+ * the latest value of the metric that ranks its checkpoints. Null when it reports neither.
+ */
+export function bestMetric(s: Pick<Session, "config" | "latest_metrics">): { name: string; value: number } | null {
+  const latest = s.latest_metrics ?? {};
+  const ranking = rankingMetric(s);
+  if (typeof latest.best_metric === "number") return { name: ranking?.name ?? "best", value: latest.best_metric };
+  for (const [key, value] of Object.entries(latest)) {
+    if (key.startsWith("best_") && typeof value === "number") return { name: key.slice(5), value };
+  }
+  if (ranking && typeof latest[ranking.name] === "number") return { name: ranking.name, value: latest[ranking.name]! };
+  return null;
+}

@@ -1,0 +1,321 @@
+// One session: its state, live charts (history + the session's SSE), checkpoints, log,
+// Kubernetes events and config; start and stop.
+import type { Checkpoint, Session, SessionEvent, TrainingEvent } from "@pivot/client";
+import { NotFoundError } from "@pivot/client";
+import { dump } from "js-yaml";
+import { useCallback, useEffect, useRef, useState } from "preact/hooks";
+
+import { call, canWrite, client, trackStream } from "../api";
+import { Checkpoints } from "../components/Checkpoints";
+import { EpochCharts } from "../components/EpochCharts";
+import { GpuPanel } from "../components/GpuPanel";
+import { LogPanel } from "../components/LogPanel";
+import { StepChart } from "../components/StepChart";
+import { Card, Confirm, Empty, ErrorNote, Progress, RelTime, Spinner, StatusBadge, Tags, usePoll, useNow } from "../components/ui";
+import { formatAbsolute, formatDuration, formatNumber } from "../lib/format";
+import { mergePoints, seriesOf, type Point, type Series } from "../lib/series";
+import { durationMs, etaMs, isFinal } from "../lib/session";
+import { href } from "../router";
+
+const NOT_METRICS = new Set(["epoch", "timestamp", "loss", "step"]);
+
+export function SessionPage({ id }: { id: string }) {
+  const [session, setSession] = useState<Session | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const [series, setSeries] = useState<Record<string, Series>>({});
+  const [checkpoints, setCheckpoints] = useState<Checkpoint[] | null>(null);
+  const [checkpointError, setCheckpointError] = useState<unknown>(null);
+  const [events, setEvents] = useState<SessionEvent[] | null>(null);
+  const [eventsError, setEventsError] = useState<unknown>(null);
+  const [tick, setTick] = useState(0); // new epochs seen live: the step chart refreshes
+  const [confirm, setConfirm] = useState<"start" | "stop" | null>(null);
+  const now = useNow(1000);
+  const final = session ? isFinal(session.status) : true;
+
+  const loadSession = useCallback(async () => {
+    try {
+      setSession(await call((c) => c.getSession(id)));
+      setError(null);
+    } catch (e) {
+      setError(e);
+    }
+  }, [id]);
+  const loadCheckpoints = useCallback(async () => {
+    try {
+      setCheckpoints((await call((c) => c.listCheckpoints({ sessionId: id }))).checkpoints);
+      setCheckpointError(null);
+    } catch (e) {
+      setCheckpointError(e);
+    }
+  }, [id]);
+  const loadEvents = useCallback(async () => {
+    try {
+      setEvents((await call((c) => c.sessionEvents(id))).events);
+      setEventsError(null);
+    } catch (e) {
+      setEventsError(e);
+    }
+  }, [id]);
+
+  const merge = useCallback((points: Record<string, Point[]>) => {
+    setSeries((prev) => {
+      let next = prev;
+      for (const [name, list] of Object.entries(points)) {
+        const before = prev[name] ?? { x: [], y: [] };
+        const after = mergePoints(before, list);
+        if (after !== before) next = { ...next, [name]: after };
+      }
+      return next;
+    });
+  }, []);
+
+  // The state itself: polled while it may change without a trainer event (pending, created).
+  usePoll(loadSession, 5000, [id], !final || session === null);
+  useEffect(() => {
+    void loadCheckpoints();
+    void loadEvents();
+  }, [id]);
+
+  // History of every metric the session reports, merged with what the live stream brings.
+  const metricNames = session ? Object.keys(session.latest_metrics ?? {}).sort().join(",") : "";
+  const fetched = useRef(new Set<string>());
+  useEffect(() => {
+    for (const name of metricNames.split(",").filter(Boolean)) {
+      if (fetched.current.has(name)) continue;
+      fetched.current.add(name);
+      call((c) => c.metricHistory(id, { metricName: name, maxPoints: 5000 }))
+        .then((h) => {
+          const s = seriesOf(h.epochs, h.values);
+          merge({ [name]: s.x.map((x, i) => [x, s.y[i]!] as Point) });
+        })
+        .catch(() => fetched.current.delete(name));
+    }
+  }, [id, metricNames]);
+
+  // Live: epochs as they are written, status changes, checkpoints; until a final status.
+  useEffect(() => {
+    if (session === null || final) return;
+    const tracker = trackStream();
+    // The session's state after each epoch, at most every 500 ms (a throttle, not a debounce:
+    // a fast run must still show its progress while it trains).
+    let refresh: ReturnType<typeof setTimeout> | undefined;
+    let lastRefresh = 0;
+    const refreshSoon = () => {
+      if (refresh !== undefined) return;
+      const wait = Math.max(0, lastRefresh + 500 - Date.now());
+      refresh = setTimeout(() => {
+        refresh = undefined;
+        lastRefresh = Date.now();
+        void loadSession();
+      }, wait);
+    };
+    const stream = client.watchTraining(
+      id,
+      (event: TrainingEvent) => {
+        if (event.type === "metrics") {
+          const record = event.data as Record<string, unknown>;
+          const epoch = Number(record.epoch);
+          const points: Record<string, Point[]> = {};
+          for (const [key, value] of Object.entries(record)) {
+            if (!NOT_METRICS.has(key) && (typeof value === "number" || value === null)) points[key] = [[epoch, value]];
+          }
+          merge(points);
+          setTick((t) => t + 1);
+          refreshSoon();
+        } else if (event.type === "checkpoint") {
+          void loadCheckpoints();
+        } else if (event.type === "status") {
+          void loadSession();
+          void loadEvents();
+        }
+      },
+      { onState: tracker.onState, onError: () => tracker.done() },
+    );
+    return () => {
+      clearTimeout(refresh);
+      stream.close();
+      tracker.done();
+    };
+  }, [id, session === null, final]);
+
+  // The final status arrived: the last epoch, checkpoint and events are in.
+  useEffect(() => {
+    if (session && final) {
+      void loadCheckpoints();
+      void loadEvents();
+    }
+  }, [final]);
+
+  if (error instanceof NotFoundError) {
+    return (
+      <div class="page">
+        <h1>Session not found</h1>
+        <p>
+          There is no session <span class="mono">{id}</span>. <a href={href("/")}>Back to the sessions</a>
+        </p>
+      </div>
+    );
+  }
+  if (!session) return error ? <div class="page"><ErrorNote error={error} /></div> : <Spinner label="Loading session…" />;
+
+  const s = session;
+  const eta = etaMs(s, now);
+  const replicas = Number((s.config as { replicas?: unknown }).replicas ?? 1) || 1;
+  const writable = canWrite();
+  const canStart = writable && (s.status === "created" || s.status === "stopped");
+  const canStop = writable && (s.status === "running" || s.status === "pending");
+  const live = s.status === "running" || s.status === "pending";
+
+  return (
+    <div class="page">
+      <nav class="crumbs" aria-label="Breadcrumb">
+        <a href={href("/")}>Sessions</a> <span aria-hidden="true">/</span> <span class="mono">{s.session_id}</span>
+      </nav>
+      <div class="page-head">
+        <div>
+          <h1>
+            {s.session_name || s.session_id} <StatusBadge status={s.status} />
+          </h1>
+          <p class="subtle">
+            <span class="mono">{s.session_id}</span> · <Tags tags={s.tags} />
+          </p>
+        </div>
+        <div class="page-actions">
+          {canStart && (
+            <button class="btn btn-primary" onClick={() => setConfirm("start")} data-testid="start">
+              {s.status === "stopped" ? "Resume" : "Start"}
+            </button>
+          )}
+          {canStop && (
+            <button class="btn btn-danger" onClick={() => setConfirm("stop")} data-testid="stop">
+              Stop
+            </button>
+          )}
+          <a class="btn" href={href(`/compare?ids=${encodeURIComponent(s.session_id)}`)}>
+            Compare…
+          </a>
+        </div>
+      </div>
+
+      <section class="stats" aria-label="Summary">
+        <div class="stat wide">
+          <div class="stat-label">Progress</div>
+          <Progress value={s.progress ?? 0} status={s.status} />
+          <div class="subtle small">
+            epoch <span data-testid="epoch">{s.current_epoch ?? 0}</span> of {s.total_epochs}
+          </div>
+        </div>
+        <div class="stat">
+          <div class="stat-label">ETA</div>
+          <div class="stat-value" data-testid="eta">{eta === null ? (live ? "estimating…" : "—") : formatDuration(eta)}</div>
+        </div>
+        <div class="stat">
+          <div class="stat-label">Duration</div>
+          <div class="stat-value">{formatDuration(durationMs(s, now))}</div>
+        </div>
+        <div class="stat">
+          <div class="stat-label">val_loss</div>
+          <div class="stat-value mono">{formatNumber(s.latest_metrics?.val_loss)}</div>
+        </div>
+        <div class="stat">
+          <div class="stat-label">Created</div>
+          <div class="stat-value small">
+            <RelTime iso={s.created_at} now={now} />
+          </div>
+          <div class="subtle small">{s.started_at ? `started ${formatAbsolute(s.started_at)}` : "not started"}</div>
+        </div>
+      </section>
+      {s.message && (
+        <p class={`message ${s.status === "failed" ? "message-error" : ""}`} data-testid="message">
+          {s.message}
+        </p>
+      )}
+
+      {Object.keys(series).length > 0 ? (
+        <EpochCharts series={series} />
+      ) : (
+        <Card title="Loss">
+          <Empty>{live ? "Waiting for the first epoch…" : "No epoch metrics."}</Empty>
+        </Card>
+      )}
+      {s.status !== "created" && <StepChart sessionId={id} tick={tick} />}
+      <GpuPanel sessionId={id} live={live} />
+      <div class="two-col">
+        <Checkpoints items={checkpoints} error={checkpointError} onChanged={() => void loadCheckpoints()} />
+        <Card title="Config" id="config">
+          <pre class="yaml" data-testid="config-yaml">{dump(s.config, { lineWidth: 100, noRefs: true })}</pre>
+        </Card>
+      </div>
+      {s.status !== "created" && <LogPanel sessionId={id} live={live} replicas={replicas} />}
+      <EventsCard events={events} error={eventsError} now={now} />
+
+      {confirm && (
+        <Confirm
+          title={confirm === "start" ? "Start training?" : "Stop training?"}
+          confirmLabel={confirm === "start" ? "Start" : "Stop"}
+          danger={confirm === "stop"}
+          onConfirm={async () => {
+            if (confirm === "start") await call((c) => c.startTraining(id));
+            else await call((c) => c.stopTraining(id));
+            await loadSession();
+          }}
+          onClose={() => setConfirm(null)}
+        >
+          {confirm === "start" ? (
+            <p>
+              <strong>{s.session_name || s.session_id}</strong> starts training{s.status === "stopped" ? " from its last checkpoint" : ""}.
+            </p>
+          ) : (
+            <p>
+              <strong>{s.session_name || s.session_id}</strong> stops now; its trainer saves a checkpoint first. You can resume it later.
+            </p>
+          )}
+        </Confirm>
+      )}
+    </div>
+  );
+}
+
+function EventsCard({ events, error, now }: { events: SessionEvent[] | null; error: unknown; now: number }) {
+  return (
+    <Card title="Events" id="events">
+      <ErrorNote error={error} />
+      {events === null ? null : events.length === 0 ? (
+        <Empty>No events.</Empty>
+      ) : (
+        <div class="table-wrap">
+          <table class="table events" data-testid="events-table">
+            <thead>
+              <tr>
+                <th>Type</th>
+                <th>Reason</th>
+                <th>Object</th>
+                <th>Message</th>
+                <th class="num">Count</th>
+                <th>Last seen</th>
+              </tr>
+            </thead>
+            <tbody>
+              {[...events].reverse().map((e, i) => (
+                <tr key={i} class={e.type === "Warning" ? "warn" : ""}>
+                  <td>
+                    <span class={`badge ${e.type === "Warning" ? "sev-high" : "sev-low"}`}>{e.type}</span>
+                  </td>
+                  <td>{e.reason}</td>
+                  <td class="mono small">
+                    {e.object.kind}/{e.object.name}
+                  </td>
+                  <td class="wrap">{e.message}</td>
+                  <td class="num">{e.count}</td>
+                  <td class="nowrap">
+                    <RelTime iso={e.last_timestamp ?? e.first_timestamp} now={now} />
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </Card>
+  );
+}

@@ -231,12 +231,16 @@ class ApiKeyMiddleware:
         self.keys = keys
         self.prefix = prefix
         self.public_paths = public_paths
+        self.whoami = f"{prefix}/auth/whoami"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or scope["path"] in self.public_paths:
             await self.app(scope, receive, send)
             return
         presented = presented_key(scope)
+        if not presented and scope["path"] == self.whoami:
+            await self.app(scope, receive, send)  # it answers "no key" itself, not 401
+            return
         key = self.keys.lookup(presented) if presented else None
         if key is None:
             message = "invalid API key" if presented else "an API key is required"

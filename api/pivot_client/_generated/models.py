@@ -1006,9 +1006,9 @@ class WhoAmI(PIVOTModel):
     """
     The key's name (absent when auth is off).
     """
-    scope: Annotated[str, Field(title="Scope")]
+    scope: Annotated[str | None, Field(title="Scope")]
     """
-    What the key may do: read (GET and streams), write (also create, start, stop, delete), admin (also webhooks). With auth off: admin.
+    What the key may do: read (GET and streams), write (also create, start, stop, delete), admin (also webhooks). With auth off: admin. Null when keys are on and the request sent none (a client's way to learn it must ask for one).
     """
 
 

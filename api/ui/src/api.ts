@@ -50,6 +50,11 @@ export async function signIn(key?: string): Promise<void> {
   try {
     const me = await candidate.whoami();
     if (mine !== attempt) return;
+    if (me.auth_enabled && me.scope == null) {
+      // Keys are on and none was sent: whoami says so without a 401 (no console error).
+      auth.set({ state: "prompt" });
+      return;
+    }
     if (key !== undefined) sessionStorage.setItem(KEY, key);
     client = candidate;
     auth.set({ state: "in", me });

@@ -215,9 +215,16 @@ async def test_whoami_names_the_key_and_its_scope(platform_factory: Any) -> None
                 "/api/v1/auth/whoami", headers={"Authorization": f"Bearer {key}"}
             )
             assert resp.json() == {"auth_enabled": True, "name": name, "scope": scope}
+        # No key: it says so (a page then asks for one) without a 401; an unknown key is 401.
         resp = await p.http.get("/api/v1/auth/whoami")
+        assert resp.json() == {"auth_enabled": True, "name": None, "scope": None}
+        resp = await p.http.get(
+            "/api/v1/auth/whoami", headers={"Authorization": "Bearer pvt_not_a_key_00000000"}
+        )
         assert resp.status_code == 401
         assert resp.json()["error"]["code"] == "UNAUTHORIZED"
+        # Everything else still needs a key.
+        assert (await p.http.get("/api/v1/training/sessions")).status_code == 401
         # The dashboard's files need no key: the page asks for one.
         assert (await p.http.get("/ui/")).status_code == 200
         assert (await p.http.get("/")).status_code == 307

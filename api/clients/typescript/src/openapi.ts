@@ -684,7 +684,9 @@ export interface paths {
         /**
          * Whoami
          * @description The key this request was made with: its name and scope. A client asks once after
-         *     sign-in, to check the key and to offer only what it may do.
+         *     sign-in, to check the key and to offer only what it may do. Without a key it answers
+         *     (name and scope null) rather than 401, so a page can learn that it must ask for one; a
+         *     key that is not known is refused (401) as anywhere else.
          */
         get: operations["whoami_api_v1_auth_whoami_get"];
         put?: never;
@@ -2048,10 +2050,9 @@ export interface components {
             name?: string | null;
             /**
              * Scope
-             * @description What the key may do: read (GET and streams), write (also create, start, stop, delete), admin (also webhooks). With auth off: admin.
-             * @enum {string}
+             * @description What the key may do: read (GET and streams), write (also create, start, stop, delete), admin (also webhooks). With auth off: admin. Null when keys are on and the request sent none (a client's way to learn it must ask for one).
              */
-            scope: "read" | "write" | "admin";
+            scope: ("read" | "write" | "admin") | null;
         };
         /**
          * LiveMetricsEvent

@@ -172,6 +172,21 @@ class StopSessionResponse(BaseModel):
     stopped_at: str
 
 
+class BestCheckpointInfo(BaseModel):
+    checkpoint_id: str
+    epoch: int | None = None
+    metric: str | None = Field(default=None, description="The metric that ranks checkpoints.")
+    value: float | None = None
+
+
+class SessionCondition(BaseModel):
+    type: str
+    status: str = Field(description="True, False or Unknown.")
+    reason: str | None = None
+    message: str | None = None
+    last_transition_time: str | None = None
+
+
 class SessionDetail(BaseModel):
     session_id: str
     session_name: str | None = None
@@ -187,6 +202,12 @@ class SessionDetail(BaseModel):
     progress: float = 0.0
     latest_metrics: dict[str, float] = Field(default_factory=dict)
     message: str | None = None
+    best_checkpoint: BestCheckpointInfo | None = Field(
+        default=None, description="The checkpoint that ranks best so far (config.checkpoint)."
+    )
+    conditions: list[SessionCondition] = Field(
+        default_factory=list, description="The CR's conditions (`kubectl describe ts`)."
+    )
 
 
 class SessionSummary(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import secrets
 import string
@@ -24,8 +25,10 @@ from pivot_api.errors import (
 from pivot_api.kube import Obj, SessionCache, SessionWriter, rv_of
 from pivot_api.sessions.configs import load_config_file, resolve_config_path, validate_config
 from pivot_api.sessions.schemas import (
+    BestCheckpointInfo,
     CreateSessionRequest,
     CreateSessionResponse,
+    SessionCondition,
     SessionDetail,
     SessionList,
     SessionSummary,
@@ -136,6 +139,30 @@ def to_detail(obj: Obj) -> SessionDetail:
         progress=progress,
         latest_metrics=status.get("latestMetrics") or {},
         message=status.get("message"),
+        best_checkpoint=_best(status.get("bestCheckpoint")),
+        conditions=[
+            SessionCondition(
+                type=str(c.get("type", "")),
+                status=str(c.get("status", "Unknown")),
+                reason=c.get("reason"),
+                message=c.get("message"),
+                last_transition_time=_norm_ts(c.get("lastTransitionTime")),
+            )
+            for c in status.get("conditions") or []
+            if isinstance(c, dict)
+        ],
+    )
+
+
+def _best(raw: Any) -> BestCheckpointInfo | None:
+    if not isinstance(raw, dict) or not raw.get("id"):
+        return None
+    value = raw.get("value")
+    return BestCheckpointInfo(
+        checkpoint_id=str(raw["id"]),
+        epoch=raw.get("epoch"),
+        metric=raw.get("metric"),
+        value=value if isinstance(value, int | float) and math.isfinite(value) else None,
     )
 
 

@@ -334,6 +334,16 @@ class BatchingRequest(PIVOTModel):
     """
 
 
+class BestCheckpointInfo(PIVOTModel):
+    checkpoint_id: Annotated[str, Field(title="Checkpoint Id")]
+    epoch: Annotated[int | None, Field(title="Epoch")] = None
+    metric: Annotated[str | None, Field(title="Metric")] = None
+    """
+    The metric that ranks checkpoints.
+    """
+    value: Annotated[float | None, Field(title="Value")] = None
+
+
 class Candidate(PIVOTModel):
     """
     A lesion candidate: a connected region of probability >= the threshold.
@@ -764,6 +774,17 @@ class ResourceRequest(PIVOTModel):
     """
     Memory request and limit: a quantity, e.g. "16Gi".
     """
+
+
+class SessionCondition(PIVOTModel):
+    type: Annotated[str, Field(title="Type")]
+    status: Annotated[str, Field(title="Status")]
+    """
+    True, False or Unknown.
+    """
+    reason: Annotated[str | None, Field(title="Reason")] = None
+    message: Annotated[str | None, Field(title="Message")] = None
+    last_transition_time: Annotated[str | None, Field(title="Last Transition Time")] = None
 
 
 class SessionEvent(PIVOTModel):
@@ -1318,6 +1339,14 @@ class SessionDetail(SessionModel):
     progress: Annotated[float, Field(title="Progress")] = 0.0
     latest_metrics: Annotated[dict[str, float], Field(title="Latest Metrics")] = {}
     message: Annotated[str | None, Field(title="Message")] = None
+    best_checkpoint: BestCheckpointInfo | None = None
+    """
+    The checkpoint that ranks best so far (config.checkpoint).
+    """
+    conditions: Annotated[list[SessionCondition], Field(title="Conditions", validate_default=True)] = []
+    """
+    The CR's conditions (`kubectl describe ts`).
+    """
 
 
 class SessionGpuHistory(PIVOTModel):

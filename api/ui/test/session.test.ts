@@ -37,6 +37,12 @@ describe("rankingMetric and bestMetric", () => {
     expect(bestMetric({ config: {}, latest_metrics: { best_val_froc: 0.7 } })).toEqual({ name: "val_froc", value: 0.7 });
     expect(bestMetric({ config, latest_metrics: { val_dice: 0.5 } })).toEqual({ name: "val_dice", value: 0.5 });
     expect(bestMetric({ config: {}, latest_metrics: { val_loss: 0.5 } })).toBeNull();
+    // The session's own best checkpoint wins: it is what ranks best, not the latest value.
+    const best = { checkpoint_id: "ckpt_s_e00002", epoch: 2, metric: "val_dice", value: 0.81 };
+    expect(bestMetric({ config, latest_metrics: { val_dice: 0.5 }, best_checkpoint: best })).toEqual({
+      name: "val_dice",
+      value: 0.81,
+    });
   });
 });
 

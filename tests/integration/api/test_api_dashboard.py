@@ -262,9 +262,7 @@ async def test_ui_serves_hashed_assets_for_a_year_and_every_route_as_the_page(
             assert page.headers["cache-control"] == "no-cache"
             assert page.headers["content-type"].startswith("text/html")
 
-        asset = await http.get(
-            "/ui/assets/index-3f9a1c.js", headers={"Accept-Encoding": "gzip"}
-        )
+        asset = await http.get("/ui/assets/index-3f9a1c.js", headers={"Accept-Encoding": "gzip"})
         assert asset.status_code == 200
         assert asset.headers["cache-control"] == "public, max-age=31536000, immutable"
         assert asset.headers["content-encoding"] == "gzip"
@@ -288,11 +286,58 @@ async def test_ui_serves_hashed_assets_for_a_year_and_every_route_as_the_page(
         assert (await http.get("/api/v1/training/sessions")).status_code == 200
 
 
-async def test_ui_without_a_build_says_how_to_build_it(
-    platform: Platform, tmp_path: Path
-) -> None:
+async def test_ui_without_a_build_says_how_to_build_it(platform: Platform, tmp_path: Path) -> None:
     settings = platform.app.state.settings.model_copy(update={"ui_dir": tmp_path / "none"})
     async with serve(settings) as (_a, http):
         page = await http.get("/ui/sessions/x")
         assert page.status_code == 200
         assert "npm run build" in page.text
+
+
+async def test_a_session_shows_its_best_checkpoint_and_conditions(platform: Platform) -> None:
+    sid = (await platform.create())["session_id"]
+    assert (await platform.http.get(f"/api/v1/training/sessions/{sid}")).json()[
+        "best_checkpoint"
+    ] is None
+    await platform.patch_status(
+        sid,
+        {
+            "phase": "Running",
+            "bestCheckpoint": {
+                "id": f"ckpt_{sid}_e00002",
+                "epoch": 2,
+                "metric": "val_dice",
+                "value": 0.81,
+            },
+            "conditions": [
+                {
+                    "type": "Schedulable",
+                    "status": "True",
+                    "reason": "PodScheduled",
+                    "message": "bound",
+                    "lastTransitionTime": "2026-12-04T12:00:00Z",
+                }
+            ],
+        },
+    )
+
+    async def shown() -> dict[str, Any] | None:
+        body = (await platform.http.get(f"/api/v1/training/sessions/{sid}")).json()
+        return body if body["best_checkpoint"] else None
+
+    body = await eventually(shown, what="the best checkpoint")
+    assert body["best_checkpoint"] == {
+        "checkpoint_id": f"ckpt_{sid}_e00002",
+        "epoch": 2,
+        "metric": "val_dice",
+        "value": 0.81,
+    }
+    assert body["conditions"] == [
+        {
+            "type": "Schedulable",
+            "status": "True",
+            "reason": "PodScheduled",
+            "message": "bound",
+            "last_transition_time": "2026-12-04T12:00:00Z",
+        }
+    ]

@@ -1014,6 +1014,20 @@ export interface components {
              */
             max_delay_ms?: number;
         };
+        /** BestCheckpointInfo */
+        BestCheckpointInfo: {
+            /** Checkpoint Id */
+            checkpoint_id: string;
+            /** Epoch */
+            epoch?: number | null;
+            /**
+             * Metric
+             * @description The metric that ranks checkpoints.
+             */
+            metric?: string | null;
+            /** Value */
+            value?: number | null;
+        };
         /**
          * Candidate
          * @description A lesion candidate: a connected region of probability >= the threshold.
@@ -1630,6 +1644,22 @@ export interface components {
             /** Sessions */
             sessions?: components["schemas"]["SessionGpuTelemetry"][];
         };
+        /** SessionCondition */
+        SessionCondition: {
+            /** Type */
+            type: string;
+            /**
+             * Status
+             * @description True, False or Unknown.
+             */
+            status: string;
+            /** Reason */
+            reason?: string | null;
+            /** Message */
+            message?: string | null;
+            /** Last Transition Time */
+            last_transition_time?: string | null;
+        };
         /** SessionDetail */
         SessionDetail: {
             /** Session Id */
@@ -1669,6 +1699,13 @@ export interface components {
             };
             /** Message */
             message?: string | null;
+            /** @description The checkpoint that ranks best so far (config.checkpoint). */
+            best_checkpoint?: components["schemas"]["BestCheckpointInfo"] | null;
+            /**
+             * Conditions
+             * @description The CR's conditions (`kubectl describe ts`).
+             */
+            conditions?: components["schemas"]["SessionCondition"][];
         };
         /**
          * SessionEvent

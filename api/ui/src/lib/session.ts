@@ -37,10 +37,15 @@ export function rankingMetric(s: Pick<Session, "config">): { name: string; mode:
 }
 
 /**
- * The "best metric" column: a `best_metric` or `best_<name>` value the session reports, else
- * the latest value of the metric that ranks its checkpoints. Null when it reports neither.
+ * The "best metric" column: the value of the checkpoint that ranks best (the session's
+ * `best_checkpoint`), else a `best_metric` or `best_<name>` value it reports, else the latest
+ * value of the metric that ranks its checkpoints. Null when it has none of these.
  */
-export function bestMetric(s: Pick<Session, "config" | "latest_metrics">): { name: string; value: number } | null {
+export function bestMetric(
+  s: Pick<Session, "config" | "latest_metrics"> & Partial<Pick<Session, "best_checkpoint">>,
+): { name: string; value: number } | null {
+  const best = s.best_checkpoint;
+  if (best && typeof best.value === "number") return { name: best.metric ?? "best", value: best.value };
   const latest = s.latest_metrics ?? {};
   const ranking = rankingMetric(s);
   if (typeof latest.best_metric === "number") return { name: ranking?.name ?? "best", value: latest.best_metric };

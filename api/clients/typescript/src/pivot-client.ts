@@ -52,6 +52,12 @@ import type {
   WebhookRedelivered,
   WebhookTestResult,
   WhoAmI,
+  DeployModelRequest,
+  ModelDeleted,
+  ModelDetail,
+  ModelList,
+  PredictResponse,
+  UpdateModelRequest,
 } from "./types.js";
 
 export interface ClientOptions {
@@ -840,6 +846,49 @@ export class PIVOTClient {
 
   deleteCheckpoint(checkpointId: string): Promise<Message> {
     return this.request("DELETE", `/checkpoints/${encodeURIComponent(checkpointId)}`);
+  }
+
+  // -- model serving --------------------------------------------------------------------------
+
+  /** Serve a checkpoint (a session's best, latest or an id; or an S3 file with its sha256). */
+  deployModel(body: DeployModelRequest): Promise<ModelDetail> {
+    return this.request("POST", "/models", { json: body });
+  }
+
+  async listModels(): Promise<ModelDetail[]> {
+    return (await this.request<ModelList>("GET", "/models")).models;
+  }
+
+  getModel(name: string): Promise<ModelDetail> {
+    return this.request("GET", `/models/${encodeURIComponent(name)}`);
+  }
+
+  /** Scale, or serve another checkpoint: new pods are Ready before old ones go. */
+  updateModel(name: string, body: UpdateModelRequest): Promise<ModelDetail> {
+    return this.request("PATCH", `/models/${encodeURIComponent(name)}`, { json: body });
+  }
+
+  deleteModel(name: string): Promise<ModelDeleted> {
+    return this.request("DELETE", `/models/${encodeURIComponent(name)}`);
+  }
+
+  /**
+   * Lesion candidates in each image: PNG (8 or 16 bit grayscale) or .npy bytes, as Blobs or
+   * byte arrays; `returnMask` adds each probability map as a base64 PNG.
+   */
+  predict(
+    name: string,
+    images: Array<Blob | Uint8Array>,
+    options: { returnMask?: boolean } = {},
+  ): Promise<PredictResponse> {
+    if (images.length === 0) throw new TypeError("predict needs at least one image");
+    const form = new FormData();
+    images.forEach((image, i) => {
+      const blob = image instanceof Blob ? image : new Blob([image]);
+      form.append("file", blob, `image${i}`);
+    });
+    const query = options.returnMask ? { return_mask: true } : undefined;
+    return this.request("POST", `/models/${encodeURIComponent(name)}/predict`, { form, query });
   }
 
   // -- monitoring, alerts, webhooks, notifications ----------------------------------------------

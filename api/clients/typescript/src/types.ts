@@ -95,6 +95,17 @@ export interface LiveMessage {
 
 /** `GET /auth/whoami`: who the key is; with auth off, no name and scope admin. */
 export type WhoAmI = Schemas["WhoAmI"];
+
+// Model serving (ModelServer resources and predictions).
+// replicas has a server-side default (1): optional here.
+export type DeployModelRequest = Omit<Schemas["DeployModelRequest"], "replicas"> & { replicas?: number };
+export type UpdateModelRequest = Schemas["UpdateModelRequest"];
+export type ModelDetail = Schemas["ModelDetail"];
+export type ModelList = Schemas["ModelList"];
+export type ModelDeleted = Schemas["ModelDeleted"];
+export type PredictResponse = Schemas["PredictResponse"];
+export type ImagePrediction = Schemas["ImagePrediction"];
+export type Candidate = Schemas["Candidate"];
 /** A Kubernetes Event of a session's CR or of one of its pods. */
 export type SessionEvent = Schemas["SessionEvent"];
 /** `GET /training/sessions/{id}/events`: oldest first. */

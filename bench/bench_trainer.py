@@ -48,9 +48,9 @@ import boto3
 import psutil
 import torch
 import yaml
-from _mlflow import MlflowServer, mlflow_server  # bench/ is the script's directory
+from _common import redis_durability  # bench/ is the script's directory
+from _mlflow import MlflowServer, mlflow_server
 from _targets import Results, add_check_args
-from redis import Redis
 
 from pivot_local.procs import free_port, port_open, terminate
 from pivot_local.services import DEFAULT_BUCKET, RedisServer
@@ -435,18 +435,6 @@ def bench_upload(s3: S3Process, reps: int, mb: int, results: Results) -> list[st
         f"upload_fileobj, both from memory, median of {reps} | {o:.0f} MiB/s | {r:.0f} MiB/s | "
         f"{o / r * 100:.0f}% | >= 90% |"
     ]
-
-
-def redis_durability(redis: RedisServer) -> str:
-    """The running Redis's persistence, asserted equal to what the Helm chart deploys (AOF,
-    fsync as `redis.bundled.appendfsync`), so the ingest row pays for the same durability."""
-    chart = yaml.safe_load((ROOT / "helm" / "pivot" / "values.yaml").read_text())
-    want = chart["redis"]["bundled"]["appendfsync"]
-    r = Redis.from_url(redis.url)
-    got = {k: r.config_get(k)[k] for k in ("appendonly", "appendfsync")}
-    r.close()
-    assert got == {"appendonly": "yes", "appendfsync": want}, (got, want)
-    return f"appendonly yes, appendfsync {want} (as helm/pivot/values.yaml)"
 
 
 def bench_ingest(redis: RedisServer, points: int) -> tuple[float, float]:

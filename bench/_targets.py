@@ -270,6 +270,14 @@ TARGETS: tuple[Target, ...] = (
         2000,
         "deliveries",
     ),
+    # -- GPU (issue 15): recorded only on CUDA; the CPU smoke (--device cpu) records other names
+    Target("bench_gpu", "input pipeline cost, device", "median", "<", 5, "%", "issue 15"),
+    Target(
+        "bench_gpu", "run/resume tests on the device, failed", "count", "<", 1, "", "issue 15"
+    ),
+    Target(
+        "bench_gpu", "GPU check, wall time", "value", "<", 480, "s", "issue 15 (under 8 minutes)"
+    ),
 )
 
 

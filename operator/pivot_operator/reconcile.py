@@ -285,8 +285,11 @@ def set_schedulable(s: Step) -> None:
         s.conditions.append(condition(ConditionType.SCHEDULABLE, False, reason, message, s.now_s))
     elif age >= s.schedule_timeout:
         scheduler = s.spec.scheduler_name or "default-scheduler"
+        # The timeout, not the pod's age: a message that changed every resync would rewrite
+        # the status (a PATCH and a watch event) of every waiting session each time.
         message = (
-            f"pod {unbound[0].name} not bound to a node after {int(age)}s (scheduler {scheduler})"
+            f"pod {unbound[0].name} not bound to a node within {int(s.schedule_timeout)}s "
+            f"(scheduler {scheduler}); waiting since {oldest.strftime('%Y-%m-%dT%H:%M:%SZ')}"
         )
         s.conditions.append(
             condition(

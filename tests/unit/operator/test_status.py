@@ -256,6 +256,10 @@ def test_unbound_pod_is_unschedulable_after_the_timeout_with_the_scheduler_named
     ok, reason = conditions(late.status)["Schedulable"]
     assert (ok, reason) == ("False", "NotScheduled")
     assert "volcano" in late.status["message"]
+    # Waiting longer changes nothing: a resync of a waiting session writes no new status.
+    before = {"launchedAttempt": 0, **late.status}
+    later = decide(spec, before, [unbound], T0 + timedelta(seconds=300), schedule_timeout=10)
+    assert status_diff(before, later.status) == {}
 
 
 def test_scheduler_message_is_reported_verbatim() -> None:

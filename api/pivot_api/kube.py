@@ -107,6 +107,8 @@ class SessionCache:
         self.seen = 0
         # Set and replaced whenever the cache moves: what catch-up waiters sleep on.
         self._moved = asyncio.Event()
+        # Counts the moves: what a reader keys what it derived from the objects by.
+        self.version = 0
 
     # ---- reads -----------------------------------------------------------------------------
 
@@ -135,6 +137,7 @@ class SessionCache:
             await asyncio.wait_for(self._moved.wait(), within_s)
 
     def _notify(self) -> None:
+        self.version += 1
         self._moved.set()
         self._moved = asyncio.Event()
 

@@ -222,6 +222,7 @@ class SessionService:
         self._marks = marks
         # session id -> (resourceVersion, its SessionDetail as JSON)
         self._detail_json: dict[str, tuple[str, bytes]] = {}
+        self._sorted: tuple[int, list[Obj]] | None = None  # (cache version, newest first)
 
     # ---- reads -----------------------------------------------------------------------------
 
@@ -274,6 +275,14 @@ class SessionService:
             await self._marks.cover(covered, rv_of(obj))
         return obj
 
+    def _newest_first(self) -> list[Obj]:
+        """The cache's sessions, newest first, sorted once per change of the cache (a list
+        request sorted 10,000 sessions, parsing each timestamp, every time: 34 ms)."""
+        version = self._cache.version
+        if self._sorted is None or self._sorted[0] != version:
+            self._sorted = (version, sort_newest_first(self._cache.all()))
+        return self._sorted[1]
+
     async def catch_up(self) -> int | None:
         """Before reading the cache for a list: wait until it holds everything any worker has
         shown. Returns the mark to pass to `shown_all` once the list is read."""
@@ -309,11 +318,10 @@ class SessionService:
 
     async def list(self, *, limit: int, offset: int, status: SessionStatus | None) -> SessionList:
         covered = await self.catch_up()
-        objs = self._cache.all()
+        objs = self._newest_first()
         await self.shown_all(covered)
         if status is not None:
             objs = [o for o in objs if status_of(o) == status]
-        objs.sort(key=_sort_key, reverse=True)
         page = objs[offset : offset + limit]
         return SessionList(
             sessions=[to_summary(o) for o in page], total=len(objs), limit=limit, offset=offset

@@ -39,6 +39,24 @@ COMPONENT_SERVER = "server"
 SERVER_PORT = 8080
 READY_PATH = "/ready"
 
+# The server's environment (pivot_trainer.serve reads it; the operator's pods set it).
+SERVE_HOST = "PIVOT_SERVE_HOST"
+SERVE_PORT = "PIVOT_SERVE_PORT"
+SERVE_MODEL = "PIVOT_SERVE_MODEL"
+SERVE_CHECKPOINT_URI = "PIVOT_SERVE_CHECKPOINT_URI"
+SERVE_SHA256 = "PIVOT_SERVE_SHA256"
+SERVE_CHECKPOINT_ID = "PIVOT_SERVE_CHECKPOINT_ID"
+SERVE_MAX_BATCH_SIZE = "PIVOT_SERVE_MAX_BATCH_SIZE"
+SERVE_MAX_DELAY_MS = "PIVOT_SERVE_MAX_DELAY_MS"
+SERVE_THRESHOLD = "PIVOT_SERVE_THRESHOLD"
+SERVE_COMPILE = "PIVOT_SERVE_COMPILE"
+
+# The server's exit codes that say something about its checkpoint (the operator does not
+# retry a revision whose pods end so): its bytes are not what the manifest says (3), or it is
+# missing or cannot be loaded (4). 1 is any other failure (retried), 2 a bad setting.
+EXIT_CHECKSUM = 3
+EXIT_UNLOADABLE = 4
+
 CHECKPOINT_BEST = "best"
 CHECKPOINT_LATEST = "latest"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"

@@ -24,12 +24,15 @@ from typing import Any
 from pivot_operator.builders import build_resources, build_tolerations
 from pivot_operator.config import OperatorConfig
 from pivot_schema import env as tenv
+from pivot_schema import modelserver as ms
 from pivot_schema.crd import API_VERSION, LABEL_COMPONENT, LABEL_MANAGED_BY, MANAGED_BY, Condition
 from pivot_schema.modelserver import (
     COMPONENT_SERVER,
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_DELAY_MS,
     DEFAULT_THRESHOLD,
+    EXIT_CHECKSUM,
+    EXIT_UNLOADABLE,
     LABEL_MODEL_SERVER,
     LABEL_REVISION,
     MS_KIND,
@@ -41,9 +44,7 @@ from pivot_schema.modelserver import (
     StoredModelServer,
 )
 
-# The server's exit codes (pivot_trainer.serve): what a failed pod says about its checkpoint.
-EXIT_CHECKSUM = 3
-EXIT_UNLOADABLE = 4
+# What a failed server pod says about its checkpoint (pivot_trainer.serve's exit codes).
 VERIFY_FAILURES = {
     EXIT_CHECKSUM: ServerConditionReason.CHECKSUM_MISMATCH,
     EXIT_UNLOADABLE: ServerConditionReason.LOAD_FAILED,
@@ -353,18 +354,18 @@ def build_server_pod(
     batching = spec.batching
     secret = config.s3_secret_name
     env: list[dict[str, Any]] = [
-        {"name": "PIVOT_SERVE_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-        {"name": "PIVOT_SERVE_PORT", "value": str(SERVER_PORT)},
-        {"name": "PIVOT_SERVE_MODEL", "value": server.metadata.name},
-        {"name": "PIVOT_SERVE_CHECKPOINT_URI", "value": resolved.uri},
-        {"name": "PIVOT_SERVE_SHA256", "value": resolved.sha256},
-        {"name": "PIVOT_SERVE_CHECKPOINT_ID", "value": resolved.checkpoint_id},
+        {"name": ms.SERVE_HOST, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": ms.SERVE_PORT, "value": str(SERVER_PORT)},
+        {"name": ms.SERVE_MODEL, "value": server.metadata.name},
+        {"name": ms.SERVE_CHECKPOINT_URI, "value": resolved.uri},
+        {"name": ms.SERVE_SHA256, "value": resolved.sha256},
+        {"name": ms.SERVE_CHECKPOINT_ID, "value": resolved.checkpoint_id},
         {
-            "name": "PIVOT_SERVE_MAX_BATCH_SIZE",
+            "name": ms.SERVE_MAX_BATCH_SIZE,
             "value": str((batching.max_batch_size if batching else None) or DEFAULT_MAX_BATCH_SIZE),
         },
         {
-            "name": "PIVOT_SERVE_MAX_DELAY_MS",
+            "name": ms.SERVE_MAX_DELAY_MS,
             "value": str(
                 DEFAULT_MAX_DELAY_MS
                 if batching is None or batching.max_delay_ms is None
@@ -372,10 +373,10 @@ def build_server_pod(
             ),
         },
         {
-            "name": "PIVOT_SERVE_THRESHOLD",
+            "name": ms.SERVE_THRESHOLD,
             "value": str(DEFAULT_THRESHOLD if spec.threshold is None else spec.threshold),
         },
-        {"name": "PIVOT_SERVE_COMPILE", "value": "true" if spec.compile else "false"},
+        {"name": ms.SERVE_COMPILE, "value": "true" if spec.compile else "false"},
         {"name": tenv.S3_ENDPOINT, "value": config.s3_endpoint},
         {"name": tenv.S3_BUCKET, "value": config.s3_bucket},
         {"name": tenv.S3_REGION, "value": config.s3_region},

@@ -36,8 +36,8 @@ ALLOWANCE: dict[str, dict[tuple[str, str, str], str]] = {
     "operator": {
         ("", "pods", "get"): "Kube.get_pod: the pod of a create that answered 409",
         ("", "services", "create"): "multi-node sessions: the headless rendezvous Service",
-        # Until this lifecycle deploys a model (tests/e2e/test_serving.py does, on its own
-        # platform): a ModelServer's sync.
+        # Used when tests/e2e/test_serving.py ran on this platform before (it deploys models);
+        # this lifecycle alone deploys none: a ModelServer's sync.
         ("pivot.dev", "modelservers", "get"): "serving: a ModelServer's sync reads it",
         ("pivot.dev", "modelservers/status", "patch"): "serving: its status",
         ("kopf.dev", "kopfpeerings", "get"): "kopf peering (the local platform runs standalone)",
@@ -46,8 +46,7 @@ ALLOWANCE: dict[str, dict[tuple[str, str, str], str]] = {
         ("kopf.dev", "kopfpeerings", "patch"): "kopf peering",
     },
     "api": {
-        # Until this lifecycle deploys a model (tests/e2e/test_serving.py does, on its own
-        # platform): the API's model routes.
+        # Likewise: the API's model routes.
         ("pivot.dev", "modelservers", "get"): "GET /models/{name}, predict",
         ("pivot.dev", "modelservers", "list"): "GET /models",
         ("pivot.dev", "modelservers", "create"): "POST /models",

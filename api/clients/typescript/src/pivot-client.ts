@@ -884,7 +884,8 @@ export class PIVOTClient {
     if (images.length === 0) throw new TypeError("predict needs at least one image");
     const form = new FormData();
     images.forEach((image, i) => {
-      const blob = image instanceof Blob ? image : new Blob([image]);
+      // A copy on an ArrayBuffer: a view of a SharedArrayBuffer is no BlobPart.
+      const blob = image instanceof Blob ? image : new Blob([new Uint8Array(image)]);
       form.append("file", blob, `image${i}`);
     });
     const query = options.returnMask ? { return_mask: true } : undefined;

@@ -83,6 +83,7 @@ export function Chart(props: ChartProps) {
         })),
       ],
       hooks: {
+        draw: [(u) => markDrawn(box, u)],
         setSelect: [
           (u) => {
             const onSelect = latest.current.onSelect;
@@ -137,6 +138,20 @@ export function Chart(props: ChartProps) {
   }, [props.data, props.xRange]);
 
   return <div class="chart" ref={el} role="img" aria-label={props.label} />;
+}
+
+/**
+ * What the canvas shows after each draw, as data attributes of the chart's element: how many
+ * draws so far, and the points and x range of the data drawn (bench/bench_ui.py times draws by
+ * these; they help in devtools too). `data-draws` is written last.
+ */
+function markDrawn(box: HTMLElement, u: uPlot): void {
+  const xs = u.data[0];
+  const d = box.dataset;
+  d.points = String(xs.length);
+  d.firstX = xs.length ? String(xs[0]) : "";
+  d.lastX = xs.length ? String(xs[xs.length - 1]) : "";
+  d.draws = String(Number(d.draws ?? 0) + 1);
 }
 
 const TIME_INCRS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400];

@@ -214,6 +214,7 @@ def test_start_from_the_page_completes_live_and_a_checkpoint_downloads_intact(
     expect(page.get_by_test_id("epoch")).to_have_text("3")
     expect(page.get_by_test_id("config-yaml")).to_contain_text("metric: val_dice")
     expect(page.get_by_test_id("events-table")).to_contain_text("Completed")
+    expect(page.get_by_test_id("conditions-table")).to_contain_text("Succeeded")
 
     listed = api.get("/checkpoints", params={"session_id": session_id}).json()["checkpoints"]
     rows = page.locator("tr[data-checkpoint-id]")

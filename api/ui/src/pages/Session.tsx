@@ -247,6 +247,7 @@ export function SessionPage({ id }: { id: string }) {
         </Card>
       </div>
       {s.status !== "created" && <LogPanel sessionId={id} live={live} replicas={replicas} />}
+      <ConditionsCard conditions={s.conditions ?? []} now={now} />
       <EventsCard events={events} error={eventsError} now={now} />
 
       {confirm && (
@@ -273,6 +274,43 @@ export function SessionPage({ id }: { id: string }) {
         </Confirm>
       )}
     </div>
+  );
+}
+
+/** The CR's conditions (`kubectl describe ts`): what the operator last concluded, and why. */
+function ConditionsCard({ conditions, now }: { conditions: Session["conditions"]; now: number }) {
+  if (!conditions || conditions.length === 0) return null;
+  return (
+    <Card title="Conditions" id="conditions">
+      <div class="table-wrap">
+        <table class="table" data-testid="conditions-table">
+          <thead>
+            <tr>
+              <th>Type</th>
+              <th>Status</th>
+              <th>Reason</th>
+              <th>Message</th>
+              <th>Since</th>
+            </tr>
+          </thead>
+          <tbody>
+            {conditions.map((c) => (
+              <tr key={c.type} class={c.status === "False" ? "warn" : ""}>
+                <td>{c.type}</td>
+                <td>
+                  <span class={`badge ${c.status === "True" ? "sev-low" : "sev-high"}`}>{c.status}</span>
+                </td>
+                <td>{c.reason ?? ""}</td>
+                <td class="wrap">{c.message ?? ""}</td>
+                <td class="nowrap">
+                  <RelTime iso={c.last_transition_time ?? null} now={now} />
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    </Card>
   );
 }
 

@@ -29,7 +29,8 @@ setup() {
 # says how to build it.
 build_ui() {
   if ! command -v npm >/dev/null 2>&1 \
-      || ! node -e 'process.exit(+process.versions.node.split(".")[0] < 20)' 2>/dev/null; then
+      || ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' \
+        2>/dev/null; then
     echo "Node.js 20+ with npm not found: the dashboard (/ui/) is not built" >&2
     return 0
   fi

@@ -1,7 +1,9 @@
 import { describe, expect, it } from "vitest";
 
 import { differingKeys, fieldErrors, flatten, yamlLineOf } from "../src/lib/config";
-import { bestMetric, durationMs, etaMs, rankingMetric } from "../src/lib/session";
+import type { Session } from "@pivot/client";
+
+import { advance, bestMetric, durationMs, etaMs, rankingMetric } from "../src/lib/session";
 
 const t0 = Date.parse("2025-12-19T10:00:00Z");
 
@@ -85,5 +87,30 @@ describe("config helpers", () => {
     expect(yamlLineOf(yaml, "metric")).toBe(9);
     expect(yamlLineOf(yaml, "checkpoint.keep_last")).toBeNull();
     expect(yamlLineOf(yaml, "nothing")).toBeNull();
+  });
+});
+
+describe("advance", () => {
+  const base = {
+    session_id: "s",
+    status: "running",
+    config: {},
+    tags: [],
+    current_epoch: 2,
+    total_epochs: 4,
+    progress: 0.5,
+    latest_metrics: { train_loss: 0.9, val_loss: 1.0 },
+  } as unknown as Session;
+  const skip = new Set(["epoch", "timestamp", "loss", "step"]);
+
+  it("moves epoch, progress and metrics on from a live record", () => {
+    const next = advance(base, 3, { epoch: 3, timestamp: "t", loss: 0.7, train_loss: 0.6, val_loss: 0.7 }, skip);
+    expect(next.current_epoch).toBe(3);
+    expect(next.progress).toBe(0.75);
+    expect(next.latest_metrics).toEqual({ train_loss: 0.6, val_loss: 0.7 });
+  });
+
+  it("leaves the session as it is for an older record", () => {
+    expect(advance(base, 1, { epoch: 1, train_loss: 5 }, skip)).toBe(base);
   });
 });

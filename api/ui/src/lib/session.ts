@@ -55,3 +55,23 @@ export function bestMetric(
   if (ranking && typeof latest[ranking.name] === "number") return { name: ranking.name, value: latest[ranking.name]! };
   return null;
 }
+
+/**
+ * The session as a live epoch record moves it on: epoch, progress and latest metrics, without
+ * asking the API (50 open dashboards each re-reading the session after every epoch cost more
+ * than drawing the point). An older record (a replay) leaves it as it is.
+ */
+export function advance(s: Session, epoch: number, record: Record<string, unknown>, skip: Set<string>): Session {
+  if (!Number.isFinite(epoch) || epoch < (s.current_epoch ?? 0)) return s;
+  const latest: Record<string, number> = {};
+  for (const [key, value] of Object.entries(record)) {
+    if (!skip.has(key) && typeof value === "number") latest[key] = value;
+  }
+  const total = s.total_epochs ?? 0;
+  return {
+    ...s,
+    current_epoch: epoch,
+    progress: total > 0 ? Math.min(1, epoch / total) : s.progress,
+    latest_metrics: { ...(s.latest_metrics ?? {}), ...latest },
+  };
+}

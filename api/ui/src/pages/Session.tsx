@@ -14,7 +14,7 @@ import { StepChart } from "../components/StepChart";
 import { Card, Confirm, Empty, ErrorNote, Progress, RelTime, Spinner, StatusBadge, Tags, usePoll, useNow } from "../components/ui";
 import { formatAbsolute, formatDuration, formatNumber } from "../lib/format";
 import { mergePoints, seriesOf, type Point, type Series } from "../lib/series";
-import { durationMs, etaMs, isFinal } from "../lib/session";
+import { advance, durationMs, etaMs, isFinal } from "../lib/session";
 import { href } from "../router";
 
 const NOT_METRICS = new Set(["epoch", "timestamp", "loss", "step"]);
@@ -96,19 +96,6 @@ export function SessionPage({ id }: { id: string }) {
   useEffect(() => {
     if (session === null || final) return;
     const tracker = trackStream();
-    // The session's state after each epoch, at most every 500 ms (a throttle, not a debounce:
-    // a fast run must still show its progress while it trains).
-    let refresh: ReturnType<typeof setTimeout> | undefined;
-    let lastRefresh = 0;
-    const refreshSoon = () => {
-      if (refresh !== undefined) return;
-      const wait = Math.max(0, lastRefresh + 500 - Date.now());
-      refresh = setTimeout(() => {
-        refresh = undefined;
-        lastRefresh = Date.now();
-        void loadSession();
-      }, wait);
-    };
     const stream = client.watchTraining(
       id,
       (event: TrainingEvent) => {
@@ -121,7 +108,9 @@ export function SessionPage({ id }: { id: string }) {
           }
           merge(points);
           setTick((t) => t + 1);
-          refreshSoon();
+          // Epoch, progress and metrics from the record itself; the 5 s poll and the status
+          // events bring the rest.
+          setSession((prev) => (prev === null ? prev : advance(prev, epoch, record, NOT_METRICS)));
         } else if (event.type === "checkpoint") {
           void loadCheckpoints();
         } else if (event.type === "status") {
@@ -132,7 +121,6 @@ export function SessionPage({ id }: { id: string }) {
       { onState: tracker.onState, onError: () => tracker.done() },
     );
     return () => {
-      clearTimeout(refresh);
       stream.close();
       tracker.done();
     };

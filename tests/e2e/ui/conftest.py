@@ -83,7 +83,7 @@ def ui_dist() -> Path:
     return DIST
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # its processes end with the module
 def ui_platform(ui_dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
     """The platform with its admin key and a read-only one; rate limits off (the tests and
     the pages poll)."""
@@ -108,7 +108,9 @@ def api(ui_platform: LocalPlatform) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running in this thread
+# while it is open, and the suite's asyncio tests after this module cannot start theirs.
+@pytest.fixture(scope="module")
 def browser_context() -> Iterator[object]:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)")

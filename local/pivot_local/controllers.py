@@ -18,13 +18,13 @@ import contextlib
 import hashlib
 import json
 import logging
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
+
+from pivot_local.procs import run_in_thread
 
 log = logging.getLogger("pivot.controllers")
 
@@ -279,33 +279,10 @@ async def _send(call: Any, *, missing_ok: bool = False) -> Obj:
         resp.release()
 
 
-@contextlib.contextmanager
-def run_controllers_in_thread(kubeconfig: str | Path) -> Iterator[EndpointSliceController]:
+def run_controllers_in_thread(
+    kubeconfig: str | Path,
+) -> contextlib.AbstractContextManager[EndpointSliceController]:
     """The controller on its own loop in a thread, until the context exits."""
-    loop = asyncio.new_event_loop()
-    done = threading.Event()
-    controller: EndpointSliceController | None = None
-    ready = threading.Event()
-
-    def main() -> None:
-        nonlocal controller
-        asyncio.set_event_loop(loop)
-        controller = EndpointSliceController(kubeconfig)
-        ready.set()
-        try:
-            loop.run_until_complete(controller.run())
-        except Exception:
-            log.exception("endpoint slice controller crashed")
-        finally:
-            loop.close()
-            done.set()
-
-    thread = threading.Thread(target=main, name="pivot-controllers", daemon=True)
-    thread.start()
-    ready.wait()
-    assert controller is not None
-    try:
-        yield controller
-    finally:
-        loop.call_soon_threadsafe(controller.stop)
-        done.wait(timeout=10)
+    return run_in_thread(
+        lambda: EndpointSliceController(kubeconfig), "pivot-controllers", stop_within=10
+    )

@@ -19,8 +19,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +27,7 @@ from typing import Any
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from pivot_local.procs import free_port, spawn
+from pivot_local.procs import free_port, run_in_thread, spawn
 from pivot_schema.leases import NODE_LEASE_NAMESPACE, lease_manifest, renewed
 
 log = logging.getLogger("pivot.kubelet")
@@ -732,34 +730,11 @@ def _tail(path: Path, limit: int = 1024) -> str:
         return ""
 
 
-@contextlib.contextmanager
-def run_kubelet_in_thread(kubeconfig: str | Path, work_dir: str | Path) -> Iterator[ProcessKubelet]:
+def run_kubelet_in_thread(
+    kubeconfig: str | Path, work_dir: str | Path
+) -> contextlib.AbstractContextManager[ProcessKubelet]:
     """Run a kubelet on its own loop in a thread; pod processes die with that thread
     (PR_SET_PDEATHSIG is per thread), so it lives until the context exits."""
-    loop = asyncio.new_event_loop()
-    kubelet: ProcessKubelet | None = None
-    ready = threading.Event()
-    done = threading.Event()
-
-    def main() -> None:
-        nonlocal kubelet
-        asyncio.set_event_loop(loop)
-        kubelet = ProcessKubelet(kubeconfig, work_dir)
-        ready.set()
-        try:
-            loop.run_until_complete(kubelet.run())
-        except Exception:
-            log.exception("kubelet crashed")
-        finally:
-            loop.close()
-            done.set()
-
-    thread = threading.Thread(target=main, name="pivot-kubelet", daemon=True)
-    thread.start()
-    ready.wait()
-    assert kubelet is not None
-    try:
-        yield kubelet
-    finally:
-        loop.call_soon_threadsafe(kubelet.stop)
-        done.wait(timeout=30)
+    return run_in_thread(
+        lambda: ProcessKubelet(kubeconfig, work_dir), "pivot-kubelet", stop_within=30
+    )

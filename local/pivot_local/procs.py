@@ -6,16 +6,19 @@ Every server or trainer that pivot_local starts gets PR_SET_PDEATHSIG, so even a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
+import logging
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol, TypeVar
 
 _PR_SET_PDEATHSIG = 1
 
@@ -147,3 +150,43 @@ def wait_until_serving(
         if time.monotonic() > deadline:
             raise fail(f"did not answer {url} within {timeout:.0f}s")
         time.sleep(0.1)
+
+
+class LoopRunner(Protocol):
+    """What runs on a loop of its own: `run()` until `stop()` is called (from that loop)."""
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+R = TypeVar("R", bound=LoopRunner)
+
+
+@contextlib.contextmanager
+def run_in_thread(make: Callable[[], R], name: str, *, stop_within: float) -> Iterator[R]:
+    """`make()`'s runner on a new event loop in a thread of its own, until the context exits:
+    then it is stopped from its loop and waited for (at most `stop_within` seconds)."""
+    loop = asyncio.new_event_loop()
+    made: list[R] = []
+    ready, done = threading.Event(), threading.Event()
+
+    def main() -> None:
+        asyncio.set_event_loop(loop)
+        made.append(make())
+        ready.set()
+        try:
+            loop.run_until_complete(made[0].run())
+        except Exception:
+            logging.getLogger("pivot.local").exception("%s crashed", name)
+        finally:
+            loop.close()
+            done.set()
+
+    threading.Thread(target=main, name=name, daemon=True).start()
+    ready.wait()
+    try:
+        yield made[0]
+    finally:
+        loop.call_soon_threadsafe(made[0].stop)
+        done.wait(timeout=stop_within)

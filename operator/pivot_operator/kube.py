@@ -99,6 +99,16 @@ class Kube:
     ) -> dict[str, Any]:
         """Merge-patch status; with a resourceVersion the write fails (409) if the CR moved on.
         Returns the patched object."""
+        return await self._patch_status(PLURAL, namespace, name, status, resource_version)
+
+    async def _patch_status(
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        status: dict[str, Any],
+        resource_version: str | None,
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"status": status}
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
@@ -107,7 +117,7 @@ class Kube:
                 GROUP,
                 VERSION,
                 namespace,
-                PLURAL,
+                plural,
                 name,
                 body,
                 _content_type=MERGE_PATCH,
@@ -180,18 +190,4 @@ class ServingKube(SessionKube):
     async def patch_model_server_status(
         self, namespace: str, name: str, status: dict[str, Any], *, resource_version: str | None
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {"status": status}
-        if resource_version:
-            body["metadata"] = {"resourceVersion": resource_version}
-        return await checked(
-            self.custom.patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                namespace,
-                MS_PLURAL,
-                name,
-                body,
-                _content_type=MERGE_PATCH,
-                _preload_content=False,
-            )
-        )
+        return await self._patch_status(MS_PLURAL, namespace, name, status, resource_version)

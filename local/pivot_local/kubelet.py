@@ -144,6 +144,7 @@ class ProcessKubelet:
         # Pod IPs handed out: each pod its own loopback address (127.0.0.2, 127.0.0.3, ...),
         # so that several pods bind the same containerPort, as on a cluster.
         self._ips: dict[str, str] = {}
+        self._tasks: set[asyncio.Future[None]] = set()
         self._api: client.ApiClient | None = None
         self._core: client.CoreV1Api | None = None
         self._stopping = asyncio.Event()
@@ -190,8 +191,8 @@ class ProcessKubelet:
         for running in everything:
             await self._kill(running, grace=5.0)
         self.running.clear()
-        # Their exit watchers, probes and pending deletions end with the kubelet.
-        tasks = [task for running in everything for task in running.tasks]
+        # Exit watchers, probes and pending deletions (of exited pods too) end with the kubelet.
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -365,6 +366,9 @@ class ProcessKubelet:
         task = asyncio.ensure_future(coro)
         running.tasks.add(task)
         task.add_done_callback(running.tasks.discard)
+        # Also held here: a pod that has exited leaves `running`, its probe may still sleep.
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _bind(self, meta: dict[str, Any], spec: dict[str, Any]) -> None:
         if spec.get("schedulerName") not in (None, "default-scheduler"):

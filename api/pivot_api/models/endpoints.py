@@ -141,7 +141,7 @@ async def predict(
 ) -> Response:
     """Find lesions in images: forwarded to a Ready replica of the model, which batches
     requests that arrive together. `?return_mask=true` adds each probability map as a PNG."""
-    await models.open_predict(name)
+    ready_replicas = await models.open_predict(name)
     limit = request.app.state.settings.predict_max_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -157,5 +157,6 @@ async def predict(
         b"".join(chunks),
         request.headers.get("content-type", "application/octet-stream"),
         request.url.query,
+        ready_replicas=ready_replicas,
     )
     return Response(answer.body, status_code=answer.status_code, media_type=answer.content_type)

@@ -57,6 +57,8 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 # them again at once).
 ENDPOINTS_TTL_S = 1.0
 RETRY_AFTER_S = "1"
+# How long a prediction waits for the endpoints of a server whose status has Ready replicas.
+ENDPOINTS_CATCH_UP_S = 3.0
 
 
 def _spec(request: DeployModelRequest) -> ModelServerSpec:
@@ -307,15 +309,24 @@ class ModelService:
         self._endpoints[name] = _Endpoints(sorted(addresses), time.monotonic())
         return self._endpoints[name].addresses
 
-    async def open_predict(self, name: str) -> None:
-        """404 for an unknown model before its body is read."""
-        await self._get(name)
+    async def open_predict(self, name: str) -> int:
+        """404 for an unknown model before its body is read; its Ready replica count."""
+        obj = await self._get(name)
+        return int((obj.get("status") or {}).get("readyReplicas") or 0)
 
-    async def predict(self, name: str, body: bytes, content_type: str, query: str) -> Forwarded:
+    async def predict(
+        self, name: str, body: bytes, content_type: str, query: str, *, ready_replicas: int = 0
+    ) -> Forwarded:
         tried: set[str] = set()
         fresh = False
+        # The server says a replica is Ready, the EndpointSlice may not list it yet (they are
+        # written a moment after the pod's status, on a cluster as here): wait that moment.
+        patience = time.monotonic() + (ENDPOINTS_CATCH_UP_S if ready_replicas else 0.0)
         for _round in range(3):
             ready = [a for a in await self._ready(name, fresh=fresh) if a not in tried]
+            while not ready and not tried and time.monotonic() < patience:
+                await asyncio.sleep(0.1)
+                ready = await self._ready(name, fresh=True)
             if not ready:
                 if fresh:
                     break

@@ -6,6 +6,7 @@ is the API: its resources, the choice of pod, and what it does when pods fail or
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -231,3 +232,32 @@ async def test_prediction_bodies_have_their_own_limit(
         assert over.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
         missing = await p.http.post("/api/v1/models/nope/predict", content=b"x")
         assert missing.status_code == 404
+
+
+async def test_a_prediction_waits_a_moment_for_the_endpoints_of_a_ready_server(
+    platform: Platform, pods: list[Pod]
+) -> None:
+    """The server's status says a replica is Ready before its EndpointSlice lists it (the
+    slice is written a moment later, on a cluster too): the request waits, it does not fail."""
+    http = platform.http
+    assert (await http.post("/api/v1/models", json={"name": "m", "session_id": "s"})).is_success
+    await platform.objects.patch_namespaced_custom_object_status(
+        GROUP,
+        VERSION,
+        platform.namespace,
+        MS_PLURAL,
+        "m",
+        {"status": {"phase": "Ready", "readyReplicas": 1}},
+        _content_type="application/merge-patch+json",
+    )
+    await endpoints(platform, "m", [(pods[0], False)])
+
+    async def later() -> None:
+        await asyncio.sleep(0.5)
+        await endpoints(platform, "m", [(pods[0], True)])
+
+    task = asyncio.create_task(later())
+    resp = await http.post("/api/v1/models/m/predict", content=b"x")
+    await task
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["pod"] == pods[0].ip

@@ -3,7 +3,7 @@
 On a cluster, the EndpointSlice controller keeps, for every Service with a selector, the
 addresses of the Ready pods it selects; clients (kube-proxy, an ingress, PIVOT's API proxying
 to model servers) read those. Here it does the same against the Kubernetes API emulator: the
-process kubelet gives each pod its own loopback address (`status.podIP`, 127.0.0.2, ...) and
+process kubelet gives each pod its own loopback address (`status.podIP`, 127.A.B.2, ...) and
 runs readiness probes, and this writes `discovery.k8s.io/v1` EndpointSlices from them, so that
 code reading EndpointSlices runs unchanged on `pivot up` and on a cluster.
 

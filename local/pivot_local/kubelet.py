@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -141,9 +142,12 @@ class ProcessKubelet:
         self._finished: set[str] = set()
         # (namespace, headless service) -> the local port standing in for its MASTER_PORT.
         self._service_ports: dict[tuple[str, str], int] = {}
-        # Pod IPs handed out: each pod its own loopback address (127.0.0.2, 127.0.0.3, ...),
+        # Pod IPs handed out: each pod its own loopback address (127.A.B.2, 127.A.B.3, ...),
         # so that several pods bind the same containerPort, as on a cluster.
         self._ips: dict[str, str] = {}
+        # This kubelet's block of 127.0.0.0/8 (a /24 picked at random, 127.A.B.2 onwards): two
+        # platforms on one machine (the tests start several) hand out different addresses.
+        self._ip_base = random.randrange(1, 255) << 16 | random.randrange(256) << 8
         self._tasks: set[asyncio.Future[None]] = set()
         self._api: client.ApiClient | None = None
         self._core: client.CoreV1Api | None = None
@@ -390,12 +394,12 @@ class ProcessKubelet:
                 raise
 
     def _allocate_ip(self, uid: str) -> str:
-        """The lowest loopback address no running pod holds (all of 127.0.0.0/8 is local on
-        Linux: nothing to configure)."""
+        """The lowest address of this kubelet's block that no running pod holds (all of
+        127.0.0.0/8 is local on Linux: nothing to configure)."""
         taken = set(self._ips.values())
-        for n in range(2, 256 * 256 * 254):
+        for n in range(self._ip_base, self._ip_base + 65536):
             ip = f"127.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
-            if n & 255 not in (0, 255) and ip not in taken:
+            if n & 255 not in (0, 1, 255) and ip not in taken:
                 self._ips[uid] = ip
                 return ip
         raise ValueError("no loopback address left for another pod")

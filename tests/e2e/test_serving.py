@@ -122,6 +122,9 @@ def api(platform: LocalPlatform) -> Any:
         base_url=f"{platform.api_url}/api/v1", timeout=60, headers=platform.api_headers()
     ) as client:
         yield client
+        # The platform outlives this module: its servers go with it.
+        for served in client.get("/models").json()["models"]:
+            client.delete(f"/models/{served['name']}")
 
 
 def test_the_best_checkpoint_served_finds_the_lesions(

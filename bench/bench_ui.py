@@ -39,10 +39,13 @@ the navigation (performance.now()); the live latency compares the page's wall cl
 Pages run with prefers-reduced-motion (the dashboard then stops its CSS animations): Chromium
 composites in software here, and a live page's "following" pulse costs ~0.04 of a core (10 idle
 pages: 0.50 cores with it, 0.12 without), most of the 2 cores for 50 pages; `--motion` keeps it.
+`--floor` hides everything on the live pages but the loss chart (a stylesheet added to each
+page; the page still runs all of its code): what the live rows read when each page draws the
+least it can, so how much of a miss the machine would have with any page.
 
     PIVOT_BENCH_MLFLOW=/path/to/env/bin/mlflow \\
       .venv/bin/python bench/bench_ui.py [--quick] [--skip-mlflow] [--only sessions,session,live]
-        [--sessions 1000] [--points 1000000] [--dashboards 50] [--loads 10] [--motion]
+        [--sessions 1000] [--points 1000000] [--dashboards 50] [--loads 10] [--motion] [--floor]
         [--check] [--json PATH]
 
 `--quick` runs small sizes (a smoke run, about a minute; its rows read n/a against the
@@ -110,6 +113,7 @@ ZOOMS_PER_CYCLE = 5
 LIVE_HISTORY = 20  # epochs the live session has when its pages open
 LIVE_INTERVAL_S = 1.0  # between the live epochs
 LIVE_STEPS = (5, 10, 25)  # dashboards measured on the way to --dashboards
+IDLE_S = 4.0  # the open pages' CPU measured with no epoch arriving
 TAGS = ("baseline", "resnet", "unet", "sweep-a", "sweep-b", "lr-high", "lr-low")
 # The list's statuses: (phase, of every 20 sessions, epochs done of 20); None: never started.
 PHASES: tuple[tuple[str | None, int, int], ...] = (
@@ -477,10 +481,22 @@ WAIT_EPOCH = """([label, epoch]) => window.__pivotBench.draws.some(
   (d) => d.label === label && d.last >= epoch && d.frame !== null)"""
 
 
+# --floor: a stylesheet that leaves the page the loss chart's card alone.
+FLOOR_JS = """
+document.addEventListener("DOMContentLoaded", () => {
+  const style = document.createElement("style");
+  style.textContent = ".card:not(:has([data-testid=chart-loss])), .stats, .page-head, header, nav"
+    + " { display: none !important; }";
+  document.head.appendChild(style);
+});
+"""
+
+
 @dataclass
 class Pages:
     browser: Browser
     motion: Literal["reduce", "no-preference"]
+    floor: bool = False  # show only the loss chart (the live part's floor)
 
     def new(self, config: dict[str, Any] | None = None) -> tuple[BrowserContext, Page]:
         """A cold page: a context of its own (empty cache, cookies and storage)."""
@@ -488,6 +504,8 @@ class Pages:
             viewport={"width": 1280, "height": 800}, reduced_motion=self.motion
         )
         context.add_init_script(INIT_JS % json.dumps(config or {}))
+        if self.floor:
+            context.add_init_script(FLOOR_JS)
         page = context.new_page()
         page.set_default_timeout(60_000)
         return context, page
@@ -773,6 +791,10 @@ def bench_live(pages: Pages, pf: Platform, sid: str, sizes: Sizes) -> list[str]:
                 page.wait_for_function(WAIT_EPOCH, arg=[LOSS_CHART, last], timeout=180_000)
             open_s = time.perf_counter() - t_open
             time.sleep(2.0)  # the new pages' first requests settle
+            # What open pages cost with nothing arriving (clocks, polls), beside the live window's.
+            idle0, t_idle = cpu_seconds(parts["browser"]), time.perf_counter()
+            time.sleep(IDLE_S)
+            idle = (cpu_seconds(parts["browser"]) - idle0) / (time.perf_counter() - t_idle)
             cpu0 = {k: cpu_seconds(v) for k, v in parts.items()}
             wall0 = time.perf_counter()
             drawn, sent, missed = live_window(opened, pf, sid, last + 1, sizes.live_epochs)
@@ -782,7 +804,9 @@ def bench_live(pages: Pages, pf: Platform, sid: str, sizes: Sizes) -> list[str]:
             delivered = [
                 (watch.arrived[e] - at) * 1000 for e, at in sent.items() if e in watch.arrived
             ]
-            measure = "live XADD -> point drawn"
+            # The floor's rows are not the target's measure (a page that shows one chart).
+            floor = " (--floor)" if pages.floor else ""
+            measure = "live XADD -> point drawn" + (", loss chart alone" if pages.floor else "")
             if n != sizes.dashboards:
                 measure += f", {n} dashboards"
             RESULTS.record(measure, "p95", pct(drawn, 0.95), size=n)
@@ -797,11 +821,11 @@ def bench_live(pages: Pages, pf: Platform, sid: str, sizes: Sizes) -> list[str]:
             )
             rows.append(
                 row(
-                    f"live: XADD -> point drawn, {n} dashboards",
+                    f"live{floor}: XADD -> point drawn, {n} dashboards",
                     drawn,
                     f"{sizes.live_epochs} epochs {LIVE_INTERVAL_S:g} s apart, {missed} never "
                     f"drawn; a plain SSE client beside: median / p95 {sse}; CPU cores busy: "
-                    f"{busy}; opening took {open_s:.0f} s",
+                    f"{busy} (browser idle: {idle:.2f}); opening took {open_s:.0f} s",
                 )
             )
     finally:
@@ -818,7 +842,7 @@ def run(args: argparse.Namespace, sizes: Sizes, only: set[str], mlflow: bool) ->
     rows: list[str] = []
     with platform() as pf, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        pages = Pages(browser, "no-preference" if args.motion else "reduce")
+        pages = Pages(browser, "no-preference" if args.motion else "reduce", floor=args.floor)
         args.chromium = browser.version
         try:
             if "sessions" in only:
@@ -871,6 +895,9 @@ def main() -> None:
     parser.add_argument("--loads", type=int, help=f"timed cold loads a page (default {FULL.loads})")
     parser.add_argument("--skip-mlflow", action="store_true")
     parser.add_argument("--motion", action="store_true", help="pages without reduced motion")
+    parser.add_argument(
+        "--floor", action="store_true", help="live pages show the loss chart alone (a floor)"
+    )
     parser.add_argument(
         "--only", default="sessions,session,live", help="comma-separated: sessions,session,live"
     )

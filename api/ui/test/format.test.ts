@@ -7,6 +7,8 @@ import {
   formatNumber,
   formatPercent,
   formatRelative,
+  durationTick,
+  relativeTick,
   shortHash,
 } from "../src/lib/format";
 
@@ -87,5 +89,34 @@ describe("shortHash", () => {
   it("keeps the head and tail of a long hash", () => {
     expect(shortHash("0458964e25841065606eee76dff34b4be045ed46be9c86887f88c7c3943683d7")).toBe("0458964e…83d7");
     expect(shortHash("abc")).toBe("abc");
+  });
+});
+
+describe("clock ticks", () => {
+  // A tick may lag a text by at most a sixth of the unit the text shows: a page re-renders a
+  // running session's duration every second only while it shows seconds.
+  const units = (text: string) => (/\d+s$/.test(text) ? 1000 : /\d+m$/.test(text) ? 60_000 : 3_600_000);
+
+  it("durations tick as often as their text shows", () => {
+    for (let ms = 0; ms < 3 * 86_400_000; ms += 7_919) {
+      const text = formatDuration(ms);
+      const unit = units(text);
+      expect(durationTick(ms)).toBeLessThanOrEqual(unit / 6 > 1000 ? unit / 6 : 1000);
+      // and no more often than needed: the text does not change within the tick
+      if (durationTick(ms) > 1000) expect(formatDuration(ms - (ms % unit))).toBe(text);
+    }
+    expect(durationTick(null)).toBe(1000);
+  });
+
+  it("relative times tick as often as their text shows", () => {
+    const t = Date.parse("2026-01-01T00:00:00Z");
+    for (let age = 0; age < 2 * 86_400_000; age += 6_133) {
+      const text = formatRelative(new Date(t).toISOString(), t + age);
+      const tick = relativeTick(age);
+      if (/\ds ago$|just now/.test(text)) expect(tick).toBe(1000);
+      else if (/min ago$/.test(text)) expect(tick).toBeLessThanOrEqual(30_000);
+      else expect(tick).toBeLessThanOrEqual(300_000);
+    }
+    expect(relativeTick(-90_000)).toBe(30_000); // "in 1 min": the future ticks alike
   });
 });

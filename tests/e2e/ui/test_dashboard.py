@@ -174,6 +174,8 @@ def test_create_and_start_from_the_form_then_watch_it_train_and_stop_it(
     expect(page.get_by_test_id("log-following")).to_be_visible()
     expect(page.get_by_test_id("log")).to_contain_text("epoch 1/400")
     assert status_on(page) == "running"
+    # The step chart refreshes while it can be seen (below the epoch charts here): scroll to it.
+    page.get_by_test_id("step-info").scroll_into_view_if_needed()
     wait_for(lambda: count(page, "step-points") > 0, 60, "the step chart's points")
     shot(page, "session-running")
 

@@ -5,7 +5,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 
 import { call, canWrite } from "../api";
 import { href } from "../router";
-import { ErrorNote, RelTime, usePoll, useNow } from "./ui";
+import { ErrorNote, RelTime, usePoll } from "./ui";
 
 export function Bell() {
   const [open, setOpen] = useState(false);
@@ -13,7 +13,6 @@ export function Bell() {
   const [unread, setUnread] = useState(0);
   const [error, setError] = useState<unknown>(null);
   const panel = useRef<HTMLDivElement>(null);
-  const now = useNow(15_000);
 
   const load = async () => {
     const list = await call((c) => c.notificationList({ limit: 30 }));
@@ -106,7 +105,7 @@ export function Bell() {
                         {sessionId ? <a href={href(`/sessions/${encodeURIComponent(sessionId)}`)}>{n.message}</a> : n.message}
                       </div>
                       <div class="subtle small">
-                        {n.type} · <RelTime iso={n.created_at} now={now} />
+                        {n.type} · <RelTime iso={n.created_at} />
                       </div>
                     </div>
                     {!n.read && canWrite() && (

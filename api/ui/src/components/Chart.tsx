@@ -1,5 +1,7 @@
 // A uPlot chart that follows its container's width and the light/dark scheme. Data changes
-// redraw in place (no new chart); `xRange` pins the x scale (the step chart's view).
+// redraw in place (no new chart); `xRange` pins the x scale (the step chart's view). A chart
+// scrolled out of view keeps its newest data and draws it when it comes back: a live page
+// draws only what can be seen (software-composited pages paid for every chart each epoch).
 import { useEffect, useRef } from "preact/hooks";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
@@ -27,6 +29,8 @@ export interface ChartProps {
   onWheel?: (kind: "zoom" | "pan", amount: number, anchor: number) => void;
   /** The plotting area's width in CSS pixels, whenever it changes. */
   onWidth?: (px: number) => void;
+  /** Whether the chart is on screen (or near it), whenever that changes. */
+  onVisible?: (visible: boolean) => void;
   xTime?: boolean;
   label: string;
 }
@@ -40,6 +44,8 @@ export function Chart(props: ChartProps) {
   const plot = useRef<uPlot | null>(null);
   const latest = useRef(props);
   latest.current = props;
+  const visible = useRef(true);
+  const stale = useRef(false); // data changed while out of view
   const theme = useStore(scheme);
   const seriesKey = props.series.map((s) => `${s.label}:${s.color}`).join("|");
   const height = props.height ?? 220;
@@ -122,7 +128,22 @@ export function Chart(props: ChartProps) {
       latest.current.onWidth?.(Math.max(2, w - 64));
     });
     observer.observe(box);
+    const sight = new IntersectionObserver(
+      (entries) => {
+        const now = entries[entries.length - 1]!.isIntersecting;
+        if (now === visible.current) return;
+        visible.current = now;
+        if (now && stale.current) {
+          stale.current = false;
+          draw(u, latest.current);
+        }
+        latest.current.onVisible?.(now);
+      },
+      { rootMargin: "200px 0px" },
+    );
+    sight.observe(box);
     return () => {
+      sight.disconnect();
       observer.disconnect();
       u.over.removeEventListener("wheel", onWheel);
       u.destroy();
@@ -133,11 +154,16 @@ export function Chart(props: ChartProps) {
   useEffect(() => {
     const u = plot.current;
     if (!u) return;
-    u.setData(props.data, !props.xRange);
-    if (props.xRange) u.setScale("x", props.xRange);
+    if (visible.current) draw(u, props);
+    else stale.current = true;
   }, [props.data, props.xRange]);
 
   return <div class="chart" ref={el} role="img" aria-label={props.label} />;
+}
+
+function draw(u: uPlot, props: ChartProps): void {
+  u.setData(props.data, !props.xRange);
+  if (props.xRange) u.setScale("x", props.xRange);
 }
 
 /**

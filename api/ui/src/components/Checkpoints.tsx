@@ -4,14 +4,13 @@ import { useState } from "preact/hooks";
 
 import { auth, call, canWrite, client } from "../api";
 import { formatBytes, formatNumber, shortHash } from "../lib/format";
-import { Card, Confirm, Empty, ErrorNote, RelTime, useNow } from "./ui";
+import { Card, Confirm, Empty, ErrorNote, RelTime } from "./ui";
 
 export function Checkpoints({ items, error, onChanged }: { items: Checkpoint[] | null; error: unknown; onChanged: () => void }) {
   const [deleting, setDeleting] = useState<Checkpoint | null>(null);
   const [downloadError, setDownloadError] = useState<unknown>(null);
   const [busy, setBusy] = useState<string | null>(null);
   const [all, setAll] = useState(false);
-  const now = useNow(15_000);
   const a = auth.get();
   const keyed = a.state === "in" && a.me.auth_enabled;
 
@@ -78,7 +77,7 @@ export function Checkpoints({ items, error, onChanged }: { items: Checkpoint[] |
                     {shortHash(c.sha256)}
                   </td>
                   <td class="nowrap">
-                    <RelTime iso={c.created_at} now={now} />
+                    <RelTime iso={c.created_at} />
                   </td>
                   <td class="actions-col">
                     {keyed ? (

@@ -11,10 +11,10 @@ type Field = "utilization_percent" | "memory_percent" | "power_watts";
 
 export function GpuPanel({ sessionId, live }: { sessionId: string; live: boolean }) {
   const [samples, setSamples] = useState<GpuSample[]>([]);
-  // Every 5 s while it trains; once for a session that has ended.
-  usePoll(async () => setSamples((await call((c) => c.sessionGpu(sessionId, { limit: 120 }))).samples), live ? 5000 : 3_600_000, [
-    sessionId,
-  ]);
+  // Every 5 s while it trains on GPUs; every 10 s while it trains and has reported none (a CPU
+  // run, or one yet to report); once when it has ended.
+  const period = !live ? 3_600_000 : samples.length > 0 ? 5000 : 10_000;
+  usePoll(async () => setSamples((await call((c) => c.sessionGpu(sessionId, { limit: 120 }))).samples), period, [sessionId]);
   const gpus = useMemo(() => [...new Set(samples.flatMap((s) => s.gpus.map((g) => g.index)))].sort((a, b) => a - b), [samples]);
   if (samples.length === 0) return null;
   const last = samples[samples.length - 1]!;

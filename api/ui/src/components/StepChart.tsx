@@ -11,7 +11,10 @@ import { isWhole, pan, selection, stepRequest, zoom, type Range } from "../lib/r
 import { Chart, PALETTE } from "./Chart";
 import { Card, ErrorNote } from "./ui";
 
-export function StepChart({ sessionId, metric = "train_loss", tick }: { sessionId: string; metric?: string; tick: number }) {
+/** Live runs re-read the whole-run view this often (while the chart can be seen). */
+export const STEP_REFRESH_MS = 5000;
+
+export function StepChart({ sessionId, metric = "train_loss", live }: { sessionId: string; metric?: string; live: boolean }) {
   const [width, setWidth] = useState(0);
   const [view, setView] = useState<Range | null>(null);
   const [bounds, setBounds] = useState<Range | null>(null);
@@ -19,22 +22,48 @@ export function StepChart({ sessionId, metric = "train_loss", tick }: { sessionI
   const [error, setError] = useState<unknown>(null);
   const [loading, setLoading] = useState(false);
   const latestRequest = useRef(0);
+  const [visible, setVisible] = useState(true);
+  const shown = useRef(""); // the view and width the chart shows (a live refresh keeps them)
 
-  // New epochs refresh the whole-run view, at most once a second: a fast run must not keep
-  // replacing a request before it answers.
-  const liveTick = useThrottled(tick, 1000);
+  // While the session runs, the whole-run view is re-read every STEP_REFRESH_MS, on the
+  // chart's own clock: steps arrive all through an epoch (not only at its end), and open pages
+  // refresh at different moments, not all at once on each epoch. Not while scrolled out of
+  // view; once more when the run ends, so the chart holds its last steps.
+  const [refresh, setRefresh] = useState(0);
+  const away = useRef(false); // scrolled out of view while live: it missed refreshes
+  useEffect(() => {
+    if (!live) return;
+    if (!visible) {
+      away.current = true;
+      return;
+    }
+    if (away.current) {
+      away.current = false;
+      setRefresh((n) => n + 1);
+    }
+    const timer = setInterval(() => setRefresh((n) => n + 1), STEP_REFRESH_MS);
+    return () => clearInterval(timer);
+  }, [live, visible]);
+  const wasLive = useRef(live);
+  useEffect(() => {
+    if (wasLive.current && !live) setRefresh((n) => n + 1);
+    wasLive.current = live;
+  }, [live]);
 
   // Fetch what the view shows (after a short pause, so a burst of wheel zooms is one request);
   // an answer to an older request than the latest is dropped.
   useEffect(() => {
     if (width <= 0) return;
     const req = stepRequest(view, bounds, width);
+    const key = JSON.stringify([view, width]);
     const timer = setTimeout(() => {
       const id = ++latestRequest.current;
-      setLoading(true);
+      // A spinner for a new view, not for the live refresh of the one shown.
+      if (key !== shown.current) setLoading(true);
       call((c) => c.stepHistory(sessionId, { metricName: metric, ...req }))
         .then((h) => {
           if (id !== latestRequest.current) return;
+          shown.current = key;
           setData(h);
           setError(null);
           if (req.startStep === undefined && h.steps.length) setBounds({ min: h.steps[0]!, max: h.steps[h.steps.length - 1]! });
@@ -47,7 +76,7 @@ export function StepChart({ sessionId, metric = "train_loss", tick }: { sessionI
         });
     }, 60);
     return () => clearTimeout(timer);
-  }, [sessionId, metric, width, view, isWhole(view, bounds) ? liveTick : 0]);
+  }, [sessionId, metric, width, view, isWhole(view, bounds) ? refresh : 0]);
 
   const chartData = useMemo<[number[], (number | null)[]]>(() => (data ? [data.steps, data.values] : [[], []]), [data]);
   const whole = isWhole(view, bounds);
@@ -109,6 +138,7 @@ export function StepChart({ sessionId, metric = "train_loss", tick }: { sessionI
             apply(kind === "zoom" ? zoom(current, bounds, amount, anchor) : pan(current, bounds, amount));
           }}
           onWidth={setWidth}
+          onVisible={setVisible}
         />
         {!hasData && !loading && <div class="chart-empty">No step metrics yet.</div>}
       </div>
@@ -127,24 +157,4 @@ export function StepChart({ sessionId, metric = "train_loss", tick }: { sessionI
       </div>
     </Card>
   );
-}
-
-/** `value`, changing at most once per `ms` (the last change always lands). */
-function useThrottled<T>(value: T, ms: number): T {
-  const [out, setOut] = useState(value);
-  const last = useRef(0);
-  useEffect(() => {
-    const wait = last.current + ms - Date.now();
-    const apply = () => {
-      last.current = Date.now();
-      setOut(value);
-    };
-    if (wait <= 0) {
-      apply();
-      return;
-    }
-    const timer = setTimeout(apply, wait);
-    return () => clearTimeout(timer);
-  }, [value, ms]);
-  return out;
 }

@@ -2,17 +2,59 @@
 import type { ComponentChildren } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 
-import { formatAbsolute, formatPercent, formatRelative } from "../lib/format";
+import { createStore, type Store } from "../lib/store";
+
+import { formatAbsolute, formatPercent, formatRelative, parseTime, relativeTick } from "../lib/format";
+
+// One interval per period for the whole page: every clock of a period ticks in the same task,
+// so a page's relative times and durations re-render in one frame, not one frame each.
+const clocks = new Map<number, { store: Store<number>; users: number; timer: ReturnType<typeof setInterval> }>();
+
+function clockOf(ms: number): Store<number> {
+  let clock = clocks.get(ms);
+  if (!clock) {
+    const store = createStore(Date.now());
+    clock = { store, users: 0, timer: setInterval(() => store.set(Date.now()), ms) };
+    clocks.set(ms, clock);
+  }
+  clock.users++;
+  return clock.store;
+}
+
+function releaseClock(ms: number): void {
+  const clock = clocks.get(ms);
+  if (clock && --clock.users === 0) {
+    clearInterval(clock.timer);
+    clocks.delete(ms);
+  }
+}
 
 /** The current time, re-read every `ms` (relative times and durations tick). */
 export function useNow(ms = 1000): number {
   const [now, setNow] = useState(Date.now());
   useEffect(() => {
-    const timer = setInterval(() => setNow(Date.now()), ms);
-    return () => clearInterval(timer);
+    const store = clockOf(ms);
+    setNow(store.get());
+    const unsubscribe = store.subscribe(setNow);
+    return () => {
+      unsubscribe();
+      releaseClock(ms);
+    };
   }, [ms]);
   return now;
 }
+
+/**
+ * What depends on the clock, re-rendered alone each tick: a page that shows a ticking
+ * duration does not re-render (its tables, its charts' props) every second for it.
+ */
+export function Ticking({ every = 1000, children }: { every?: number | ((now: number) => number); children: (now: number) => ComponentChildren }) {
+  const [period, setPeriod] = useState(() => (typeof every === "number" ? every : every(Date.now())));
+  const now = useNow(period);
+  useEffect(() => setPeriod(typeof every === "number" ? every : every(now)), [every, now]);
+  return <>{children(now)}</>;
+}
+
 
 /** Runs `fn` now and every `ms` while mounted (and `enabled`); never two at once. */
 export function usePoll(fn: () => Promise<unknown>, ms: number, deps: unknown[], enabled = true): void {
@@ -61,8 +103,15 @@ export function Progress({ value, status }: { value: number; status?: string }) 
   );
 }
 
-/** A time as "5 min ago", the exact local time on hover. */
-export function RelTime({ iso, now }: { iso: string | null | undefined; now: number }) {
+/**
+ * A time as "5 min ago", the exact local time on hover. It ticks by itself, as often as its
+ * text can change: every second for the first minute, then every 30 s, then every 5 min.
+ */
+export function RelTime({ iso }: { iso: string | null | undefined }) {
+  const t = parseTime(iso);
+  const [period, setPeriod] = useState(() => relativeTick(t === null ? null : Date.now() - t));
+  const now = useNow(period);
+  useEffect(() => setPeriod(relativeTick(t === null ? null : now - t)), [t, now]);
   if (!iso) return <span class="muted">—</span>;
   return (
     <time dateTime={iso} title={formatAbsolute(iso)}>

@@ -44,6 +44,14 @@ export function formatDuration(ms: number | null | undefined): string {
   return `${Math.floor(h / 24)}d ${h % 24}h`;
 }
 
+/**
+ * How often formatDuration(ms)'s text can change, for a clock that re-renders it: every second
+ * under an hour; then it shows minutes (a 10 s tick lags them at most 10 s), then hours.
+ */
+export function durationTick(ms: number | null): number {
+  return ms === null || ms < 3_600_000 ? 1000 : ms < 86_400_000 ? 10_000 : 60_000;
+}
+
 /** Milliseconds since the epoch of an ISO time, or null. */
 export function parseTime(iso: string | null | undefined): number | null {
   if (!iso) return null;
@@ -68,6 +76,15 @@ export function formatRelative(iso: string | null | undefined, now: number): str
 }
 
 const pad = (n: number) => String(n).padStart(2, "0");
+
+/**
+ * How often formatRelative's text for a time `ageMs` away can change: seconds in the first
+ * minute, then minutes (a 30 s tick), then hours and days (5 min).
+ */
+export function relativeTick(ageMs: number | null): number {
+  const age = ageMs === null ? Infinity : Math.abs(ageMs);
+  return age < 60_000 ? 1000 : age < 3_600_000 ? 30_000 : 300_000;
+}
 
 /** Local date and time, "2025-12-19 10:30:05" (for a title on hover, and old dates). */
 export function formatAbsolute(iso: string | null | undefined): string {

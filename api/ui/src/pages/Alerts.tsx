@@ -5,7 +5,7 @@ import { APIStatusError } from "@pivot/client";
 import { useState } from "preact/hooks";
 
 import { auth, call, canWrite } from "../api";
-import { Card, Confirm, Empty, ErrorNote, RelTime, SeverityBadge, usePoll, useNow } from "../components/ui";
+import { Card, Confirm, Empty, ErrorNote, RelTime, SeverityBadge, usePoll } from "../components/ui";
 import { fieldErrors, type FieldError } from "../lib/config";
 import { formatNumber } from "../lib/format";
 import { href, navigate, useLocation } from "../router";
@@ -37,7 +37,6 @@ export function AlertsPage() {
   const [error, setError] = useState<unknown>(null);
   const [acting, setActing] = useState<{ alert: Alert; kind: "acknowledge" | "resolve" } | null>(null);
   const [deleting, setDeleting] = useState<AlertRule | null>(null);
-  const now = useNow(5000);
   const writable = canWrite();
 
   const load = async () => {
@@ -126,7 +125,7 @@ export function AlertsPage() {
                       {a.threshold !== null && a.threshold !== undefined && <span class="subtle"> / {formatNumber(a.threshold)}</span>}
                     </td>
                     <td class="nowrap">
-                      <RelTime iso={a.triggered_at} now={now} />
+                      <RelTime iso={a.triggered_at} />
                     </td>
                     <td>
                       <span class={`badge alert-${a.status}`} data-testid="alert-status">

@@ -3,7 +3,7 @@
 import type { Checkpoint, Session, SessionEvent, TrainingEvent } from "@pivot/client";
 import { NotFoundError } from "@pivot/client";
 import { dump } from "js-yaml";
-import { useCallback, useEffect, useRef, useState } from "preact/hooks";
+import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
 
 import { call, canWrite, client, trackStream } from "../api";
 import { Checkpoints } from "../components/Checkpoints";
@@ -11,8 +11,8 @@ import { EpochCharts } from "../components/EpochCharts";
 import { GpuPanel } from "../components/GpuPanel";
 import { LogPanel } from "../components/LogPanel";
 import { StepChart } from "../components/StepChart";
-import { Card, Confirm, Empty, ErrorNote, Progress, RelTime, Spinner, StatusBadge, Tags, usePoll, useNow } from "../components/ui";
-import { formatAbsolute, formatDuration, formatNumber } from "../lib/format";
+import { Card, Confirm, Empty, ErrorNote, Progress, RelTime, Spinner, StatusBadge, Tags, Ticking, usePoll } from "../components/ui";
+import { durationTick, formatAbsolute, formatDuration, formatNumber } from "../lib/format";
 import { mergePoints, seriesOf, type Point, type Series } from "../lib/series";
 import { advance, durationMs, etaMs, isFinal } from "../lib/session";
 import { href } from "../router";
@@ -27,10 +27,10 @@ export function SessionPage({ id }: { id: string }) {
   const [checkpointError, setCheckpointError] = useState<unknown>(null);
   const [events, setEvents] = useState<SessionEvent[] | null>(null);
   const [eventsError, setEventsError] = useState<unknown>(null);
-  const [tick, setTick] = useState(0); // new epochs seen live: the step chart refreshes
   const [confirm, setConfirm] = useState<"start" | "stop" | null>(null);
-  const now = useNow(1000);
   const final = session ? isFinal(session.status) : true;
+  // A live epoch moves the session on (a new object, the same config): not a new YAML.
+  const configYaml = useMemo(() => (session ? dump(session.config, { lineWidth: 100, noRefs: true }) : ""), [session?.config]);
 
   const loadSession = useCallback(async () => {
     try {
@@ -69,8 +69,11 @@ export function SessionPage({ id }: { id: string }) {
     });
   }, []);
 
-  // The state itself: polled while it may change without a trainer event (pending, created).
-  usePoll(loadSession, 5000, [id], !final || session === null);
+  // The state itself: polled while it may change without a trainer event (created, pending:
+  // every 5 s); while it runs, its stream brings epochs and status changes, and a slow poll
+  // only refreshes the rest (conditions, message).
+  const running = session?.status === "running";
+  usePoll(loadSession, running ? 30_000 : 5000, [id, running], !final || session === null);
   useEffect(() => {
     void loadCheckpoints();
     void loadEvents();
@@ -107,7 +110,6 @@ export function SessionPage({ id }: { id: string }) {
             if (!NOT_METRICS.has(key) && (typeof value === "number" || value === null)) points[key] = [[epoch, value]];
           }
           merge(points);
-          setTick((t) => t + 1);
           // Epoch, progress and metrics from the record itself; the 5 s poll and the status
           // events bring the rest.
           setSession((prev) => (prev === null ? prev : advance(prev, epoch, record, NOT_METRICS)));
@@ -147,7 +149,6 @@ export function SessionPage({ id }: { id: string }) {
   if (!session) return error ? <div class="page"><ErrorNote error={error} /></div> : <Spinner label="Loading session…" />;
 
   const s = session;
-  const eta = etaMs(s, now);
   const replicas = Number((s.config as { replicas?: unknown }).replicas ?? 1) || 1;
   const writable = canWrite();
   const canStart = writable && (s.status === "created" || s.status === "stopped");
@@ -195,11 +196,20 @@ export function SessionPage({ id }: { id: string }) {
         </div>
         <div class="stat">
           <div class="stat-label">ETA</div>
-          <div class="stat-value" data-testid="eta">{eta === null ? (live ? "estimating…" : "—") : formatDuration(eta)}</div>
+          <div class="stat-value" data-testid="eta">
+            <Ticking every={(now) => durationTick(etaMs(s, now))}>
+              {(now) => {
+                const eta = etaMs(s, now);
+                return eta === null ? (live ? "estimating…" : "—") : formatDuration(eta);
+              }}
+            </Ticking>
+          </div>
         </div>
         <div class="stat">
           <div class="stat-label">Duration</div>
-          <div class="stat-value">{formatDuration(durationMs(s, now))}</div>
+          <div class="stat-value">
+            <Ticking every={(now) => durationTick(durationMs(s, now))}>{(now) => formatDuration(durationMs(s, now))}</Ticking>
+          </div>
         </div>
         <div class="stat">
           <div class="stat-label">val_loss</div>
@@ -208,7 +218,7 @@ export function SessionPage({ id }: { id: string }) {
         <div class="stat">
           <div class="stat-label">Created</div>
           <div class="stat-value small">
-            <RelTime iso={s.created_at} now={now} />
+            <RelTime iso={s.created_at} />
           </div>
           <div class="subtle small">{s.started_at ? `started ${formatAbsolute(s.started_at)}` : "not started"}</div>
         </div>
@@ -226,17 +236,17 @@ export function SessionPage({ id }: { id: string }) {
           <Empty>{live ? "Waiting for the first epoch…" : "No epoch metrics."}</Empty>
         </Card>
       )}
-      {s.status !== "created" && <StepChart sessionId={id} tick={tick} />}
+      {s.status !== "created" && <StepChart sessionId={id} live={live} />}
       <GpuPanel sessionId={id} live={live} />
       <div class="two-col">
         <Checkpoints items={checkpoints} error={checkpointError} onChanged={() => void loadCheckpoints()} />
         <Card title="Config" id="config">
-          <pre class="yaml" data-testid="config-yaml">{dump(s.config, { lineWidth: 100, noRefs: true })}</pre>
+          <pre class="yaml" data-testid="config-yaml">{configYaml}</pre>
         </Card>
       </div>
       {s.status !== "created" && <LogPanel sessionId={id} live={live} replicas={replicas} />}
-      <ConditionsCard conditions={s.conditions ?? []} now={now} />
-      <EventsCard events={events} error={eventsError} now={now} />
+      <ConditionsCard conditions={s.conditions ?? []} />
+      <EventsCard events={events} error={eventsError} />
 
       {confirm && (
         <Confirm
@@ -266,7 +276,7 @@ export function SessionPage({ id }: { id: string }) {
 }
 
 /** The CR's conditions (`kubectl describe ts`): what the operator last concluded, and why. */
-function ConditionsCard({ conditions, now }: { conditions: Session["conditions"]; now: number }) {
+function ConditionsCard({ conditions }: { conditions: Session["conditions"] }) {
   if (!conditions || conditions.length === 0) return null;
   return (
     <Card title="Conditions" id="conditions">
@@ -291,7 +301,7 @@ function ConditionsCard({ conditions, now }: { conditions: Session["conditions"]
                 <td>{c.reason ?? ""}</td>
                 <td class="wrap">{c.message ?? ""}</td>
                 <td class="nowrap">
-                  <RelTime iso={c.last_transition_time ?? null} now={now} />
+                  <RelTime iso={c.last_transition_time ?? null} />
                 </td>
               </tr>
             ))}
@@ -302,7 +312,7 @@ function ConditionsCard({ conditions, now }: { conditions: Session["conditions"]
   );
 }
 
-function EventsCard({ events, error, now }: { events: SessionEvent[] | null; error: unknown; now: number }) {
+function EventsCard({ events, error }: { events: SessionEvent[] | null; error: unknown }) {
   return (
     <Card title="Events" id="events">
       <ErrorNote error={error} />
@@ -334,7 +344,7 @@ function EventsCard({ events, error, now }: { events: SessionEvent[] | null; err
                   <td class="wrap">{e.message}</td>
                   <td class="num">{e.count}</td>
                   <td class="nowrap">
-                    <RelTime iso={e.last_timestamp ?? e.first_timestamp} now={now} />
+                    <RelTime iso={e.last_timestamp ?? e.first_timestamp} />
                   </td>
                 </tr>
               ))}

@@ -4,9 +4,9 @@ import type { Session } from "@pivot/client";
 import { useMemo, useState } from "preact/hooks";
 
 import { canWrite } from "../api";
-import { Card, Empty, Progress, RelTime, Spinner, StatusBadge, Tags, useNow } from "../components/ui";
-import { formatDuration, formatNumber } from "../lib/format";
-import { durationMs, bestMetric } from "../lib/session";
+import { Card, Empty, Progress, RelTime, Spinner, StatusBadge, Tags, Ticking } from "../components/ui";
+import { durationTick, formatDuration, formatNumber } from "../lib/format";
+import { durationMs, bestMetric, isFinal } from "../lib/session";
 import {
   allTags,
   filterSessions,
@@ -28,7 +28,6 @@ export function SessionsPage() {
   const error = useStore(feedError);
   const { query } = useLocation();
   const { filters, page } = filtersFromQuery(query);
-  const now = useNow(1000);
   const [selected, setSelected] = useState<string[]>([]);
 
   const sorted = useMemo(() => sortedSessions(list), [list]);
@@ -143,7 +142,7 @@ export function SessionsPage() {
               </thead>
               <tbody>
                 {shown.items.map((s) => (
-                  <SessionRow key={s.session_id} s={s} now={now} selected={selected.includes(s.session_id)} onToggle={toggle} />
+                  <SessionRow key={s.session_id} s={s} selected={selected.includes(s.session_id)} onToggle={toggle} />
                 ))}
               </tbody>
             </table>
@@ -170,7 +169,7 @@ export function SessionsPage() {
   );
 }
 
-function SessionRow({ s, now, selected, onToggle }: { s: Session; now: number; selected: boolean; onToggle: (id: string) => void }) {
+function SessionRow({ s, selected, onToggle }: { s: Session; selected: boolean; onToggle: (id: string) => void }) {
   const best = bestMetric(s);
   const valLoss = s.latest_metrics?.val_loss;
   return (
@@ -206,9 +205,15 @@ function SessionRow({ s, now, selected, onToggle }: { s: Session; now: number; s
         <Tags tags={s.tags} />
       </td>
       <td class="nowrap">
-        <RelTime iso={s.created_at} now={now} />
+        <RelTime iso={s.created_at} />
       </td>
-      <td class="num nowrap">{formatDuration(durationMs(s, now))}</td>
+      <td class="num nowrap">
+        {isFinal(s.status) || !s.started_at ? (
+          formatDuration(durationMs(s, Date.now()))
+        ) : (
+          <Ticking every={(now) => durationTick(durationMs(s, now))}>{(now) => formatDuration(durationMs(s, now))}</Ticking>
+        )}
+      </td>
     </tr>
   );
 }

@@ -44,6 +44,7 @@ from pivot_client.types import (
     CheckpointList,
     ConfigList,
     CreatedSession,
+    DeploySpec,
     Health,
     LiveEvent,
     LiveMetrics,
@@ -107,9 +108,9 @@ class BaseClient(APIClient[H]):
         return Models(self)
 
     @endpoint
-    async def deploy_model(self, name: str, **spec: Any) -> ModelDetail:
-        """Serve a checkpoint: `models.deploy`'s arguments."""
-        return await _deploy(self, name, **spec)
+    async def deploy_model(self, name: str, **spec: Unpack[DeploySpec]) -> ModelDetail:
+        """Serve a checkpoint: `models.deploy`."""
+        return await _deploy(self, name, spec)
 
     @endpoint
     async def predict(
@@ -619,36 +620,13 @@ def _image_part(index: int, image: ImageInput) -> tuple[str, tuple[str, bytes, s
     return "file", (name, data, "image/png" if png else "application/octet-stream")
 
 
-async def _deploy(
-    client: APIClient[Any],
-    name: str,
-    *,
-    session_id: str | None = None,
-    checkpoint: str | None = None,
-    uri: str | None = None,
-    sha256: str | None = None,
-    replicas: int = 1,
-    max_batch_size: int | None = None,
-    max_delay_ms: float | None = None,
-    threshold: float | None = None,
-    compile: bool | None = None,
-    resources: ResourceSpec | None = None,
-) -> ModelDetail:
-    batching = drop_none({"max_batch_size": max_batch_size, "max_delay_ms": max_delay_ms})
-    body = drop_none(
-        {
-            "name": name,
-            "session_id": session_id,
-            "checkpoint": checkpoint,
-            "uri": uri,
-            "sha256": sha256,
-            "replicas": replicas,
-            "batching": batching or None,
-            "threshold": threshold,
-            "compile": compile,
-            "resources": resources,
-        }
-    )
+async def _deploy(client: APIClient[Any], name: str, spec: DeploySpec) -> ModelDetail:
+    # As a signature would: a misspelt argument is a TypeError, not a 422 from the server.
+    if unknown := spec.keys() - (DeploySpec.__required_keys__ | DeploySpec.__optional_keys__):
+        raise TypeError(f"deploy() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
+    fields: dict[str, Any] = {"replicas": 1, **spec}
+    batching = drop_none({k: fields.pop(k, None) for k in ("max_batch_size", "max_delay_ms")})
+    body = drop_none({"name": name, **fields, "batching": batching or None})
     return await client._call(ops.deploy_model, json=body)
 
 
@@ -667,37 +645,11 @@ class Models(Resource[C]):
     """Model servers: deploy a checkpoint, scale it, roll it to another, predict."""
 
     @endpoint
-    async def deploy(
-        self,
-        name: str,
-        *,
-        session_id: str | None = None,
-        checkpoint: str | None = None,
-        uri: str | None = None,
-        sha256: str | None = None,
-        replicas: int = 1,
-        max_batch_size: int | None = None,
-        max_delay_ms: float | None = None,
-        threshold: float | None = None,
-        compile: bool | None = None,
-        resources: ResourceSpec | None = None,
-    ) -> ModelDetail:
+    async def deploy(self, name: str, **spec: Unpack[DeploySpec]) -> ModelDetail:
         """Serve a session's checkpoint (`best`, `latest` or an id) or an S3 file with its
-        SHA-256, on `replicas` pods that batch requests arriving together."""
-        return await _deploy(
-            self._client,
-            name,
-            session_id=session_id,
-            checkpoint=checkpoint,
-            uri=uri,
-            sha256=sha256,
-            replicas=replicas,
-            max_batch_size=max_batch_size,
-            max_delay_ms=max_delay_ms,
-            threshold=threshold,
-            compile=compile,
-            resources=resources,
-        )
+        SHA-256, on `replicas` pods (1 unless given) that batch requests arriving together:
+        `DeploySpec` names the arguments."""
+        return await _deploy(self._client, name, spec)
 
     @endpoint
     async def list(self) -> ModelList:

@@ -67,6 +67,27 @@ class AlertRuleSpec(TypedDict, total=False):
     action: str | None
 
 
+class DeploySpec(TypedDict, total=False):
+    """What `models.deploy` and `deploy_model` take besides the server's name: a session's
+    checkpoint (`best`, `latest` or an id) or an S3 file (`uri`) with its SHA-256; the pods
+    (`replicas`, `resources`, `node_selector`, `tolerations`); request batching
+    (`max_batch_size`, `max_delay_ms`); the candidates' `threshold`; `compile` (torch.compile
+    on the server's device)."""
+
+    session_id: str | None
+    checkpoint: str | None
+    uri: str | None
+    sha256: str | None
+    replicas: int
+    max_batch_size: int | None
+    max_delay_ms: float | None
+    threshold: float | None
+    compile: bool | None
+    resources: ResourceSpec | None
+    node_selector: dict[str, str] | None
+    tolerations: list[TolerationSpec] | None
+
+
 class LiveMetrics(_models.MetricRecord):
     """One epoch record from a live stream (`stream_metrics`): a MetricRecord plus `loss`,
     the value the reference's examples print as "Loss" (the server's LiveMetricsEvent).

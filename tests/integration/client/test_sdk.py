@@ -22,6 +22,7 @@ from pivot_client import (
 )
 from pivot_local.platform import LocalPlatform
 from pivot_schema.crd import GROUP, PLURAL, VERSION
+from pivot_schema.modelserver import MS_PLURAL
 from tests.support.platform import TINY_CONFIG, logs_of
 
 from .servers import CuttingProxy
@@ -214,6 +215,49 @@ def test_placement_the_crd_would_refuse_raises_validation_error(client: PIVOTCli
     with pytest.raises(ValidationError) as caught:
         client.create_session(config=TINY_CONFIG, resources={"memory": "32 gigabytes"})
     assert caught.value.details["field"] == "resources.memory"
+
+
+def test_models_deploy_update_and_delete_through_the_sdk(
+    client: PIVOTClient, platform: LocalPlatform
+) -> None:
+    """What `deploy` sends is what the server holds (batching flattened back in its answer); a
+    misspelt argument fails before any request; errors map to their classes. No replicas: no
+    pod starts for the file, which does not exist."""
+    source: dict[str, Any] = {"uri": "s3://pivot-sdk/model.pth", "sha256": "ab" * 32}
+    with pytest.raises(TypeError, match=r"\breplica\b"):
+        client.models.deploy("sdk-model", replica=2, **source)  # type: ignore[call-arg]
+    with pytest.raises(NotFoundError):
+        client.models.get("sdk-model")
+
+    made = client.deploy_model(
+        "sdk-model",
+        replicas=0,
+        max_batch_size=8,
+        max_delay_ms=2.5,
+        threshold=0.6,
+        node_selector={"pool": "serving"},
+        **source,
+    )
+    assert (made.replicas, made.max_batch_size, made.max_delay_ms, made.threshold) == (
+        0, 8, 2.5, 0.6
+    )  # fmt: skip
+    assert made.uri == source["uri"]  # its sha256 is what Ready pods serve: none yet
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{platform.namespace}/{MS_PLURAL}/sdk-model"
+    with platform.http() as kube:
+        spec = kube.get(path).raise_for_status().json()["spec"]
+    assert spec["nodeSelector"] == {"pool": "serving"}
+    assert spec["source"]["sha256"] == source["sha256"]
+    assert "sdk-model" in [m.name for m in client.models.list().models]
+    with pytest.raises(ConflictError):
+        client.models.deploy("sdk-model", **source)
+    with pytest.raises(ValidationError) as refused:
+        client.models.update("sdk-model", checkpoint="another")  # a uri's model: deploy again
+    assert "uri" in str(refused.value)
+    assert client.models.update("sdk-model", replicas=0).replicas == 0
+
+    client.models.delete("sdk-model")
+    with pytest.raises(NotFoundError):
+        client.models.get("sdk-model")
 
 
 def test_start_twice_raises_conflict_and_stop_ends_wait(client: PIVOTClient) -> None:

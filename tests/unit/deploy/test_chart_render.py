@@ -306,6 +306,55 @@ def test_redis_network_policy_admits_trainer_pods_by_the_operators_label() -> No
     )
 
 
+def test_model_servers_take_predictions_only_from_the_api_in_every_watched_namespace() -> None:
+    """The policy selects the pods the operator labels as model servers, on the port their
+    container names, in each namespace sessions (and servers) run in; its one peer is the API
+    of the release's namespace, plus `modelServersFrom`."""
+    from pivot_operator.config import OperatorConfig
+    from pivot_operator.serving import Resolved, build_server_pod
+    from pivot_schema.modelserver import StoredModelServer
+
+    # A server pod as the operator builds it: the policy must select it, on its port's name.
+    server = StoredModelServer.model_validate(
+        {
+            "metadata": {"name": "lesions", "namespace": "training", "uid": "u", "generation": 1},
+            "spec": {"source": {"session": "sess-1"}, "replicas": 1},
+        }
+    )
+    resolved = Resolved("ckpt", "s3://pivot/checkpoints/sess-1/e3/model.pth", "a" * 64)
+    pod = build_server_pod(server, OperatorConfig(), "r" * 16, resolved)
+    (port,) = pod["spec"]["containers"][0]["ports"]
+
+    scraper = {"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}
+    docs = render(
+        {
+            "sessionNamespace": "training",
+            "operator": {"extraNamespaces": ["training-b"]},
+            "networkPolicy": {"modelServersFrom": [scraper]},
+        }
+    )
+    policies = [
+        p for p in of_kind(docs, "NetworkPolicy") if p["metadata"]["name"] == "pivot-model-servers"
+    ]
+    assert {p["metadata"]["namespace"] for p in policies} == {"training", "training-b"}
+    api_labels = one(docs, "Deployment", "pivot-api")["spec"]["selector"]["matchLabels"]
+    for policy in policies:
+        spec = policy["spec"]
+        selector = spec["podSelector"]["matchLabels"]
+        assert selector.items() <= pod["metadata"]["labels"].items()
+        (rule,) = spec["ingress"]
+        assert rule["ports"] == [{"port": port["name"], "protocol": "TCP"}]
+        api, extra = rule["from"]
+        assert api["podSelector"]["matchLabels"] == api_labels
+        assert api["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "pivot"}
+        assert extra == scraper
+    assert not [
+        p
+        for p in of_kind(render({"networkPolicy": {"enabled": False}}), "NetworkPolicy")
+        if p["metadata"]["name"] == "pivot-model-servers"
+    ]
+
+
 def test_generated_secret_values_are_strings() -> None:
     # stringData must be strings; a number here would be rejected by the API server.
     for secret in of_kind(render({"s3": {"accessKeyId": "1234"}}), "Secret"):

@@ -56,6 +56,8 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 # How long a server's Ready endpoints are reused before they are read again (a failure reads
 # them again at once).
 ENDPOINTS_TTL_S = 1.0
+# While a prediction waits for endpoints, reads this recent serve every request waiting.
+ENDPOINTS_POLL_S = 0.1
 RETRY_AFTER_S = "1"
 # How long a prediction waits for the endpoints of a server whose status has Ready replicas.
 ENDPOINTS_CATCH_UP_S = 3.0
@@ -155,6 +157,7 @@ class ModelService:
         self._namespace = namespace
         self._prefix = prefix
         self._endpoints: dict[str, _Endpoints] = {}
+        self._reading: dict[str, asyncio.Future[list[str]]] = {}  # one read a server at a time
         self._turn = itertools.count()
         # One pool for every server's pods: connections are reused across predictions.
         self._http = httpx.AsyncClient(
@@ -276,10 +279,21 @@ class ModelService:
 
     # ---- predictions -------------------------------------------------------------------------
 
-    async def _ready(self, name: str, *, fresh: bool) -> list[str]:
+    async def _ready(self, name: str, *, max_age: float = ENDPOINTS_TTL_S) -> list[str]:
+        """The addresses of the server's Ready pods, read at most `max_age` seconds ago. The
+        requests that need a new read share one (a rollout's burst of retries is one LIST)."""
         cached = self._endpoints.get(name)
-        if cached is not None and not fresh and time.monotonic() - cached.read_at < ENDPOINTS_TTL_S:
+        if cached is not None and time.monotonic() - cached.read_at <= max_age:
             return cached.addresses
+        reading = self._reading.get(name)
+        if reading is None:
+            reading = self._reading[name] = asyncio.ensure_future(self._read_endpoints(name))
+            reading.add_done_callback(
+                lambda done: self._reading.pop(name) if self._reading.get(name) is done else None
+            )
+        return await asyncio.shield(reading)
+
+    async def _read_endpoints(self, name: str) -> list[str]:
         body = await self._call(
             "reading the model's endpoints",
             self._discovery.list_namespaced_endpoint_slice(
@@ -318,19 +332,22 @@ class ModelService:
         self, name: str, body: bytes, content_type: str, query: str, *, ready_replicas: int = 0
     ) -> Forwarded:
         tried: set[str] = set()
-        fresh = False
+        max_age = ENDPOINTS_TTL_S
         # The server says a replica is Ready, the EndpointSlice may not list it yet (they are
-        # written a moment after the pod's status, on a cluster as here): wait that moment.
+        # written a moment after the pod's status, on a cluster as here): wait that moment,
+        # also after every pod listed has failed: in a rollout the old pod drains as soon as
+        # the new one is Ready, before the slice names the new one.
         patience = time.monotonic() + (ENDPOINTS_CATCH_UP_S if ready_replicas else 0.0)
-        for _round in range(3):
-            ready = [a for a in await self._ready(name, fresh=fresh) if a not in tried]
-            while not ready and not tried and time.monotonic() < patience:
-                await asyncio.sleep(0.1)
-                ready = await self._ready(name, fresh=True)
+        while True:
+            ready = [a for a in await self._ready(name, max_age=max_age) if a not in tried]
             if not ready:
-                if fresh:
+                if max_age > ENDPOINTS_POLL_S:
+                    max_age = 0.0  # what was cached may be stale: read at once
+                    continue
+                if time.monotonic() >= patience:
                     break
-                fresh = True
+                await asyncio.sleep(ENDPOINTS_POLL_S)
+                max_age = ENDPOINTS_POLL_S
                 continue
             start = next(self._turn) % len(ready)
             for address in ready[start:] + ready[:start]:
@@ -350,8 +367,7 @@ class ModelService:
                     resp.content,
                     resp.headers.get("content-type", "application/json"),
                 )
-            fresh = True  # what was read is stale: read the endpoints again
-            await asyncio.sleep(0)
+            max_age = 0.0  # what was read is stale: read the endpoints again
         raise ServiceUnavailableError(
             f"no replica of model {name} is ready; retry shortly",
             {"name": name, "tried": len(tried)},

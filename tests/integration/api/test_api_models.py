@@ -261,3 +261,51 @@ async def test_a_prediction_waits_a_moment_for_the_endpoints_of_a_ready_server(
     await task
     assert resp.status_code == 200, resp.text
     assert resp.json()["pod"] == pods[0].ip
+
+
+async def test_a_prediction_outlasts_a_rollout_whose_new_pod_the_slice_lists_late(
+    platform: Platform, pods: list[Pod]
+) -> None:
+    """A rollout: the new pod is Ready, so the old one drains (503), but the EndpointSlice
+    still lists only the old one for a moment. The request waits for the new pod instead of
+    failing (e2e: one 503 in 160 requests during a rollout under load)."""
+    http = platform.http
+    assert (await http.post("/api/v1/models", json={"name": "m", "session_id": "s"})).is_success
+    await platform.objects.patch_namespaced_custom_object_status(
+        GROUP,
+        VERSION,
+        platform.namespace,
+        MS_PLURAL,
+        "m",
+        {"status": {"phase": "Ready", "readyReplicas": 1}},
+        _content_type="application/merge-patch+json",
+    )
+    old, new = pods
+    old.status = 503  # draining
+    await endpoints(platform, "m", [(old, True)])
+
+    async def later() -> None:
+        await asyncio.sleep(0.5)
+        await endpoints(platform, "m", [(old, False), (new, True)])
+
+    task = asyncio.create_task(later())
+    answers = await asyncio.gather(
+        *(http.post("/api/v1/models/m/predict", content=b"x") for _ in range(8))
+    )
+    await task
+    assert [a.status_code for a in answers] == [200] * 8, [a.text for a in answers]
+    assert {a.json()["pod"] for a in answers} == {new.ip}
+
+    # A server with no Ready replica in its status does not wait: 503 at once.
+    await platform.objects.patch_namespaced_custom_object_status(
+        GROUP,
+        VERSION,
+        platform.namespace,
+        MS_PLURAL,
+        "m",
+        {"status": {"readyReplicas": 0}},
+        _content_type="application/merge-patch+json",
+    )
+    new.status = 503
+    resp = await http.post("/api/v1/models/m/predict", content=b"x")
+    assert resp.status_code == 503 and resp.json()["error"]["details"]["tried"] == 1

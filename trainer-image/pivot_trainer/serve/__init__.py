@@ -8,8 +8,9 @@ puts it in eval mode (bf16 autocast and channels_last on CUDA, torch.compile whe
 warm-up batch, and only then answers /ready with 200. POST /predict takes PNGs (8/16-bit
 grayscale) or .npy arrays, as multipart `file` parts, JSON with base64, or one raw body; the
 answer lists each image's lesion candidates, found as the trainer's val_froc finds them
-(model.find_candidates). SIGTERM turns /ready and new predictions to 503 at once, lets the
-requests in progress finish, and exits 0.
+(model.find_candidates). SIGTERM turns /ready to 503 at once, keeps answering predictions for
+a lame-duck period (3 s: the pod leaves its Service's endpoints meanwhile), then turns new ones
+to 503, lets the requests in progress finish, and exits 0.
 
 Threads: the event loop (HTTP, parsing, batching: batcher.py), one model thread (forward pass
 and candidates; torch releases the GIL in its kernels, so the loop keeps reading requests and

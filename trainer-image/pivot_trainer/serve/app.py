@@ -1,8 +1,10 @@
 """The HTTP server: routes, request parsing, readiness and draining, the process's lifecycle.
 
 States: loading (/ready 503; the port is open at once so that probes and /healthz answer
-while the checkpoint loads), ready, draining (SIGTERM: /ready and new predictions 503 at
-once, requests already in progress finish, then the process exits 0).
+while the checkpoint loads), ready, draining (SIGTERM: /ready 503 at once; predictions are
+still answered for the lame-duck period, PIVOT_SERVE_LAME_DUCK_S, 3 s, while the pod leaves its
+Service's endpoints; then new ones get 503, those in progress finish, and the process exits 0;
+a second signal ends the lame-duck period at once).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import signal
 import sys
@@ -51,7 +54,8 @@ RETRY_AFTER_S = 1
 OFFLOAD_BYTES = 256 * 1024
 OFFLOAD_IMAGES = 16
 OFFLOAD_PIXELS = 1 << 18
-# A draining server gives requests in progress this long; the pod's grace period is 30 s.
+# A draining server gives requests in progress this long; the pod's grace period is 30 s
+# (with the lame-duck period, at most 4 s).
 DRAIN_TIMEOUT_S = 25.0
 _CHUNK = 1 << 16
 _OUTCOMES = {200: "ok", 400: "invalid", 413: "too_large", 415: "unsupported", 503: "unavailable"}
@@ -72,6 +76,8 @@ class Server:
         self.metrics = ServeMetrics(settings.model, settings.checkpoint_id, settings.sha256)
         self.batcher: Batcher | None = None
         self.stop = asyncio.Event()
+        self.hurry = asyncio.Event()  # a second signal: no lame-duck period
+        self.lame_duck_until = 0.0  # monotonic; predictions are answered until then
         self.in_flight = 0
         self.idle = asyncio.Event()
         self.idle.set()
@@ -79,11 +85,29 @@ class Server:
         self.io_pool = ThreadPoolExecutor(2, thread_name_prefix="pivot-serve-io")
 
     def drain(self) -> None:
-        if self.state is not State.DRAINING:
-            print("pivot-serve: SIGTERM: draining", file=sys.stderr, flush=True)
+        if self.state is State.DRAINING:
+            self.lame_duck_until = 0.0
+            self.hurry.set()
+        else:
+            if self.state is State.READY:
+                self.lame_duck_until = time.monotonic() + self.settings.lame_duck_s
+            print(
+                f"pivot-serve: SIGTERM: not ready; serving {self.settings.lame_duck_s:g} s more "
+                "while the pod leaves its endpoints, then draining",
+                file=sys.stderr,
+                flush=True,
+            )
         self.state = State.DRAINING
         self.metrics.ready.set(0)
         self.stop.set()
+
+    def accepting(self) -> bool:
+        """Whether a new prediction is answered: ready, or draining in the lame-duck period."""
+        if self.batcher is None:
+            return False
+        return self.state is State.READY or (
+            self.state is State.DRAINING and time.monotonic() < self.lame_duck_until
+        )
 
     def identity(self) -> dict[str, Any]:
         s = self.settings
@@ -128,7 +152,8 @@ class Server:
                 self.idle.set()
 
     async def _predict(self, request: web.Request, t0: float) -> web.Response:
-        if self.state is not State.READY or self.batcher is None:
+        batcher = self.batcher
+        if batcher is None or not self.accepting():
             raise Unavailable(
                 f"the model server is {self.state.value}", {"state": self.state.value}
             )
@@ -139,7 +164,6 @@ class Server:
             arrays = await loop.run_in_executor(self.io_pool, _decode_all, raw_images, max_pixels)
         else:
             arrays = _decode_all(raw_images, max_pixels)
-        batcher = self.batcher
         done: list[Done] = await asyncio.gather(*(batcher.submit(a, want_mask) for a in arrays))
         if want_mask and sum(a.size for a in arrays) > OFFLOAD_PIXELS:
             encoded = await loop.run_in_executor(self.io_pool, _encode_masks, done)
@@ -387,7 +411,13 @@ async def serve(settings: ServeSettings) -> int:
         server.metrics.ready.set(1)
         print("pivot-serve: ready", flush=True)
         await stopping
-        # Draining: /ready and new requests say 503; let the ones in progress finish.
+        # Not ready, still answering (the lame-duck period), unless a second signal came.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                server.hurry.wait(), max(0.0, server.lame_duck_until - time.monotonic())
+            )
+        server.lame_duck_until = 0.0
+        # Draining: new requests say 503; let the ones in progress finish.
         try:
             await asyncio.wait_for(server.idle.wait(), DRAIN_TIMEOUT_S)
         except TimeoutError:

@@ -30,6 +30,10 @@ MAX_BYTES = "PIVOT_SERVE_MAX_BYTES"
 # pixels. A PNG compresses a huge blank image into a few KiB, so the body limit alone does not
 # bound what decoding and the model would allocate.
 MAX_PIXELS = "PIVOT_SERVE_MAX_PIXELS"
+# After SIGTERM a server says not ready at once but keeps serving this long, while Kubernetes
+# takes the pod out of its Service's endpoints (kube-proxy and the API learn of it a moment
+# later): a request routed to it meanwhile is answered, not refused. Then it drains.
+LAME_DUCK_S = "PIVOT_SERVE_LAME_DUCK_S"
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -38,6 +42,7 @@ DEFAULT_MAX_DELAY_MS = 5.0
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_MAX_BYTES = 16 * 2**20
 DEFAULT_MAX_PIXELS = 4096 * 4096
+DEFAULT_LAME_DUCK_S = 3.0
 
 _S3_URI = re.compile(r"^s3://(?P<bucket>[^/]+)/(?P<key>.+)$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -59,6 +64,7 @@ class ServeSettings:
     compile: bool = False
     max_bytes: int = DEFAULT_MAX_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
+    lame_duck_s: float = DEFAULT_LAME_DUCK_S
     device: str | None = None  # None: cuda when available
     s3_endpoint: str | None = None
     s3_region: str | None = None
@@ -120,6 +126,8 @@ def read_settings(environ: Mapping[str, str] | None = None) -> ServeSettings:
         compile=compile_raw in _TRUE,
         max_bytes=int(number(MAX_BYTES, DEFAULT_MAX_BYTES, 1, 2**31, True)),
         max_pixels=int(number(MAX_PIXELS, DEFAULT_MAX_PIXELS, 16, 2**31, True)),
+        # The pod's 30 s grace holds this and the drain (app.DRAIN_TIMEOUT_S).
+        lame_duck_s=number(LAME_DUCK_S, DEFAULT_LAME_DUCK_S, 0, 4, False),
         device=device,
         s3_endpoint=get(env_names.S3_ENDPOINT),
         s3_region=get(env_names.S3_REGION),

@@ -20,7 +20,7 @@ from pivot_schema import storage
 from pivot_trainer.data import VAL, make_split
 from pivot_trainer.froc import froc_curve, label_components
 from tests.integration.serve.serving import npy_bytes
-from tests.support.platform import wait_for_status
+from tests.support.platform import DemoRun
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -103,13 +103,10 @@ class Load:
 
 
 @pytest.fixture(scope="module")
-def trained(api: httpx.Client, platform: LocalPlatform) -> dict[str, Any]:
-    """The demo config (configs/train.yaml) trained to completion by the platform's trainer
-    (~45 s here)."""
-    body = {"config_path": "configs/train.yaml", "session_name": "to-serve"}
-    sid = api.post("/training/sessions", json=body).json()["session_id"]
-    assert api.post(f"/training/sessions/{sid}/start").status_code == 200
-    return wait_for_status(api, platform, sid, "completed", 400)
+def trained(demo_run: DemoRun) -> dict[str, Any]:
+    """The demo config (configs/train.yaml) trained to completion by the platform's trainer:
+    the e2e suite's one demo run (conftest.demo_run)."""
+    return demo_run.final
 
 
 def size_of(trained: dict[str, Any]) -> int:

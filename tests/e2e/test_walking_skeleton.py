@@ -21,7 +21,7 @@ from pivot_local.platform import REPO_ROOT, LocalPlatform
 from pivot_schema import storage
 from tests.support.platform import (
     TINY_CONFIG,
-    session_status,
+    DemoRun,
     trainer_pods,
     wait_for_status,
 )
@@ -43,25 +43,18 @@ def create_and_start(api: httpx.Client, **body: Any) -> str:
 
 
 def test_demo_config_trains_to_completion_over_http(
-    api: httpx.Client, platform: LocalPlatform
+    api: httpx.Client, platform: LocalPlatform, demo_run: DemoRun
 ) -> None:
-    resp = api.post(
-        "/training/sessions",
-        json={"config_path": "configs/train.yaml", "session_name": "e2e", "tags": ["e2e"]},
-    )
-    assert resp.status_code == 201, resp.text
-    created = resp.json()
+    created = demo_run.created
     assert created["status"] == "created"
     session_id = created["session_id"]
     demo = yaml.safe_load((REPO_ROOT / "configs" / "train.yaml").read_text())
     assert created["config"]["epochs"] == demo["epochs"]
-    assert session_status(api, session_id)["status"] == "created"
+    assert demo_run.read_back["status"] == "created"
+    assert demo_run.started["status"] == "running"
 
-    started = api.post(f"/training/sessions/{session_id}/start")
-    assert started.status_code == 200, started.text
-    assert started.json()["status"] == "running"
-
-    final = wait_for_status(api, platform, session_id, "completed", timeout=240)
+    final = demo_run.final
+    assert final["status"] == "completed"
     total = demo["epochs"]
     assert final["total_epochs"] == total
     assert final["current_epoch"] == total

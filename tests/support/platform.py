@@ -3,6 +3,7 @@ their pods, and the logs to print when something fails."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +66,14 @@ def wait_for_status(
     except AssertionError:
         print(logs_of(platform))
         raise
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """What the API said along the demo config's one run: created, read back, started, and
+    the session once completed."""
+
+    created: dict[str, Any]
+    read_back: dict[str, Any]
+    started: dict[str, Any]
+    final: dict[str, Any]

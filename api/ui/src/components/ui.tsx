@@ -2,9 +2,8 @@
 import type { ComponentChildren } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 
-import { createStore, type Store } from "../lib/store";
-
 import { formatAbsolute, formatPercent, formatRelative, parseTime, relativeTick } from "../lib/format";
+import { createStore, type Store } from "../lib/store";
 
 // One interval per period for the whole page: every clock of a period ticks in the same task,
 // so a page's relative times and durations re-render in one frame, not one frame each.
@@ -49,12 +48,20 @@ export function useNow(ms = 1000): number {
  * duration does not re-render (its tables, its charts' props) every second for it.
  */
 export function Ticking({ every = 1000, children }: { every?: number | ((now: number) => number); children: (now: number) => ComponentChildren }) {
-  const [period, setPeriod] = useState(() => (typeof every === "number" ? every : every(Date.now())));
-  const now = useNow(period);
-  useEffect(() => setPeriod(typeof every === "number" ? every : every(now)), [every, now]);
+  const now = useTicks(typeof every === "number" ? () => every : every);
   return <>{children(now)}</>;
 }
 
+/** The current time, re-read every `periodOf(now)` ms: a period that changes as time passes. */
+function useTicks(periodOf: (now: number) => number): number {
+  const [period, setPeriod] = useState(() => periodOf(Date.now()));
+  const now = useNow(period);
+  const next = periodOf(now);
+  useEffect(() => {
+    if (next !== period) setPeriod(next);
+  }, [next, period]);
+  return now;
+}
 
 /** Runs `fn` now and every `ms` while mounted (and `enabled`); never two at once. */
 export function usePoll(fn: () => Promise<unknown>, ms: number, deps: unknown[], enabled = true): void {
@@ -109,9 +116,7 @@ export function Progress({ value, status }: { value: number; status?: string }) 
  */
 export function RelTime({ iso }: { iso: string | null | undefined }) {
   const t = parseTime(iso);
-  const [period, setPeriod] = useState(() => relativeTick(t === null ? null : Date.now() - t));
-  const now = useNow(period);
-  useEffect(() => setPeriod(relativeTick(t === null ? null : now - t)), [t, now]);
+  const now = useTicks((at) => relativeTick(t === null ? null : at - t));
   if (!iso) return <span class="muted">—</span>;
   return (
     <time dateTime={iso} title={formatAbsolute(iso)}>

@@ -110,8 +110,8 @@ export function SessionPage({ id }: { id: string }) {
             if (!NOT_METRICS.has(key) && (typeof value === "number" || value === null)) points[key] = [[epoch, value]];
           }
           merge(points);
-          // Epoch, progress and metrics from the record itself; the 5 s poll and the status
-          // events bring the rest.
+          // Epoch, progress and metrics from the record itself; the status events and the
+          // slow poll bring the rest.
           setSession((prev) => (prev === null ? prev : advance(prev, epoch, record, NOT_METRICS)));
         } else if (event.type === "checkpoint") {
           void loadCheckpoints();

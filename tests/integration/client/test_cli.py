@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
 from pivot_client import PIVOTClient
 from pivot_client.cli import (
+    EXIT_API_ERROR,
     EXIT_AUTH,
     EXIT_BROKEN_PIPE,
     EXIT_CONFLICT,
@@ -444,3 +446,42 @@ def test_logs_events_configs_and_whoami(platform: LocalPlatform) -> None:
     me = as_json(cli("whoami", "-o", "json"))
     assert me == {"auth_enabled": True, "name": me["name"], "scope": "admin"}
     assert cli("sessions", "logs", "sess-nope").returncode == EXIT_NOT_FOUND
+
+
+def test_models_deploy_list_update_delete_and_predict_exit_codes(
+    platform: LocalPlatform, tmp_path: Path
+) -> None:
+    """`pivot models ...` and `pivot predict` as a user runs them. No replicas: no pod starts
+    for the file, which does not exist; a prediction then has no Ready replica (503)."""
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return pivot(*args, url=platform.api_url)
+
+    source = ("--uri", "s3://pivot-cli/model.pth", "--sha256", "ef" * 32)
+    no_sha = cli("models", "deploy", "cli-model", "--uri", "s3://pivot-cli/model.pth")
+    assert no_sha.returncode == EXIT_USAGE and "--sha256" in no_sha.stderr
+    made = as_json(
+        cli(
+            "models", "deploy", "cli-model", *source, "--replicas", "0",
+            "--max-batch-size", "4", "--max-delay-ms", "1.5", "--threshold", "0.7", "-ojson",
+        )
+    )  # fmt: skip
+    assert (made["name"], made["replicas"], made["max_batch_size"]) == ("cli-model", 0, 4)
+    assert (made["max_delay_ms"], made["threshold"]) == (1.5, 0.7)
+    assert cli("models", "deploy", "cli-model", *source).returncode == EXIT_CONFLICT
+
+    table = cli("models", "list")
+    assert table.returncode == 0 and "cli-model" in table.stdout and "READY" in table.stdout
+    assert as_json(cli("models", "get", "cli-model", "-ojson"))["uri"] == "s3://pivot-cli/model.pth"
+    assert cli("models", "update", "cli-model").returncode == EXIT_USAGE  # nothing to change
+    refused = cli("models", "update", "cli-model", "--checkpoint", "other")
+    assert refused.returncode == EXIT_INVALID, refused.stderr  # a uri's model: deploy again
+
+    image = tmp_path / "image.npy"
+    np.save(image, np.zeros((32, 32), np.float32))
+    busy = cli("predict", "cli-model", str(image))
+    assert busy.returncode == EXIT_API_ERROR and "no replica" in busy.stderr, busy.stderr
+    assert cli("predict", "no-such-model", str(image)).returncode == EXIT_NOT_FOUND
+
+    assert cli("models", "delete", "cli-model").returncode == 0
+    assert cli("models", "get", "cli-model").returncode == EXIT_NOT_FOUND

@@ -34,6 +34,7 @@ from pivot_api import __version__
 from pivot_api.errors import ServiceUnavailableError
 from pivot_api.redis_util import reraise_cancellation
 from pivot_schema.crd import GROUP, PLURAL, VERSION
+from pivot_schema.kubeclient import without_env_lookups
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,10 @@ async def new_api_client(kubeconfig: str | None) -> client.ApiClient:
             config.load_incluster_config(client_configuration=configuration)
         except ConfigException:
             await config.load_kube_config(client_configuration=configuration)
-    api = client.ApiClient(configuration=configuration)
+    api = without_env_lookups(client.ApiClient(configuration=configuration))
     api.user_agent = f"pivot-api/{__version__}"  # tells its requests apart (RBAC audit)
     return api
+
 
 
 def rv_of(obj: Obj) -> int | None:

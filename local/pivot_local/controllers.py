@@ -25,6 +25,7 @@ from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from pivot_local.procs import run_in_thread
+from pivot_schema.kubeclient import without_env_lookups
 
 log = logging.getLogger("pivot.controllers")
 
@@ -161,7 +162,7 @@ class EndpointSliceController:
     async def run(self) -> None:
         cfg = client.Configuration()
         await config.load_kube_config(config_file=self.kubeconfig, client_configuration=cfg)
-        api = client.ApiClient(cfg)
+        api = without_env_lookups(client.ApiClient(cfg))
         core, discovery = client.CoreV1Api(api), client.DiscoveryV1Api(api)
         watchers = [
             asyncio.create_task(

@@ -29,6 +29,7 @@ from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from pivot_local.procs import free_port, run_in_thread, spawn
+from pivot_schema.kubeclient import without_env_lookups
 from pivot_schema.leases import NODE_LEASE_NAMESPACE, lease_manifest, renewed
 
 log = logging.getLogger("pivot.kubelet")
@@ -166,7 +167,7 @@ class ProcessKubelet:
     async def run(self) -> None:
         cfg = client.Configuration()
         await config.load_kube_config(config_file=self.kubeconfig, client_configuration=cfg)
-        self._api = client.ApiClient(cfg)
+        self._api = without_env_lookups(client.ApiClient(cfg))
         self._core = client.CoreV1Api(self._api)
         try:
             await self._register_node()

@@ -11,6 +11,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from pivot_schema.crd import GROUP, PLURAL, VERSION
+from pivot_schema.kubeclient import without_env_lookups
 from pivot_schema.modelserver import LABEL_MODEL_SERVER, MS_PLURAL
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -30,11 +31,12 @@ async def checked(call: Awaitable[Any]) -> dict[str, Any]:
 
 
 async def make_api_client(kubeconfig: str | None) -> client.ApiClient:
+    configuration = client.Configuration()
     try:
-        config.load_incluster_config()
+        config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        await config.load_kube_config(config_file=kubeconfig)
-    api = client.ApiClient()
+        await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    api = without_env_lookups(client.ApiClient(configuration))
     api.user_agent = f"pivot-operator/{version('pivot')}"  # tells its requests apart (RBAC audit)
     return api
 

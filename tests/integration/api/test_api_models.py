@@ -95,6 +95,19 @@ async def endpoints(platform: Platform, name: str, ready: list[tuple[Pod, bool]]
         assert resp.status_code == 201, resp.text
 
 
+async def server_status(platform: Platform, name: str, **status: Any) -> None:
+    """The ModelServer's status as the operator would write it."""
+    await platform.objects.patch_namespaced_custom_object_status(
+        GROUP,
+        VERSION,
+        platform.namespace,
+        MS_PLURAL,
+        name,
+        {"status": status},
+        _content_type="application/merge-patch+json",
+    )
+
+
 def _kube_url(platform: Platform) -> str:
     import yaml
 
@@ -241,15 +254,7 @@ async def test_a_prediction_waits_a_moment_for_the_endpoints_of_a_ready_server(
     slice is written a moment later, on a cluster too): the request waits, it does not fail."""
     http = platform.http
     assert (await http.post("/api/v1/models", json={"name": "m", "session_id": "s"})).is_success
-    await platform.objects.patch_namespaced_custom_object_status(
-        GROUP,
-        VERSION,
-        platform.namespace,
-        MS_PLURAL,
-        "m",
-        {"status": {"phase": "Ready", "readyReplicas": 1}},
-        _content_type="application/merge-patch+json",
-    )
+    await server_status(platform, "m", phase="Ready", readyReplicas=1)
     await endpoints(platform, "m", [(pods[0], False)])
 
     async def later() -> None:
@@ -271,15 +276,7 @@ async def test_a_prediction_outlasts_a_rollout_whose_new_pod_the_slice_lists_lat
     failing (e2e: one 503 in 160 requests during a rollout under load)."""
     http = platform.http
     assert (await http.post("/api/v1/models", json={"name": "m", "session_id": "s"})).is_success
-    await platform.objects.patch_namespaced_custom_object_status(
-        GROUP,
-        VERSION,
-        platform.namespace,
-        MS_PLURAL,
-        "m",
-        {"status": {"phase": "Ready", "readyReplicas": 1}},
-        _content_type="application/merge-patch+json",
-    )
+    await server_status(platform, "m", phase="Ready", readyReplicas=1)
     old, new = pods
     old.status = 503  # draining
     await endpoints(platform, "m", [(old, True)])
@@ -297,15 +294,7 @@ async def test_a_prediction_outlasts_a_rollout_whose_new_pod_the_slice_lists_lat
     assert {a.json()["pod"] for a in answers} == {new.ip}
 
     # A server with no Ready replica in its status does not wait: 503 at once.
-    await platform.objects.patch_namespaced_custom_object_status(
-        GROUP,
-        VERSION,
-        platform.namespace,
-        MS_PLURAL,
-        "m",
-        {"status": {"readyReplicas": 0}},
-        _content_type="application/merge-patch+json",
-    )
+    await server_status(platform, "m", readyReplicas=0)
     new.status = 503
     resp = await http.post("/api/v1/models/m/predict", content=b"x")
     assert resp.status_code == 503 and resp.json()["error"]["details"]["tried"] == 1

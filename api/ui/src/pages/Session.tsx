@@ -29,6 +29,8 @@ export function SessionPage({ id }: { id: string }) {
   const [eventsError, setEventsError] = useState<unknown>(null);
   const [confirm, setConfirm] = useState<"start" | "stop" | null>(null);
   const final = session ? isFinal(session.status) : true;
+  const wasLive = useRef(false); // this page followed the session while it ran
+  if (session && !final) wasLive.current = true;
   // A live epoch moves the session on (a new object, the same config): not a new YAML.
   const configYaml = useMemo(() => (session ? dump(session.config, { lineWidth: 100, noRefs: true }) : ""), [session?.config]);
 
@@ -82,9 +84,8 @@ export function SessionPage({ id }: { id: string }) {
   // History of every metric the session reports, merged with what the live stream brings.
   const metricNames = session ? Object.keys(session.latest_metrics ?? {}).sort().join(",") : "";
   const fetched = useRef(new Set<string>());
-  useEffect(() => {
-    for (const name of metricNames.split(",").filter(Boolean)) {
-      if (fetched.current.has(name)) continue;
+  const loadHistory = (names: string[]) => {
+    for (const name of names) {
       fetched.current.add(name);
       call((c) => c.metricHistory(id, { metricName: name, maxPoints: 5000 }))
         .then((h) => {
@@ -93,6 +94,9 @@ export function SessionPage({ id }: { id: string }) {
         })
         .catch(() => fetched.current.delete(name));
     }
+  };
+  useEffect(() => {
+    loadHistory(metricNames.split(",").filter(Boolean).filter((name) => !fetched.current.has(name)));
   }, [id, metricNames]);
 
   // Live: epochs as they are written, status changes, checkpoints; until a final status.
@@ -128,12 +132,24 @@ export function SessionPage({ id }: { id: string }) {
     };
   }, [id, session === null, final]);
 
-  // The final status arrived: the last epoch, checkpoint and events are in.
+  // The final status arrived: the checkpoints and events are read again, and so is the
+  // history, since the stream closes on that status. A stop reads "stopped" at once, while the
+  // trainer still writes the epoch it cut short and its checkpoint (within its grace period):
+  // those are read again over that period (the stop e2e missed that epoch under load).
   useEffect(() => {
-    if (session && final) {
-      void loadCheckpoints();
-      void loadEvents();
-    }
+    if (!session || !final) return;
+    void loadCheckpoints();
+    void loadEvents();
+    if (!wasLive.current) return;
+    loadHistory([...fetched.current]);
+    if (session.status !== "stopped") return;
+    const timers = settleDelays(session).map((ms) =>
+      setTimeout(() => {
+        loadHistory([...fetched.current]);
+        void loadCheckpoints();
+      }, ms),
+    );
+    return () => timers.forEach(clearTimeout);
   }, [final]);
 
   if (error instanceof NotFoundError) {
@@ -354,4 +370,13 @@ function EventsCard({ events, error }: { events: SessionEvent[] | null; error: u
       )}
     </Card>
   );
+}
+
+/** When a stopped session's late writes are looked for: 2 s, 5 s, 10 s, ... up to the
+ * trainer's grace period (config.checkpoint.grace_period_seconds, else the operator's 60 s). */
+function settleDelays(s: Session): number[] {
+  const checkpoint = (s.config as { checkpoint?: { grace_period_seconds?: unknown } }).checkpoint;
+  const grace = Number(checkpoint?.grace_period_seconds) || 60;
+  const delays = [2, 5, 10, 20, 40].filter((d) => d < grace);
+  return [...delays, grace].map((d) => d * 1000);
 }
